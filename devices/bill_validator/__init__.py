@@ -1,0 +1,1 @@
+"""CashCode CCNET bill validator: codec, driver, simulator."""

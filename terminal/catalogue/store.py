@@ -1,0 +1,486 @@
+"""The catalogue in SQLite, and the read-only snapshot the kiosk reads from.
+
+One file in the instance folder. The kiosk never edits the catalogue record by record: an import
+replaces everything in one transaction (``CatalogueStore.replace_all``), and readers take a
+snapshot (``CatalogueStore.load``) that they keep in memory. Each record is one row with a few
+columns worth querying (id, position, category, fee) plus a JSON column holding the rest in the
+same shape as the YAML format (``docs/catalogue.md``): one ``json.loads`` per row keeps a
+5,000-service catalogue loading in a fraction of a second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import date, time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from .model import (Branch, Category, Commission, Fee, Interval, NewsItem, Package,
+                    PaymentDetails, Service, Stage)
+
+SCHEMA_VERSION = 1
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS categories (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    category TEXT NOT NULL REFERENCES categories(id),
+    fee_kop INTEGER,              -- NULL: free
+    sample INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS services_by_category ON services(category, position);
+CREATE TABLE IF NOT EXISTS packages (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS package_services (
+    package TEXT NOT NULL REFERENCES packages(id),
+    position INTEGER NOT NULL,
+    service TEXT NOT NULL REFERENCES services(id),
+    PRIMARY KEY (package, position)
+);
+CREATE TABLE IF NOT EXISTS branches (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    central INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS news (
+    id TEXT PRIMARY KEY,
+    published TEXT NOT NULL,      -- ISO date
+    data TEXT NOT NULL
+);
+"""
+
+
+class CatalogueStoreError(RuntimeError):
+    """The database cannot be used (newer schema, unreadable file)."""
+
+
+# --- plain (YAML/JSON) form of the records -----------------------------------------------------
+# The same shape serves the YAML files and the JSON columns. These converters trust their input:
+# io.py validates files before anything reaches them.
+
+def _text(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+def format_time(value: time) -> str:
+    return value.strftime("%H:%M")
+
+
+def format_interval(interval: Interval) -> str:
+    return f"{format_time(interval.start)}-{format_time(interval.end)}"
+
+
+def parse_interval(value: str) -> Interval:
+    start, end = value.split("-")
+    return Interval(time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+
+
+def commission_to_plain(commission: Commission) -> dict[str, Any]:
+    plain: dict[str, Any] = {"kind": commission.kind}
+    if commission.kind == "fixed":
+        plain["fixed_kop"] = commission.fixed_kop
+    if commission.kind == "percent":
+        plain["percent_bp"] = commission.percent_bp
+    if commission.kind != "none":
+        if commission.min_kop:
+            plain["min_kop"] = commission.min_kop
+        if commission.max_kop:
+            plain["max_kop"] = commission.max_kop
+    return plain
+
+
+def fee_to_plain(fee: Fee) -> dict[str, Any]:
+    details = fee.details
+    plain: dict[str, Any] = {
+        "amount_kop": fee.amount_kop,
+        "legal_basis": _text(fee.legal_basis),
+        "details": {
+            "recipient": details.recipient,
+            "edrpou": details.edrpou,
+            "iban": details.iban,
+            "purpose_code": details.purpose_code,
+            "purpose": _text(details.purpose),
+        },
+    }
+    if fee.commission != Commission():
+        plain["commission"] = commission_to_plain(fee.commission)
+    return plain
+
+
+def fee_from_plain(plain: Mapping[str, Any]) -> Fee:
+    details = plain["details"]
+    commission = plain.get("commission") or {}
+    return Fee(
+        amount_kop=plain["amount_kop"],
+        legal_basis=_text(plain["legal_basis"]),
+        details=PaymentDetails(
+            recipient=details["recipient"], edrpou=details["edrpou"], iban=details["iban"],
+            purpose_code=details["purpose_code"], purpose=_text(details["purpose"])),
+        commission=Commission(
+            kind=commission.get("kind", "none"), fixed_kop=commission.get("fixed_kop", 0),
+            percent_bp=commission.get("percent_bp", 0), min_kop=commission.get("min_kop", 0),
+            max_kop=commission.get("max_kop", 0)),
+    )
+
+
+def service_to_plain(service: Service) -> dict[str, Any]:
+    """A service as a YAML/JSON mapping, keys in the order a person reads an information card."""
+    plain: dict[str, Any] = {
+        "id": service.id,
+        "name": _text(service.name),
+        "short": _text(service.short),
+        "category": service.category,
+        "provider": _text(service.provider),
+        "documents": [_text(t) for t in service.documents],
+        "fee": fee_to_plain(service.fee) if service.fee else None,
+        "term": _text(service.term),
+        "result": _text(service.result),
+        "receive_ways": [_text(t) for t in service.receive_ways],
+        "legal_acts": [_text(t) for t in service.legal_acts],
+        "refusal_grounds": [_text(t) for t in service.refusal_grounds],
+        "stages": [{"step": _text(s.step), "responsible": _text(s.responsible),
+                    "term": _text(s.term)} for s in service.stages],
+        "synonyms": list(service.synonyms),
+    }
+    if service.sample:
+        plain["sample"] = True
+    return plain
+
+
+def service_from_plain(plain: Mapping[str, Any]) -> Service:
+    fee = plain.get("fee")
+    return Service(
+        id=plain["id"],
+        name=_text(plain["name"]),
+        short=_text(plain["short"]),
+        category=plain["category"],
+        provider=_text(plain["provider"]),
+        documents=tuple(_text(t) for t in plain["documents"]),
+        term=_text(plain["term"]),
+        result=_text(plain["result"]),
+        receive_ways=tuple(_text(t) for t in plain["receive_ways"]),
+        legal_acts=tuple(_text(t) for t in plain["legal_acts"]),
+        fee=fee_from_plain(fee) if fee else None,
+        refusal_grounds=tuple(_text(t) for t in plain.get("refusal_grounds") or ()),
+        stages=tuple(Stage(step=_text(s["step"]), responsible=_text(s["responsible"]),
+                           term=_text(s["term"])) for s in plain.get("stages") or ()),
+        synonyms=tuple(plain.get("synonyms") or ()),
+        sample=bool(plain.get("sample", False)),
+    )
+
+
+def category_to_plain(category: Category) -> dict[str, Any]:
+    return {"id": category.id, "name": _text(category.name), "icon": category.icon,
+            "order": category.order}
+
+
+def category_from_plain(plain: Mapping[str, Any]) -> Category:
+    return Category(id=plain["id"], name=_text(plain["name"]), icon=plain.get("icon") or "",
+                    order=plain.get("order", 0))
+
+
+def package_to_plain(package: Package) -> dict[str, Any]:
+    return {"id": package.id, "name": _text(package.name),
+            "description": _text(package.description), "services": list(package.services),
+            "term": _text(package.term), "synonyms": list(package.synonyms)}
+
+
+def package_from_plain(plain: Mapping[str, Any]) -> Package:
+    return Package(id=plain["id"], name=_text(plain["name"]),
+                   description=_text(plain["description"]), services=tuple(plain["services"]),
+                   term=_text(plain["term"]), synonyms=tuple(plain.get("synonyms") or ()))
+
+
+def branch_to_plain(branch: Branch) -> dict[str, Any]:
+    return {
+        "id": branch.id,
+        "name": _text(branch.name),
+        "central": branch.central,
+        "address": _text(branch.address),
+        "phone": branch.phone,
+        "week": {WEEKDAYS[day]: [format_interval(i) for i in branch.week[day]]
+                 for day in sorted(branch.week)},
+        "special_days": {day.isoformat(): [format_interval(i) for i in branch.special_days[day]]
+                         for day in sorted(branch.special_days)},
+    }
+
+
+def branch_from_plain(plain: Mapping[str, Any]) -> Branch:
+    return Branch(
+        id=plain["id"], name=_text(plain["name"]), address=_text(plain["address"]),
+        phone=plain.get("phone") or "",
+        week={WEEKDAYS.index(day): tuple(parse_interval(i) for i in intervals)
+              for day, intervals in (plain.get("week") or {}).items()},
+        special_days={(day if isinstance(day, date) else date.fromisoformat(day)):
+                      tuple(parse_interval(i) for i in intervals)
+                      for day, intervals in (plain.get("special_days") or {}).items()},
+        central=bool(plain.get("central", False)),
+    )
+
+
+def news_to_plain(item: NewsItem) -> dict[str, Any]:
+    return {"id": item.id, "published": item.published.isoformat(), "title": _text(item.title),
+            "body": _text(item.body)}
+
+
+def news_from_plain(plain: Mapping[str, Any]) -> NewsItem:
+    published = plain["published"]
+    if not isinstance(published, date):
+        published = date.fromisoformat(published)
+    return NewsItem(id=plain["id"], published=published, title=_text(plain["title"]),
+                    body=_text(plain["body"]))
+
+
+# --- the snapshot --------------------------------------------------------------------------------
+
+class Catalogue:
+    """An immutable, in-memory view of the whole catalogue.
+
+    Order is canonical, whatever order the records came in: categories by ``order`` (then as
+    given), services grouped by their category's order and otherwise as given, branches central
+    first, news newest first, packages as given.
+    """
+
+    __slots__ = ("services", "categories", "packages", "branches", "news", "note",
+                 "_by_category", "_paid", "_packages_by_service", "_categories_by_id",
+                 "_branches_by_id")
+
+    def __init__(self, services: Iterable[Service] = (), categories: Iterable[Category] = (),
+                 packages: Iterable[Package] = (), branches: Iterable[Branch] = (),
+                 news: Iterable[NewsItem] = (), note: str = "") -> None:
+        ordered_categories = sorted(categories, key=lambda c: c.order)  # stable: ties keep order
+        rank = {c.id: i for i, c in enumerate(ordered_categories)}
+        unknown_rank = len(rank)
+        ordered_services = sorted(services, key=lambda s: rank.get(s.category, unknown_rank))
+        set_ = object.__setattr__
+        set_(self, "categories", tuple(ordered_categories))
+        set_(self, "services", MappingProxyType({s.id: s for s in ordered_services}))
+        set_(self, "packages", MappingProxyType({p.id: p for p in packages}))
+        set_(self, "branches", tuple(sorted(branches, key=lambda b: not b.central)))
+        set_(self, "news", tuple(sorted(news, key=lambda n: n.published, reverse=True)))
+        set_(self, "note", note)
+        by_category: dict[str, list[Service]] = {}
+        for service in self.services.values():
+            by_category.setdefault(service.category, []).append(service)
+        set_(self, "_by_category", {k: tuple(v) for k, v in by_category.items()})
+        set_(self, "_paid", tuple(s for s in self.services.values() if s.fee is not None))
+        by_service: dict[str, list[Package]] = {}
+        for package in self.packages.values():
+            for service_id in dict.fromkeys(package.services):
+                by_service.setdefault(service_id, []).append(package)
+        set_(self, "_packages_by_service", {k: tuple(v) for k, v in by_service.items()})
+        set_(self, "_categories_by_id", {c.id: c for c in self.categories})
+        set_(self, "_branches_by_id", {b.id: b for b in self.branches})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Catalogue snapshot is read-only")
+
+    def service(self, service_id: str) -> Service | None:
+        return self.services.get(service_id)
+
+    def package(self, package_id: str) -> Package | None:
+        return self.packages.get(package_id)
+
+    def category(self, category_id: str) -> Category | None:
+        return self._categories_by_id.get(category_id)
+
+    def branch(self, branch_id: str) -> Branch | None:
+        return self._branches_by_id.get(branch_id)
+
+    @property
+    def central_branch(self) -> Branch | None:
+        return self.branches[0] if self.branches and self.branches[0].central else None
+
+    def services_in(self, category_id: str) -> tuple[Service, ...]:
+        return self._by_category.get(category_id, ())
+
+    def paid_services(self) -> tuple[Service, ...]:
+        return self._paid
+
+    def packages_with(self, service_id: str) -> tuple[Package, ...]:
+        return self._packages_by_service.get(service_id, ())
+
+    def package_services(self, package: Package) -> tuple[Service, ...]:
+        """The package's services that exist, in the package's order."""
+        return tuple(s for s in (self.services.get(i) for i in package.services) if s)
+
+    def __len__(self) -> int:
+        return len(self.services)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Catalogue):
+            return NotImplemented
+        return (list(self.services.items()) == list(other.services.items())
+                and self.categories == other.categories
+                and list(self.packages.items()) == list(other.packages.items())
+                and self.branches == other.branches and self.news == other.news
+                and self.note == other.note)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"<Catalogue {len(self.services)} services, {len(self.categories)} categories, "
+                f"{len(self.packages)} packages, {len(self.branches)} branches, "
+                f"{len(self.news)} news>")
+
+
+# --- the database ------------------------------------------------------------------------------
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class CatalogueStore:
+    """The catalogue database file. Opens a short-lived connection per call, so one store object
+    can be shared by the web server's threads."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            self._ensure_schema(conn)
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CatalogueStoreError(f"{self.path}: cannot open the catalogue database: {exc}") \
+                from exc
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CatalogueStoreError(f"{self.path}: not a catalogue database: {exc}") from exc
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = row[0]
+            if version is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise CatalogueStoreError(
+                    f"{self.path}: catalogue schema version {version} is newer than this "
+                    f"program understands ({SCHEMA_VERSION}); upgrade the program")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        conn = self._connect()
+        try:
+            return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        finally:
+            conn.close()
+
+    def is_empty(self) -> bool:
+        conn = self._connect()
+        try:
+            return conn.execute("SELECT count(*) FROM services").fetchone()[0] == 0
+        finally:
+            conn.close()
+
+    def replace_all(self, catalogue: Catalogue) -> None:
+        """Write ``catalogue`` in place of everything stored: all of it or, on any error, nothing."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("package_services", "packages", "services", "categories",
+                              "branches", "news", "meta"):
+                    conn.execute(f"DELETE FROM {table}")
+                conn.execute("INSERT INTO meta (key, value) VALUES ('note', ?)",
+                             (catalogue.note,))
+                conn.executemany(
+                    "INSERT INTO categories (id, position, data) VALUES (?, ?, ?)",
+                    [(c.id, i, _dumps(category_to_plain(c)))
+                     for i, c in enumerate(catalogue.categories)])
+                conn.executemany(
+                    "INSERT INTO services (id, position, category, fee_kop, sample, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(s.id, i, s.category, s.fee.amount_kop if s.fee else None, int(s.sample),
+                      _dumps(service_to_plain(s)))
+                     for i, s in enumerate(catalogue.services.values())])
+                conn.executemany(
+                    "INSERT INTO packages (id, position, data) VALUES (?, ?, ?)",
+                    [(p.id, i, _dumps(package_to_plain(p)))
+                     for i, p in enumerate(catalogue.packages.values())])
+                conn.executemany(
+                    "INSERT INTO package_services (package, position, service) VALUES (?, ?, ?)",
+                    [(p.id, i, service_id) for p in catalogue.packages.values()
+                     for i, service_id in enumerate(p.services)])
+                conn.executemany(
+                    "INSERT INTO branches (id, position, central, data) VALUES (?, ?, ?, ?)",
+                    [(b.id, i, int(b.central), _dumps(branch_to_plain(b)))
+                     for i, b in enumerate(catalogue.branches)])
+                conn.executemany(
+                    "INSERT INTO news (id, published, data) VALUES (?, ?, ?)",
+                    [(n.id, n.published.isoformat(), _dumps(news_to_plain(n)))
+                     for n in catalogue.news])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+
+    def load(self) -> Catalogue:
+        """A snapshot of everything stored."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")  # one consistent read even while an import commits
+            categories = [category_from_plain(json.loads(d)) for (d,) in
+                          conn.execute("SELECT data FROM categories ORDER BY position")]
+            services = [service_from_plain(json.loads(d)) for (d,) in
+                        conn.execute("SELECT data FROM services ORDER BY position")]
+            packages = [package_from_plain(json.loads(d)) for (d,) in
+                        conn.execute("SELECT data FROM packages ORDER BY position")]
+            branches = [branch_from_plain(json.loads(d)) for (d,) in
+                        conn.execute("SELECT data FROM branches ORDER BY position")]
+            news = [news_from_plain(json.loads(d)) for (d,) in
+                    conn.execute("SELECT data FROM news ORDER BY rowid")]
+            row = conn.execute("SELECT value FROM meta WHERE key = 'note'").fetchone()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return Catalogue(services=services, categories=categories, packages=packages,
+                         branches=branches, news=news, note=row[0] if row else "")
+
+
+def ensure_catalogue(db_path: str | os.PathLike,
+                     source_folder: str | os.PathLike | None = None) -> Catalogue:
+    """The stored catalogue; when the database holds no services yet, import ``source_folder``
+    (default: the sample shipped in terminal/catalogue/sample) first."""
+    from . import io as catalogue_io  # io builds on this module
+
+    store = CatalogueStore(db_path)
+    if store.is_empty():
+        folder = Path(source_folder) if source_folder else catalogue_io.SAMPLE_FOLDER
+        store.replace_all(catalogue_io.read_folder(folder))
+    return store.load()

@@ -1,0 +1,126 @@
+"""``cnap``: the one command-line front door of the appliance."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from importlib import import_module
+
+from terminal import settings as settings_module
+
+# Areas add their own subcommands through ``add_commands(subparsers)``.
+COMMAND_MODULES = (
+    "terminal.catalogue.cli",
+    "devices.cli",
+)
+
+
+def serve(app, host: str, port: int):
+    """Start the app on a background thread; returns (server, url)."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="cnap-http", daemon=True)
+    thread.start()
+    return server, f"http://{host}:{server.server_port}/"
+
+
+def run_kiosk(args, extra_config: dict | None = None) -> int:
+    from terminal import close_app, create_app
+
+    config = dict(extra_config or {})
+    if args.instance:
+        config["INSTANCE_PATH"] = args.instance
+    app = create_app(config)
+    server, url = serve(app, app.config["HOST"], args.port if args.port is not None else app.config["PORT"])
+    try:
+        from terminal import shell  # the only module that imports webview
+
+        if not args.no_window and shell.display_available():
+            print(f"cnap kiosk: window open on {url}", flush=True)
+            shell.run_kiosk(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
+                            allowed_origins=app.config["ALLOWED_ORIGINS"])
+        else:
+            print(f"cnap kiosk: no display; open {url} in a browser (Ctrl+C stops)", flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        close_app(app)
+    return 0
+
+
+def cmd_kiosk(args) -> int:
+    return run_kiosk(args)
+
+
+def cmd_demo(args) -> int:
+    """The whole appliance on simulators and embedded defaults."""
+    extra: dict = {}
+    sims = None
+    try:
+        from devices import sim as device_sims
+    except ImportError:
+        device_sims = None
+    if device_sims is not None:
+        sims = device_sims.start_all(host="127.0.0.1")
+        for name, url in sims.urls.items():
+            print(f"cnap demo: simulator {name} at {url}", flush=True)
+        print(f"cnap demo: simulator control API at {sims.http_url}", flush=True)
+        extra.update(sims.kiosk_config() if hasattr(sims, "kiosk_config") else {})
+    try:
+        return run_kiosk(args, extra)
+    finally:
+        if sims is not None:
+            sims.stop()
+
+
+def cmd_settings(args) -> int:
+    if args.markdown:
+        sys.stdout.write(settings_module.markdown())
+        return 0
+    try:
+        values = settings_module.load()
+    except settings_module.SettingError as exc:
+        print(f"cnap settings: {exc}", file=sys.stderr)
+        return 2
+    for name in sorted(values):
+        print(f"{name} = {values[name]!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnap", description="ЦНАП self-service appliance")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (("kiosk", cmd_kiosk, "run the kiosk (window when a display exists)"),
+                             ("demo", cmd_demo, "run the kiosk on device simulators and sample data")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--port", type=int, default=None, help="web server port (0: any free port)")
+        p.add_argument("--instance", default=None, help="instance folder (databases, cnap.toml)")
+        p.add_argument("--no-window", action="store_true", help="serve only; do not open a window")
+        p.add_argument("--windowed", action="store_true", help="a normal window instead of full screen")
+        p.set_defaults(func=func)
+    p = sub.add_parser("settings", help="show resolved settings, or their reference")
+    p.add_argument("--markdown", action="store_true", help="print docs/settings.md")
+    p.set_defaults(func=cmd_settings)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Every setting of the appliance, in one place.
+
+Resolution order (later wins):
+  1. the defaults below — they run the whole appliance on simulators out of the box;
+  2. a TOML file: the path in ``CNAP_CONFIG``, else ``<instance>/cnap.toml`` when it exists
+     (keys are the setting names in lower case, e.g. ``idle_timeout_s = 90``);
+  3. environment variables ``CNAP_<NAME>`` (e.g. ``CNAP_IDLE_TIMEOUT_S=90``);
+  4. the ``config`` mapping passed to ``create_app`` (tests).
+
+``docs/settings.md`` is generated from this table (``cnap settings --markdown``) and a test
+keeps the two in step, so a setting cannot exist undocumented.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    doc: str
+    area: str
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def parse(self, raw: Any) -> Any:
+        """Coerce a TOML or environment value to the setting's type, with a clear error."""
+        kind = self.kind
+        if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+            return raw
+        text = str(raw).strip()
+        try:
+            if kind is bool:
+                lowered = text.lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+            if kind is list:
+                return [item.strip() for item in text.split(",") if item.strip()]
+            return text
+        except ValueError:
+            raise SettingError(f"setting {self.name}: {text!r} is not a valid {kind.__name__}") from None
+
+
+class SettingError(ValueError):
+    pass
+
+
+def _s(area: str, name: str, default: Any, doc: str) -> Setting:
+    return Setting(name=name, default=default, doc=doc, area=area)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- kiosk -------------------------------------------------------------------------
+    _s("kiosk", "HOST", "127.0.0.1", "Address the kiosk's web server listens on. Keep loopback "
+       "unless desk tablets must reach it over the LAN."),
+    _s("kiosk", "PORT", 8080, "TCP port of the kiosk's web server."),
+    _s("kiosk", "INSTANCE_PATH", "", "Folder for the SQLite files and the optional cnap.toml. "
+       "Empty: ./instance under the working directory."),
+    _s("kiosk", "TERMINAL_ID", "KIOSK-01", "Identifier of this terminal, printed on receipts and "
+       "reported to monitoring."),
+    _s("kiosk", "BRANCH_ID", "central", "Catalogue id of the branch this terminal stands in."),
+    _s("kiosk", "DEFAULT_LANGUAGE", "uk", "Language a new visitor sees first: uk or en."),
+    _s("kiosk", "IDLE_TIMEOUT_S", 90, "Seconds without a touch before the idle warning appears."),
+    _s("kiosk", "IDLE_WARNING_S", 30, "Seconds the idle warning counts down before the kiosk "
+       "returns home and forgets the visitor (WCAG 2.2.1 asks for at least 20)."),
+    _s("kiosk", "SECRET_KEY", "", "Key that signs the visitor's session cookie. Empty: a random "
+       "key per process start (visitors' sessions end with a restart, which is what a kiosk wants)."),
+    _s("kiosk", "FULLSCREEN", True, "Open the kiosk window full-screen and frameless."),
+    _s("kiosk", "ALLOWED_ORIGINS", [], "Extra origins (scheme://host[:port]) the kiosk window may "
+       "navigate to besides its own. Comma-separated in the environment."),
+    # --- catalogue ---------------------------------------------------------------------
+    _s("catalogue", "CATALOGUE_DB", "catalogue.sqlite", "Catalogue database file, relative to the "
+       "instance folder."),
+    _s("catalogue", "CATALOGUE_SOURCE", "", "Catalogue folder (YAML) imported when the database is "
+       "empty. Empty: the sample catalogue shipped in terminal/catalogue/sample."),
+    _s("catalogue", "TIMEZONE", "Europe/Kyiv", "Time zone for branch schedules (open now / closes at)."),
+    # --- service mode ------------------------------------------------------------------
+    _s("service", "SERVICE_DB", "service.sqlite", "Service-mode database (staff PINs, audit log), "
+       "relative to the instance folder."),
+    _s("service", "SERVICE_PINS", "admin:000000,cashier:111111,technician:222222",
+       "Initial staff PINs as role:PIN pairs, used only while the service database has no staff. "
+       "Change them in service mode on the first day."),
+    _s("service", "SERVICE_SESSION_S", 600, "Seconds of inactivity after which service mode logs out."),
+    # --- devices -----------------------------------------------------------------------
+    _s("devices", "BILL_VALIDATOR_URL", "sim", "Bill validator port as a pyserial URL (/dev/ttyUSB0, "
+       "socket://127.0.0.1:9001, spy://…). 'sim': start the CCNET simulator inside the kiosk; "
+       "empty: no cash acceptance."),
+    _s("devices", "BILL_VALIDATOR_PROFILE", "cashcode-sm", "Device profile in "
+       "firmware_configs/devices/bill_validator/ (baud, poll interval, denominations)."),
+    _s("devices", "CARD_TERMINAL_URL", "sim", "Card terminal (PrivatBank ECR JSON) as a pyserial URL "
+       "(socket://10.0.0.5:2000 for TCP terminals). 'sim': built-in simulator; empty: no card payments."),
+    _s("devices", "CARD_MERCHANT_ID", "", "Merchant id passed with Purchase when the terminal serves "
+       "several merchants. Empty: the terminal's default."),
+    _s("devices", "PRINTER_URL", "sim", "Receipt printer (ESC/POS) as a pyserial URL. 'sim': built-in "
+       "simulator; empty: electronic receipts only."),
+    _s("devices", "PRINTER_PROFILE", "generic-80mm", "Printer profile in "
+       "firmware_configs/devices/printer/ (code page, paper width)."),
+    # --- payments ----------------------------------------------------------------------
+    _s("payments", "JOURNAL_DB", "journal.sqlite", "Payment journal (append-only, WAL, full sync), "
+       "relative to the instance folder. Never delete it: it is the truth about money."),
+    _s("payments", "RECEIPT_VERIFY_URL", "http://127.0.0.1:8080/receipt/", "Base URL printed in the "
+       "receipt's QR code to verify it; the receipt number and a check code are appended."),
+    _s("payments", "MAX_PAYMENT_KOP", 5000000, "Largest total one payment may have, in kopiykas."),
+    # --- surveys -----------------------------------------------------------------------
+    _s("surveys", "SURVEYS_DB", "surveys.sqlite", "Survey definitions, tablets and answers, relative "
+       "to the instance folder."),
+    _s("surveys", "SURVEY_REPEAT_WINDOW_S", 5, "Presses on the same tablet within this many seconds "
+       "count once and are flagged."),
+    _s("surveys", "SURVEY_BURST_SIZE", 10, "This many identical main answers in a row from one tablet "
+       "within SURVEY_BURST_WINDOW_S are flagged for review (never dropped)."),
+    _s("surveys", "SURVEY_BURST_WINDOW_S", 120, "Time window for SURVEY_BURST_SIZE."),
+    _s("surveys", "SURVEY_THANKS_S", 6, "Seconds the thank-you screen stays before the tablet returns "
+       "to the first question."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+ENV_PREFIX = "CNAP_"
+
+
+def defaults() -> dict[str, Any]:
+    return {s.name: (list(s.default) if isinstance(s.default, list) else s.default) for s in SETTINGS}
+
+
+def _merge(target: dict[str, Any], values: Mapping[str, Any], origin: str, strict: bool) -> None:
+    for key, raw in values.items():
+        name = key.upper()
+        setting = BY_NAME.get(name)
+        if setting is None:
+            if strict:
+                raise SettingError(f"{origin}: unknown setting {key!r}")
+            continue
+        target[name] = setting.parse(raw)
+
+
+def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+         instance_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Resolve every setting: defaults → TOML → CNAP_* environment → ``config``."""
+    env = os.environ if environ is None else environ
+    values = defaults()
+    toml_path = env.get(ENV_PREFIX + "CONFIG")
+    if not toml_path:
+        folder = instance_path or env.get(ENV_PREFIX + "INSTANCE_PATH") or "instance"
+        candidate = Path(folder) / "cnap.toml"
+        toml_path = str(candidate) if candidate.is_file() else ""
+    if toml_path:
+        try:
+            with open(toml_path, "rb") as fh:
+                _merge(values, tomllib.load(fh), toml_path, strict=True)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingError(f"cannot read settings file {toml_path}: {exc}") from exc
+    _merge(values, {k[len(ENV_PREFIX):]: v for k, v in env.items()
+                    if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG"}, "environment",
+           strict=False)
+    if config:
+        # Tests may pass Flask's own keys (TESTING, ...) alongside ours.
+        for key, raw in config.items():
+            setting = BY_NAME.get(key.upper())
+            values[key.upper() if setting else key] = setting.parse(raw) if setting else raw
+    if values["DEFAULT_LANGUAGE"] not in ("uk", "en"):
+        raise SettingError("setting DEFAULT_LANGUAGE: must be uk or en")
+    return values
+
+
+def markdown() -> str:
+    """The settings reference, as shipped in docs/settings.md."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated by `cnap settings --markdown` from `terminal/settings.py`; a test fails when the",
+        "two differ. Resolution order, later wins: defaults → TOML file (`CNAP_CONFIG`, else",
+        "`<instance>/cnap.toml`; keys in lower case) → `CNAP_<NAME>` environment → the mapping given",
+        "to `create_app(config)`.",
+        "",
+    ]
+    area = None
+    for s in SETTINGS:
+        if s.area != area:
+            area = s.area
+            lines += [f"## {area.capitalize()}", ""]
+        default = ",".join(s.default) if isinstance(s.default, list) else s.default
+        lines += [f"### {s.name}", "", f"- environment: `{ENV_PREFIX}{s.name}`",
+                  f"- type: {s.kind.__name__}; default: `{default!s}`", "", s.doc, ""]
+    return "\n".join(lines)

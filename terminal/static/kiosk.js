@@ -1,0 +1,142 @@
+/* cnap-kiosk shared behaviour: idle reset (WCAG 2.2.1) and the on-screen keyboard.
+   No inline scripts anywhere (the CSP forbids them); pages opt in through data- attributes. */
+(function () {
+  "use strict";
+
+  // ---- Idle reset --------------------------------------------------------------------
+  // After data-idle-timeout seconds without a touch, a warning counts down data-idle-warning
+  // seconds (at least 20) with a large Continue button, then the kiosk forgets the visitor.
+  // A page that must not be interrupted (money in flight) sets data-idle="off" on <body>.
+  function setupIdle() {
+    var body = document.body;
+    var timeout = parseInt(body.dataset.idleTimeout || "90", 10) * 1000;
+    var warning = Math.max(20, parseInt(body.dataset.idleWarning || "30", 10));
+    var dialog = document.getElementById("idle-dialog");
+    var text = document.getElementById("idle-body");
+    var button = document.getElementById("idle-continue");
+    if (!dialog || !button) return;
+    var idleTimer = null, countdown = null, remaining = 0, lastFocus = null;
+
+    function idleAllowed() { return body.dataset.idle !== "off"; }
+    function schedule() {
+      clearTimeout(idleTimer);
+      if (idleAllowed()) idleTimer = setTimeout(warn, timeout);
+    }
+    function render() { text.textContent = text.dataset.template.replace("{s}", String(remaining)); }
+    function warn() {
+      if (!idleAllowed()) { schedule(); return; }
+      remaining = warning;
+      render();
+      lastFocus = document.activeElement;
+      dialog.hidden = false;
+      button.focus();
+      countdown = setInterval(function () {
+        remaining -= 1;
+        if (remaining <= 0) {
+          clearInterval(countdown);
+          window.location.assign(body.dataset.resetUrl);
+          return;
+        }
+        render();
+      }, 1000);
+    }
+    function stay() {
+      clearInterval(countdown);
+      dialog.hidden = true;
+      if (lastFocus && lastFocus.focus) lastFocus.focus();
+      schedule();
+    }
+    button.addEventListener("click", stay);
+    ["pointerdown", "keydown", "input", "wheel", "touchstart"].forEach(function (name) {
+      document.addEventListener(name, function () { if (dialog.hidden) schedule(); }, { passive: true });
+    });
+    // Pages may switch idle handling on and off as their state changes.
+    new MutationObserver(schedule).observe(body, { attributes: true, attributeFilter: ["data-idle"] });
+    window.cnapIdle = { reset: schedule, warnNow: warn };
+    schedule();
+  }
+
+  // ---- On-screen keyboard -------------------------------------------------------------
+  function setupKeyboard() {
+    var osk = document.getElementById("osk");
+    if (!osk) return;
+    var target = null, shift = false;
+    var layouts = Array.prototype.slice.call(osk.querySelectorAll(".osk-layout"));
+    var letterLayouts = ["uk", "en"];
+    var current = osk.dataset.lang === "en" ? "en" : "uk";
+    var layoutName = osk.querySelector(".osk-layout-name");
+    var shiftKey = osk.querySelector('[data-action="shift"]');
+
+    function show(name) {
+      current = name;
+      layouts.forEach(function (l) { l.hidden = l.dataset.layout !== name; });
+      if (layoutName) layoutName.textContent = name === "en" ? "ENG" : name === "uk" ? "УКР" : "123";
+    }
+    function open(input) {
+      target = input;
+      var wanted = input.dataset.osk;
+      show(wanted === "digits" ? "digits" : (letterLayouts.indexOf(current) >= 0 ? current : "uk"));
+      osk.hidden = false;
+      document.body.classList.add("osk-open");
+    }
+    function close() { osk.hidden = true; document.body.classList.remove("osk-open"); }
+    function emit() { target.dispatchEvent(new Event("input", { bubbles: true })); }
+    function insert(text) {
+      if (!target) return;
+      var max = target.maxLength > 0 ? target.maxLength : Infinity;
+      var start = target.selectionStart == null ? target.value.length : target.selectionStart;
+      var end = target.selectionEnd == null ? target.value.length : target.selectionEnd;
+      var next = target.value.slice(0, start) + text + target.value.slice(end);
+      if (next.length > max) return;
+      target.value = next;
+      try { target.setSelectionRange(start + text.length, start + text.length); } catch (e) { /* type=number */ }
+      emit();
+    }
+    function backspace() {
+      if (!target) return;
+      var start = target.selectionStart == null ? target.value.length : target.selectionStart;
+      var end = target.selectionEnd == null ? target.value.length : target.selectionEnd;
+      if (start === end && start > 0) start -= 1;
+      target.value = target.value.slice(0, start) + target.value.slice(end);
+      try { target.setSelectionRange(start, start); } catch (e) { /* type=number */ }
+      emit();
+    }
+
+    document.addEventListener("focusin", function (ev) {
+      var el = ev.target;
+      if (el && el.matches && el.matches("input[data-osk], textarea[data-osk]")) open(el);
+    });
+    // Keep focus (and the caret) in the field while keys are pressed.
+    osk.addEventListener("mousedown", function (ev) { ev.preventDefault(); });
+    osk.addEventListener("click", function (ev) {
+      var key = ev.target.closest(".osk-key");
+      if (!key) return;
+      if (key.dataset.key) {
+        insert(shift ? key.dataset.key.toUpperCase() : key.dataset.key);
+        if (shift) { shift = false; shiftKey.setAttribute("aria-pressed", "false"); }
+      } else {
+        switch (key.dataset.action) {
+          case "space": insert(" "); break;
+          case "backspace": backspace(); break;
+          case "clear": if (target) { target.value = ""; emit(); } break;
+          case "shift": shift = !shift; shiftKey.setAttribute("aria-pressed", String(shift)); break;
+          case "layout": show(current === "uk" ? "en" : current === "en" ? (target && target.dataset.osk === "digits" ? "digits" : "uk") : "uk"); break;
+          case "hide": close(); break;
+        }
+      }
+      if (target && key.dataset.action !== "hide") target.focus();
+    });
+    document.querySelectorAll("[data-osk-toggle]").forEach(function (btn) {
+      btn.addEventListener("click", function () {
+        var input = document.getElementById(btn.dataset.oskToggle);
+        if (osk.hidden && input) { input.focus(); open(input); } else { close(); }
+      });
+    });
+    window.cnapKeyboard = { open: open, close: close, show: show };
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupIdle();
+    setupKeyboard();
+  });
+})();

@@ -1,0 +1,259 @@
+"""The visitor's catalogue: home, categories, service cards, life-situation packages, branches,
+search (HTML for no-JS, JSON for instant results as the visitor types)."""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, render_template, request, url_for
+
+from terminal import i18n
+from terminal.catalogue.model import tr
+from terminal.catalogue.search import SearchIndex
+from terminal.catalogue.store import ensure_catalogue
+
+bp = Blueprint("catalogue", __name__)
+
+MAX_QUERY_CHARS = 200
+WEEKDAYS = {"uk": ("Понеділок", "Вівторок", "Середа", "Четвер", "Пʼятниця", "Субота", "Неділя"),
+            "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")}
+WEEKDAYS_SHORT = {"uk": ("пн", "вт", "ср", "чт", "пт", "сб", "нд"),
+                  "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
+
+i18n.register({
+    "home.title": ("Вітаємо в ЦНАП!", "Welcome to the ЦНАП!"),
+    "home.lead": ("Знайдіть послугу, дізнайтеся, які документи потрібні, і сплатіть збір.",
+                  "Find a service, see which documents you need, and pay the fee."),
+    "search.label": ("Пошук послуги", "Search for a service"),
+    "search.placeholder": ("Наприклад: паспорт, прописка, ФОП", "For example: passport, residence, business"),
+    "search.submit": ("Знайти", "Search"),
+    "search.results": ("Результати пошуку", "Search results"),
+    "search.count": ("Знайдено: {n}", "Found: {n}"),
+    "search.none": ("Нічого не знайдено. Спробуйте інше слово або виберіть категорію.",
+                    "Nothing found. Try another word or choose a category."),
+    "search.kind.service": ("Послуга", "Service"),
+    "search.kind.package": ("Життєва ситуація", "Life situation"),
+    "home.categories": ("Категорії послуг", "Service categories"),
+    "home.packages": ("Життєві ситуації — послуги одним пакетом", "Life situations — services in one package"),
+    "home.pay": ("Оплата адміністративних послуг", "Pay for administrative services"),
+    "home.pay_hint": ("Готівкою або карткою, квитанція одразу", "Cash or card, receipt at once"),
+    "home.branches": ("Графік роботи", "Opening hours"),
+    "home.news": ("Новини", "News"),
+    "home.all_branches": ("Усі відділення та графік", "All branches and hours"),
+    "category.services": ("Послуги в категорії", "Services in this category"),
+    "category.count": ("Послуг: {n}", "Services: {n}"),
+    "service.paid": ("Платна", "Paid"),
+    "service.free": ("Безоплатна", "Free of charge"),
+    "card.provider": ("Хто надає послугу", "Service provider"),
+    "card.where": ("Де звернутися", "Where to apply"),
+    "card.documents": ("Які документи потрібні", "Documents required"),
+    "card.payment": ("Оплата", "Payment"),
+    "card.fee": ("Розмір плати", "Fee"),
+    "card.free_text": ("Послуга надається безоплатно.", "The service is free of charge."),
+    "card.legal_basis": ("Підстава для стягнення плати", "Legal basis for the fee"),
+    "card.recipient": ("Отримувач", "Recipient"),
+    "card.edrpou": ("Код ЄДРПОУ", "EDRPOU code"),
+    "card.iban": ("Рахунок IBAN", "IBAN"),
+    "card.purpose": ("Призначення платежу", "Payment purpose"),
+    "card.commission": ("Комісія терміналу", "Terminal commission"),
+    "card.commission_none": ("без комісії", "no commission"),
+    "card.commission_fixed": ("{amount}", "{amount}"),
+    "card.commission_percent": ("{percent} %{bounds}", "{percent} %{bounds}"),
+    "card.commission_min": (", не менше {amount}", ", at least {amount}"),
+    "card.commission_max": (", не більше {amount}", ", at most {amount}"),
+    "card.term": ("Строк надання", "Term"),
+    "card.result": ("Результат", "Result"),
+    "card.receive": ("Як отримати результат", "How to receive the result"),
+    "card.refusal": ("Підстави для відмови", "Grounds for refusal"),
+    "card.legal_acts": ("Нормативні акти", "Legal acts"),
+    "card.stages": ("Етапи надання (технологічна картка)", "Stages (technological card)"),
+    "card.stage": ("Етап", "Stage"),
+    "card.responsible": ("Відповідальний", "Responsible"),
+    "card.stage_term": ("Строк", "Term"),
+    "card.packages": ("Входить до пакетів", "Part of packages"),
+    "card.pay_now": ("Сплатити зараз", "Pay now"),
+    "card.category": ("Категорія", "Category"),
+    "package.services": ("Послуги в пакеті", "Services in the package"),
+    "package.term": ("Загальний строк", "Total term"),
+    "package.step": ("Крок {n}", "Step {n}"),
+    "branch.open_until": ("Відчинено до {time}", "Open until {time}"),
+    "branch.closed_opens": ("Зачинено · відчиниться {day} о {time}", "Closed · opens {day} at {time}"),
+    "branch.closed_opens_today": ("Зачинено · відчиниться сьогодні о {time}", "Closed · opens today at {time}"),
+    "branch.closed": ("Зачинено", "Closed"),
+    "branch.day_off": ("вихідний", "closed"),
+    "branch.break": ("перерва {start}–{end}", "break {start}–{end}"),
+    "branch.phone": ("Телефон", "Phone"),
+    "branch.special": ("Особливий графік", "Special hours"),
+    "branch.title": ("Відділення та графік роботи", "Branches and opening hours"),
+})
+
+
+def init_app(app: Flask) -> None:
+    db_path = os.path.join(app.instance_path, app.config["CATALOGUE_DB"])
+    source = app.config["CATALOGUE_SOURCE"] or None
+    load_catalogue(app, ensure_catalogue(db_path, source))
+    app.extensions["cnap_clock"] = lambda: datetime.now(ZoneInfo(app.config["TIMEZONE"]))
+    app.extensions["cnap_health"]["catalogue"] = lambda: (
+        len(app.extensions["cnap_catalogue"]) > 0,
+        {"services": len(app.extensions["cnap_catalogue"])})
+    app.add_template_filter(format_money, "money")
+    app.add_template_global(tr, "tr")
+
+
+def load_catalogue(app: Flask, catalogue) -> None:
+    """Swap in a new catalogue snapshot and its search index (after an import)."""
+    index = SearchIndex.build(catalogue.services.values(), catalogue.packages.values())
+    app.extensions["cnap_catalogue"] = catalogue
+    app.extensions["cnap_search"] = index
+
+
+def catalogue():
+    return current_app.extensions["cnap_catalogue"]
+
+
+def format_money(kop: int, lang: str | None = None) -> str:
+    """12345 → "123,45 грн" (a Ukrainian thin-space thousands separator)."""
+    lang = lang or g.get("lang", "uk")
+    sign = "−" if kop < 0 else ""
+    hryvnias, kopiykas = divmod(abs(int(kop)), 100)
+    whole = f"{hryvnias:,}".replace(",", "\u202f")
+    unit = "грн" if lang == "uk" else "UAH"
+    return f"{sign}{whole},{kopiykas:02d} {unit}"
+
+
+def branch_status_text(branch, now: datetime, lang: str) -> tuple[bool, str]:
+    status = branch.status_at(now.replace(tzinfo=None))
+    if status.open:
+        return True, i18n.gettext("branch.open_until", lang, time=status.closes_at.strftime("%H:%M"))
+    if status.opens_at is None:
+        return False, i18n.gettext("branch.closed", lang)
+    if status.opens_at.date() == now.date():
+        return False, i18n.gettext("branch.closed_opens_today", lang, time=status.opens_at.strftime("%H:%M"))
+    day = WEEKDAYS_SHORT[lang][status.opens_at.weekday()]
+    if (status.opens_at.date() - now.date()).days >= 7:
+        day = status.opens_at.strftime("%d.%m")
+    return False, i18n.gettext("branch.closed_opens", lang, day=day, time=status.opens_at.strftime("%H:%M"))
+
+
+def week_rows(branch, lang: str) -> list[tuple[str, str]]:
+    """Monday…Sunday with hours and breaks, as the branch page shows them."""
+    rows = []
+    for day in range(7):
+        intervals = branch.week.get(day, ())
+        if not intervals:
+            rows.append((WEEKDAYS[lang][day], i18n.gettext("branch.day_off", lang)))
+            continue
+        text = f"{intervals[0].start:%H:%M}–{intervals[-1].end:%H:%M}"
+        breaks = [i18n.gettext("branch.break", lang, start=f"{a.end:%H:%M}", end=f"{b.start:%H:%M}")
+                  for a, b in zip(intervals, intervals[1:])]
+        rows.append((WEEKDAYS[lang][day], ", ".join([text] + breaks)))
+    return rows
+
+
+def commission_text(commission, lang: str) -> str:
+    if commission.kind == "fixed":
+        return format_money(commission.fixed_kop, lang)
+    if commission.kind == "percent":
+        bounds = ""
+        if commission.min_kop:
+            bounds += i18n.gettext("card.commission_min", lang, amount=format_money(commission.min_kop, lang))
+        if commission.max_kop:
+            bounds += i18n.gettext("card.commission_max", lang, amount=format_money(commission.max_kop, lang))
+        percent = f"{commission.percent_bp / 100:g}".replace(".", "," if lang == "uk" else ".")
+        return i18n.gettext("card.commission_percent", lang, percent=percent, bounds=bounds)
+    return i18n.gettext("card.commission_none", lang)
+
+
+def pay_url(service_id: str) -> str | None:
+    """Where the Pay button leads, once the payment blueprint is installed."""
+    if "pay.start" in current_app.view_functions:
+        return url_for("pay.start", service_id=service_id)
+    return None
+
+
+def run_search(query: str, limit: int = 20):
+    query = (query or "")[:MAX_QUERY_CHARS]
+    hits = current_app.extensions["cnap_search"].search(query, lang=g.lang, limit=limit)
+    cat = catalogue()
+    results = []
+    for hit in hits:
+        record = cat.service(hit.id) if hit.kind == "service" else cat.package(hit.id)
+        if record is None:
+            continue
+        endpoint = "catalogue.service" if hit.kind == "service" else "catalogue.package"
+        results.append({
+            "kind": hit.kind, "id": hit.id, "segments": hit.name_segments,
+            "url": url_for(endpoint, **{f"{hit.kind}_id": hit.id}),
+            "hint": tr(record.short if hit.kind == "service" else record.description, g.lang),
+            "paid": hit.kind == "service" and record.paid,
+        })
+    return results
+
+
+@bp.get("/")
+def home():
+    cat = catalogue()
+    now = current_app.extensions["cnap_clock"]()
+    branches = [(b, *branch_status_text(b, now, g.lang)) for b in cat.branches]
+    counts = {c.id: len(cat.services_in(c.id)) for c in cat.categories}
+    return render_template("catalogue/home.html", cat=cat, branches=branches, counts=counts,
+                           pay_index=url_for("pay.index") if "pay.index" in current_app.view_functions else None)
+
+
+@bp.get("/search")
+def search():
+    query = request.args.get("q", "")
+    results = run_search(query) if query.strip() else []
+    return render_template("catalogue/search.html", query=query[:MAX_QUERY_CHARS], results=results)
+
+
+@bp.get("/api/search")
+def search_api():
+    query = request.args.get("q", "")
+    results = run_search(query) if query.strip() else []
+    return jsonify(query=query[:MAX_QUERY_CHARS], results=results,
+                   count_text=i18n.gettext("search.count", n=len(results)),
+                   none_text=i18n.gettext("search.none"),
+                   kinds={k: i18n.gettext(f"search.kind.{k}") for k in ("service", "package")})
+
+
+@bp.get("/category/<category_id>")
+def category(category_id: str):
+    cat = catalogue()
+    found = cat.category(category_id)
+    if found is None:
+        abort(404)
+    return render_template("catalogue/category.html", cat=cat, category=found,
+                           services=cat.services_in(category_id))
+
+
+@bp.get("/service/<service_id>")
+def service(service_id: str):
+    cat = catalogue()
+    found = cat.service(service_id)
+    if found is None:
+        abort(404)
+    return render_template("catalogue/service.html", cat=cat, s=found, category=cat.category(found.category),
+                           packages=cat.packages_with(found.id), pay_url=pay_url(found.id) if found.paid else None,
+                           commission=commission_text(found.fee.commission, g.lang) if found.fee else None)
+
+
+@bp.get("/package/<package_id>")
+def package(package_id: str):
+    cat = catalogue()
+    found = cat.package(package_id)
+    if found is None:
+        abort(404)
+    return render_template("catalogue/package.html", cat=cat, p=found, services=cat.package_services(found),
+                           pay_url=pay_url)
+
+
+@bp.get("/branches")
+def branches():
+    cat = catalogue()
+    now = current_app.extensions["cnap_clock"]()
+    rows = [(b, *branch_status_text(b, now, g.lang), week_rows(b, g.lang),
+             sorted((d, i) for d, i in b.special_days.items() if d >= now.date())[:6])
+            for b in cat.branches]
+    return render_template("catalogue/branches.html", rows=rows)

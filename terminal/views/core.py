@@ -1,0 +1,147 @@
+"""What every screen shares: language and display preferences, idle reset, health, metrics,
+error pages."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, Flask, Response, current_app, g, jsonify, redirect, render_template,
+                   request, session, url_for)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from terminal import i18n
+
+bp = Blueprint("core", __name__)
+
+TEXT_SIZES = (100, 125, 150, 175, 200)
+
+
+def safe_next(target: str | None) -> str:
+    """Only paths on this kiosk: an absolute URL or //host would leave the kiosk."""
+    if not target:
+        return url_for("catalogue.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("catalogue.home")
+    return target
+
+
+def init_app(app: Flask) -> None:
+    registry = CollectorRegistry()
+    requests_total = Counter("cnap_http_requests_total", "HTTP requests served",
+                             ["endpoint", "method", "status"], registry=registry)
+    latency = Histogram("cnap_http_request_seconds", "HTTP request latency", ["endpoint"],
+                        buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                        registry=registry)
+    app.extensions["cnap_metrics"] = registry
+
+    @app.before_request
+    def _start_timer_and_language():
+        g.request_started = time.perf_counter()
+        lang = session.get("lang")
+        g.lang = lang if lang in i18n.LANGUAGES else app.config["DEFAULT_LANGUAGE"]
+
+    @app.after_request
+    def _count(response: Response):
+        endpoint = request.endpoint or "unmatched"
+        requests_total.labels(endpoint, request.method, str(response.status_code)).inc()
+        started = getattr(g, "request_started", None)
+        if started is not None:
+            latency.labels(endpoint).observe(time.perf_counter() - started)
+        # A kiosk page must never be framed or sniffed; the CSP keeps every resource local.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                    "script-src 'self'; frame-ancestors 'none'")
+        return response
+
+    @app.context_processor
+    def _template_globals():
+        return {
+            "_": i18n.gettext,
+            "lang": g.get("lang", "uk"),
+            "other_lang": "en" if g.get("lang", "uk") == "uk" else "uk",
+            "text_size": session.get("text_size", 100),
+            "high_contrast": bool(session.get("contrast")),
+            "idle_timeout_s": current_app.config["IDLE_TIMEOUT_S"],
+            "idle_warning_s": max(20, current_app.config["IDLE_WARNING_S"]),
+        }
+
+    zone = ZoneInfo(app.config["TIMEZONE"])
+
+    @app.template_filter("datetime")
+    def _format_datetime(value) -> str:
+        """Epoch seconds or a datetime, shown in the kiosk's time zone."""
+        if isinstance(value, (int, float)):
+            value = datetime.fromtimestamp(value, zone)
+        elif value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return value.astimezone(zone).strftime("%d.%m.%Y %H:%M:%S")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+            return jsonify(error=exc.name, message=exc.description), exc.code
+        key = {404: "not_found", 400: "bad_request"}.get(exc.code, "server")
+        return render_template("error.html", code=exc.code, key=key), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        current_app.logger.exception("unhandled error on %s", request.path)
+        if request.path.startswith("/api/"):
+            return jsonify(error="Internal Server Error"), 500
+        return render_template("error.html", code=500, key="server"), 500
+
+
+@bp.post("/lang/<code>")
+def set_language(code: str):
+    if code in i18n.LANGUAGES:
+        session["lang"] = code
+    return redirect(safe_next(request.form.get("next")))
+
+
+@bp.post("/prefs")
+def set_preferences():
+    size = session.get("text_size", 100)
+    action = request.form.get("action")
+    if action == "larger":
+        size = next((s for s in TEXT_SIZES if s > size), TEXT_SIZES[-1])
+    elif action == "smaller":
+        size = next((s for s in reversed(TEXT_SIZES) if s < size), TEXT_SIZES[0])
+    elif action == "contrast":
+        session["contrast"] = not session.get("contrast", False)
+    session["text_size"] = size
+    return redirect(safe_next(request.form.get("next")))
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+def reset():
+    """Idle reset and "start over": forget the visitor entirely."""
+    session.clear()
+    return redirect(url_for("catalogue.home"))
+
+
+@bp.get("/healthz")
+def healthz():
+    checks = {}
+    healthy = True
+    for name, check in current_app.extensions["cnap_health"].items():
+        try:
+            ok, detail = check()
+        except Exception as exc:  # a broken check is a failed check, not a crashed endpoint
+            ok, detail = False, {"error": type(exc).__name__}
+        checks[name] = {"ok": bool(ok), **detail}
+        healthy = healthy and bool(ok)
+    body = {"status": "ok" if healthy else "degraded", "terminal": current_app.config["TERMINAL_ID"],
+            "checks": checks}
+    return jsonify(body), 200 if healthy else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(current_app.extensions["cnap_metrics"]),
+                    mimetype=CONTENT_TYPE_LATEST)
