@@ -21,6 +21,14 @@ def open_url(url: str, *, baudrate: int = 9600, parity: str = "none", bytesize: 
     port.timeout = timeout
     port.write_timeout = 2.0
     port.open()
+    sock = getattr(port, "_socket", None)
+    if sock is not None:  # socket://: small request/answer frames must not wait for Nagle
+        import socket
+
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
     return port
 
 
@@ -34,6 +42,22 @@ def read_some(port, deadline: float) -> bytes:
 
 def safe_close(port) -> None:
     if port is None:
+        return
+    sock = getattr(port, "_socket", None)
+    if sock is not None and getattr(port, "is_open", False):
+        # pyserial's socket:// close() sleeps 0.3 s; data already written is queued in the
+        # kernel, so drain what we did not read (else the close is a reset) and close now
+        try:
+            port.reset_input_buffer()
+        except Exception:
+            pass
+        port._socket = None
+        port.is_open = False
+        try:
+            sock.shutdown(__import__("socket").SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
         return
     try:
         port.close()

@@ -1,0 +1,1 @@
+"""Fee payment: the only place money state changes (see docs/payments.md)."""

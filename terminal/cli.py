@@ -57,24 +57,22 @@ def cmd_kiosk(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The whole appliance on simulators and embedded defaults."""
-    extra: dict = {}
-    sims = None
+    """The whole appliance on wire-true simulators (separate threads, loopback TCP) and the
+    sample catalogue; the simulators' control API lets a presenter insert bills or fail devices."""
+    from devices import sim as device_sims
+
+    sims = device_sims.start_all(host="127.0.0.1")
+    for name, url in sims.urls.items():
+        print(f"cnap demo: simulator {name} at {url}", flush=True)
+    print(f"cnap demo: simulator control API at {sims.http_url} "
+          f"(e.g. cnap sim ctl bill_validator insert_bill amount_kop=20000)", flush=True)
+    config = {"BILL_VALIDATOR_URL": sims.urls["bill_validator"],
+              "CARD_TERMINAL_URL": sims.urls["card_terminal"],
+              "PRINTER_URL": sims.urls["printer"]}
     try:
-        from devices import sim as device_sims
-    except ImportError:
-        device_sims = None
-    if device_sims is not None:
-        sims = device_sims.start_all(host="127.0.0.1")
-        for name, url in sims.urls.items():
-            print(f"cnap demo: simulator {name} at {url}", flush=True)
-        print(f"cnap demo: simulator control API at {sims.http_url}", flush=True)
-        extra.update(sims.kiosk_config() if hasattr(sims, "kiosk_config") else {})
-    try:
-        return run_kiosk(args, extra)
+        return run_kiosk(args, config)
     finally:
-        if sims is not None:
-            sims.stop()
+        sims.stop()
 
 
 def cmd_settings(args) -> int:
@@ -106,13 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print docs/settings.md")
     p.set_defaults(func=cmd_settings)
     for module_name in COMMAND_MODULES:
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.add_commands(sub)
+        import_module(module_name).add_commands(sub)
     return parser
 
 

@@ -170,14 +170,18 @@ class _KioskGuard:
         view.set_zoom_level(1.0)
 
         view.connect("decide-policy", self.on_decide_policy)
+        view.connect("create", self.on_create)  # window.open() asks for a new view here
         view.connect("context-menu", lambda *_: True)  # True = handled: no menu at all
         view.connect("notify::zoom-level", self.on_zoom_changed)
         view.connect("scroll-event", self.on_scroll)
         view.connect("permission-request", self.on_permission_request)
         view.connect("load-changed", self.on_load_changed)
         view.connect("load-failed", self.on_load_failed)
-        # pywebview asks WebKit to download what it cannot show; a kiosk never saves files.
-        view.get_context().connect("download-started", self.on_download_started)
+        # pywebview asks WebKit to download what it cannot show; a kiosk never saves files. The
+        # web context can outlive the view, so its handler holds no reference to the guard.
+        context = view.get_context()
+        handler_id = context.connect("download-started", _refuse_download)
+        view.connect("destroy", lambda *_: context.disconnect(handler_id))
 
     def on_decide_policy(self, view, decision, decision_type) -> bool:
         _, WebKit2 = _webkit()
@@ -201,6 +205,12 @@ class _KioskGuard:
         log.warning("kiosk: blocked %s (%s) to %s", kind, nav_type, loggable_target(uri))
         return True  # handled: later handlers must not override the decision
 
+    def on_create(self, _view, action):
+        nav_type = action.get_navigation_type().value_nick
+        uri = action.get_request().get_uri() or ""
+        log.warning("kiosk: blocked new-window (%s) to %s", nav_type, loggable_target(uri))
+        return None  # no new view: the page gets null from window.open()
+
     def on_zoom_changed(self, view, _pspec) -> None:
         if view.get_zoom_level() != 1.0:
             view.set_zoom_level(1.0)
@@ -209,16 +219,12 @@ class _KioskGuard:
         from gi.repository import Gdk
 
         # Ctrl+wheel and touchpad pinch arrive as control-scroll; swallow them, keep plain scroll.
-        return bool(event.get_state() & Gdk.ModifierType.CONTROL_MASK)
+        # The signal hands over a Gdk.EventScroll; its `state` field holds the modifier keys.
+        return bool(event.state & Gdk.ModifierType.CONTROL_MASK)
 
     def on_permission_request(self, _view, request) -> bool:
         request.deny()
         return True
-
-    def on_download_started(self, _context, download) -> None:
-        uri = download.get_request().get_uri() or ""
-        log.warning("kiosk: blocked download from %s", loggable_target(uri))
-        download.cancel()
 
     def on_load_changed(self, view, load_event) -> None:
         _, WebKit2 = _webkit()
@@ -242,6 +248,12 @@ class _KioskGuard:
     def _retry_load(self, view) -> bool:
         view.load_uri(self.url)
         return False  # one-shot timer
+
+
+def _refuse_download(_context, download) -> None:
+    uri = download.get_request().get_uri() or ""
+    log.warning("kiosk: blocked download from %s", loggable_target(uri))
+    download.cancel()
 
 
 # --- the window ----------------------------------------------------------------------------

@@ -134,7 +134,7 @@ class BillValidator:
         while not self._stop.is_set():
             try:
                 if self._port is None and not self._open():
-                    self._missed("port unavailable")
+                    self._missed(None)  # keep the "cannot open" reason in status
                     self._ready.set()
                     self._stop.wait(RECONNECT_S)
                     continue
@@ -148,7 +148,7 @@ class BillValidator:
                 self._error(f"port error: {exc}")
                 safe_close(self._port)
                 self._port = None
-                self._missed("port error")
+                self._missed(None)
                 self._stop.wait(RECONNECT_S)
                 continue
             except Exception as exc:  # never let a surprise kill the poll thread
@@ -183,6 +183,11 @@ class BillValidator:
         """Send one frame, return the device's answer frame (None if none arrived).
         A corrupt answer is NAKed: the device repeats it; else we send the command again."""
         port = self._port
+        # after a silence, let a late answer to the old command land before flushing it,
+        # so it is never taken for the answer to this one
+        quiet = self._quiet_until - time.monotonic()
+        if quiet > 0:
+            self._stop.wait(quiet)
         for attempt in range(retries + 1):
             if attempt == 0 or self._nak_unanswered:
                 port.reset_input_buffer()
@@ -196,10 +201,12 @@ class BillValidator:
                 port.write(c.NAK_FRAME)
                 self._nak_unanswered = True  # if the repeat does not come, resend the command
                 continue
-            return None
+            break
+        self._quiet_until = time.monotonic() + self.response_timeout_s
         return None
 
     _nak_unanswered = False
+    _quiet_until = 0.0
 
     def _read_frame(self) -> tuple[c.Frame | None, bool]:
         deadline = time.monotonic() + self.response_timeout_s
@@ -316,10 +323,11 @@ class BillValidator:
             self._events.emit("online", {"recovered": self._ever_online})
             self._ever_online = True
 
-    def _missed(self, why: str) -> None:
+    def _missed(self, why: str | None) -> None:
         self.counters["timeouts"] += 1
         self._unanswered += 1
-        self._error(why)
+        if why:
+            self._error(why)
         if self._online and self._unanswered >= self.lost_after_polls:
             with self._lock:
                 self._online = False

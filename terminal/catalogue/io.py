@@ -653,10 +653,14 @@ def check_folder(folder: str | os.PathLike) -> tuple[Catalogue | None, list[Prob
     def present(name: str) -> list[str]:
         return [name] if (root / name).is_file() else []
 
+    # Ids seen, valid records or not: a record with a bad field still exists for references,
+    # so one mistake is reported once rather than again at every record that names it.
+    category_ids: dict[str, str] = {}
+    service_ids: dict[str, str] = {}
     categories = _read_kind(root, present(CATEGORIES_FILE), "categories", "category",
-                            _check_category, problems, {})
+                            _check_category, problems, category_ids)
     services = _read_kind(root, service_files, "services", "service", _check_service,
-                          problems, {})
+                          problems, service_ids)
     packages = _read_kind(root, present(PACKAGES_FILE), "packages", "package", _check_package,
                           problems, {})
     branches = _read_kind(root, present(BRANCHES_FILE), "branches", "branch", _check_branch,
@@ -664,13 +668,11 @@ def check_folder(folder: str | os.PathLike) -> tuple[Catalogue | None, list[Prob
     news = _read_kind(root, present(NEWS_FILE), "news", "news item", _check_news, problems, {})
 
     # References between records: only checkable once every file is read.
-    category_ids = {c.id for _, c in categories}
     for name, service in services:
         if service.category not in category_ids:
             problems.append(Problem(name, f'service "{service.id}"', "category",
                                     f"unknown category {service.category!r} "
                                     f"(not in {CATEGORIES_FILE})"))
-    service_ids = {s.id for _, s in services}
     for name, package in packages:
         for i, service_id in enumerate(package.services):
             if service_id not in service_ids:
@@ -683,8 +685,6 @@ def check_folder(folder: str | os.PathLike) -> tuple[Catalogue | None, list[Prob
                         + ", ".join(b.id for b in centrals))
         problems.append(Problem(BRANCHES_FILE, "", "central", message))
 
-    # A record that failed its own checks is missing above; its references may then be
-    # reported as unknown as well, which is still true and worth fixing.
     if problems:
         return None, problems
     return Catalogue(services=[s for _, s in services], categories=[c for _, c in categories],
@@ -802,7 +802,7 @@ def export_folder(db_path: str | os.PathLike, folder: str | os.PathLike,
 
 def multiply(catalogue: Catalogue, n: int) -> Catalogue:
     """A catalogue of exactly ``n`` services made by repeating ``catalogue``'s services with
-    numbered ids and names (``id-card``, ``id-card-2``, …). Categories, packages, branches and
+    numbered ids and names (``id-card``, ``id-card-x2``, …). Categories, packages, branches and
     news stay as they are. For benchmarks and load tests only."""
     originals = list(catalogue.services.values())
     if not originals:
@@ -815,7 +815,7 @@ def multiply(catalogue: Catalogue, n: int) -> Catalogue:
             services.append(base)
             continue
         services.append(replace(
-            base, id=f"{base.id}-{copy}",
+            base, id=f"{base.id}-x{copy}",
             name={lang: f"{text} ({copy})" for lang, text in base.name.items()}))
     kept = {s.id for s in services}
     packages = [p for p in catalogue.packages.values() if all(s in kept for s in p.services)]

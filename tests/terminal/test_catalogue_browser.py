@@ -117,6 +117,8 @@ def test_idle_warning_counts_down_then_forgets_the_visitor(live_server, page, ap
     page.clock.install()
     page.goto(live_server.url + "/")
     page.get_by_role("button", name="English").tap()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.wait_for_load_state("load")
     page.locator("#q").fill("passport")
     page.clock.fast_forward(61_000)
     dialog = page.get_by_role("alertdialog")
@@ -127,7 +129,7 @@ def test_idle_warning_counts_down_then_forgets_the_visitor(live_server, page, ap
     expect(page.locator("#q")).to_have_value("passport")   # Continue keeps what was entered
     page.clock.fast_forward(61_000)
     expect(dialog).to_be_visible()
-    page.clock.fast_forward(31_000)
+    page.clock.run_for(31_000)
     page.wait_for_url(live_server.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "uk")   # back to the default language
     expect(page.locator("#q")).to_have_value("")

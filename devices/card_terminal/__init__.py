@@ -1,0 +1,1 @@
+"""PrivatBank ECR (JSON based) bank card terminal: codec, driver, simulator."""

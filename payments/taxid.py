@@ -1,0 +1,136 @@
+"""Payer identification: surname, РНОКПП (individual tax number) or passport, and masking.
+
+Personal data appears unmasked only on the receipt and in the bank registry; every other place
+(screens after entry, logs, service mode) uses the masks below."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+RNOKPP_WEIGHTS = (-1, 5, 7, 9, 4, 6, 10, 5, 7)
+MAX_SURNAME = 60
+
+# Ukrainian and Latin letters, the apostrophe forms Ukrainian spelling uses, hyphen and space
+# (double-barrelled surnames, foreigners' multi-word surnames).
+_LETTERS = "A-Za-zА-ЩЬЮЯЄІЇҐа-щьюяєіїґЁёЪъЫыЭэ" + "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿ" \
+           + "ĄąĆćĘęŁłŃńŚśŹźŻżČčĎďĚěŇňŘřŠšŤťŮůŽž"
+_APOSTROPHES = "'’ʼ`"
+SURNAME_RE = re.compile(rf"^[{_LETTERS}]+(?:[{_APOSTROPHES}\- ][{_LETTERS}]+)*$")
+# Old-style passport booklet: two Cyrillic capitals + 6 digits; ID card: 9 digits.
+PASSPORT_BOOK_RE = re.compile(r"^[А-ЩЬЮЯЄІЇҐ]{2}\d{6}$")
+PASSPORT_CARD_RE = re.compile(r"^\d{9}$")
+
+ID_KINDS = ("rnokpp", "passport")
+
+
+class PayerError(ValueError):
+    """Invalid payer input; ``code`` names the message key shown to the visitor."""
+
+    def __init__(self, field: str, code: str):
+        super().__init__(f"{field}: {code}")
+        self.field = field
+        self.code = code
+
+
+def rnokpp_check_digit(first9: str) -> int:
+    total = sum(int(d) * w for d, w in zip(first9, RNOKPP_WEIGHTS))
+    return (total % 11) % 10
+
+
+def valid_rnokpp(value: str) -> bool:
+    return len(value) == 10 and value.isascii() and value.isdigit() \
+        and rnokpp_check_digit(value[:9]) == int(value[9])
+
+
+def normalize_surname(raw: str) -> str:
+    """Trim, collapse spaces, unify apostrophes; raise PayerError when empty or absurd."""
+    text = unicodedata.normalize("NFC", raw or "").strip()
+    text = re.sub(r"\s+", " ", text)
+    for ch in "’`‘":
+        text = text.replace(ch, "'")
+    text = text.replace("ʼ", "'")
+    if not text:
+        raise PayerError("surname", "empty")
+    if len(text) > MAX_SURNAME:
+        raise PayerError("surname", "too_long")
+    if not SURNAME_RE.match(text) or len([c for c in text if c.isalpha()]) < 2:
+        raise PayerError("surname", "invalid")
+    return text
+
+
+def normalize_id(kind: str, raw: str) -> str:
+    value = re.sub(r"[\s\-]", "", raw or "").upper()
+    if kind == "rnokpp":
+        if not value:
+            raise PayerError("id_value", "rnokpp_empty")
+        if not (value.isascii() and value.isdigit()) or len(value) != 10:
+            raise PayerError("id_value", "rnokpp_format")
+        if not valid_rnokpp(value):
+            raise PayerError("id_value", "rnokpp_checksum")
+        return value
+    if kind == "passport":
+        # Latin look-alikes typed on a Latin layout become the Cyrillic letters a passport has.
+        value = value.translate(str.maketrans("ABCEHIKMOPTX", "АВСЕНІКМОРТХ"))
+        if PASSPORT_BOOK_RE.match(value) or PASSPORT_CARD_RE.match(value):
+            return value
+        raise PayerError("id_value", "passport_format" if value else "passport_empty")
+    raise PayerError("id_kind", "kind")
+
+
+@dataclass(frozen=True)
+class Payer:
+    surname: str
+    id_kind: str  # "rnokpp" | "passport"
+    id_value: str
+
+    @classmethod
+    def parse(cls, surname: str, id_kind: str, id_value: str) -> "Payer":
+        """Validate everything; raises PayerError for the first field that is wrong."""
+        errors = collect_errors(surname, id_kind, id_value)
+        if errors:
+            raise errors[0]
+        return cls(normalize_surname(surname), id_kind, normalize_id(id_kind, id_value))
+
+    @property
+    def masked(self) -> str:
+        return f"{mask_surname(self.surname)}, {mask_id(self.id_value)}"
+
+    def to_plain(self) -> dict:
+        return {"surname": self.surname, "id_kind": self.id_kind, "id_value": self.id_value}
+
+
+def collect_errors(surname: str, id_kind: str, id_value: str) -> list[PayerError]:
+    errors = []
+    try:
+        normalize_surname(surname)
+    except PayerError as exc:
+        errors.append(exc)
+    if id_kind not in ID_KINDS:
+        errors.append(PayerError("id_kind", "kind"))
+    else:
+        try:
+            normalize_id(id_kind, id_value)
+        except PayerError as exc:
+            errors.append(exc)
+    return errors
+
+
+def mask_surname(surname: str) -> str:
+    """"Шевченко" -> "Ш******о"; one- or two-letter words keep only the first letter."""
+    words = []
+    for word in (surname or "").split(" "):
+        if len(word) <= 2:
+            words.append(word[:1] + "*" * (len(word) - 1))
+        else:
+            words.append(word[0] + "*" * (len(word) - 2) + word[-1])
+    return " ".join(words)
+
+
+def mask_id(value: str) -> str:
+    """"3652504575" -> "36*****575"; passports keep the first two and last three characters."""
+    if not value:
+        return ""
+    if len(value) <= 5:
+        return "*" * len(value)
+    return value[:2] + "*" * (len(value) - 5) + value[-3:]

@@ -1,0 +1,673 @@
+"""Catalogue search for a touch-screen visitor: forgiving, instant, ranked, highlighted.
+
+What it forgives: case; every apostrophe variant and none at all ("обєкт" = "об'єкт"); Latin
+transliteration both ways (KMU 55/2010, ``translit.py``); a whole query typed in the wrong
+keyboard layout ("gfcgjhn" = "паспорт"); one typo per word of four letters or more; Ukrainian
+case endings and English plurals (a light suffix-stripping stemmer); colloquial names (each
+record's ``synonyms`` plus the built-in table in ``synonyms.py``). The last word of a query that
+does not end in a space is matched as a prefix, so results follow the typing.
+
+How it stays fast: every word of every record is reduced once, at build time, to a *stem* with a
+compact postings array (record, field). Lookup keys (the word, its stem, their Latin forms) map to
+stems; a sorted key list answers prefixes by bisection; typos are found through a deletion
+neighbourhood (SymSpell): every stem-level key is filed under itself and each string made by
+deleting one character, and a query word looks up itself and its own one-deletion strings, so
+candidates come from a handful of dictionary probes and only they are checked with a real
+(optimal string alignment) edit distance.
+
+Ranking, best first: the whole name matched word for word; the name starts with the query; every
+query word in the name; in the synonyms; in the short description; in the documents and other
+details. Inside one tier fewer typos, then exact over prefix, native script over transliterated
+over wrong layout, then shorter names. The tier gaps exceed the largest penalty, so a penalty
+never drops a match into a lower tier. Query words that match nothing in a record make it rank
+below every record that matches them all (only the best-covered records are returned).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable
+
+from .model import LANGUAGES, Package, Service, Text, tr
+from .synonyms import COLLOQUIAL
+from .translit import is_cyrillic, swap_layout, transliterate
+
+# --- limits: absurd input is cut down, never refused --------------------------------------
+MAX_QUERY_CHARS = 200
+MAX_QUERY_WORDS = 10
+MAX_WORD_CHARS = 40
+MAX_PREFIX_EXPANSION = 300   # keys one prefix may stand for
+SHORT_PREFIX = 3             # shorter prefixes only look at names (else "п" matches everything)
+MIN_TYPO_WORD = 4            # one typo is forgiven in words at least this long
+MIN_TYPO_KEY = 3
+
+# --- fields and scores ------------------------------------------------------------------------
+NAME, SYNONYM, SHORT, DETAIL = 0, 1, 2, 3
+FIELD_BASE = (600.0, 450.0, 300.0, 200.0)
+EXACT_NAME_BASE = 1000.0
+NAME_PREFIX_BASE = 800.0
+PENALTY_CROSS_SCRIPT = 10.0   # a Cyrillic query word found in Latin text, via transliteration
+PENALTY_LAYOUT = 20.0         # the query had to be re-read in the other keyboard layout
+PENALTY_PREFIX = 30.0         # the word is still being typed
+PENALTY_TYPO = 70.0
+# Largest total penalty of one word: 130, below the 150 between tiers.
+
+_FIELD_SHIFT = 22             # postings entry = field << 22 | record number
+_DOC_MASK = (1 << _FIELD_SHIFT) - 1
+
+STOPWORDS = frozenset(
+    "і й та в у з із зі на до для про за від по при як що чи або а не "
+    "the a an of for to in on and or with by at".split())
+
+# --- normalisation ------------------------------------------------------------------------------
+_APOSTROPHES = "'\u2019\u02bc\u2018`\u00b4\u02b9\u2032\uff07\u02bb"
+_WORD_RE = re.compile(
+    r"(?:[^\W_]|[\u0300-\u036f])+(?:[" + re.escape(_APOSTROPHES) + r"]+(?:[^\W_]|[\u0300-\u036f])+)*")
+# Russian letters a visitor may type: read as the Ukrainian letter they stand for; ъ works as the
+# apostrophe does ("объект" ~ "об'єкт").
+_RUSSIAN_FOLD = {"ы": "и", "э": "е", "ё": "е", "ъ": ""}
+# Letters that look the same in both scripts, for words typed with one stray wrong-script letter.
+_LATIN_TO_CYRILLIC_LOOKALIKE = dict(zip("aceiopxykmthb", "асеіорхукмтнв"))
+_CYRILLIC_TO_LATIN_LOOKALIKE = {c: l for l, c in _LATIN_TO_CYRILLIC_LOOKALIKE.items()}
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(ch: str) -> str:
+    """One (NFC) character as the index sees it: lower case, no accents, no apostrophes."""
+    if ch in _APOSTROPHES:
+        return ""
+    folded = unicodedata.normalize("NFKC", ch).casefold()
+    out = []
+    for c in folded:
+        if c in _RUSSIAN_FOLD:
+            out.append(_RUSSIAN_FOLD[c])
+        elif "\u0400" <= c <= "\u04ff":
+            out.append(c)  # й ї stay whole
+        elif c.isascii():
+            if c.isalnum():
+                out.append(c)
+        else:
+            # Latin letters with diacritics lose them; combining marks (stress) vanish.
+            for base in unicodedata.normalize("NFD", c):
+                if base.isalnum():
+                    out.append(base)
+    return "".join(out)
+
+
+def _fix_mixed_script(word: str) -> str:
+    """A word mixing scripts is read in its majority script, via look-alike letters."""
+    cyr = sum(1 for c in word if "\u0400" <= c <= "\u04ff")
+    lat = sum(1 for c in word if "a" <= c <= "z")
+    if not cyr or not lat:
+        return word
+    table = _LATIN_TO_CYRILLIC_LOOKALIKE if cyr >= lat else _CYRILLIC_TO_LATIN_LOOKALIKE
+    return "".join(table.get(c, c) for c in word)
+
+
+def normalize_word(raw: str) -> str:
+    return _fix_mixed_script("".join(_fold_char(c) for c in raw))
+
+
+def _word_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalised word) for each word of an NFC text; empty words dropped."""
+    spans = []
+    for match in _WORD_RE.finditer(text):
+        norm = normalize_word(match.group())
+        if norm:
+            spans.append((match.start(), match.end(), norm))
+    return spans
+
+
+def words(text: str) -> list[str]:
+    return [norm for _, _, norm in _word_spans(unicodedata.normalize("NFC", text))]
+
+
+# --- stemming ---------------------------------------------------------------------------------
+# Noun and adjective endings (case, number); verb endings are left alone because stripping
+# "-ти" would also cut "паспорти" to "паспор".
+_UK_ENDINGS = tuple(sorted(set("""
+    анням енням ання ення анні енні ості істю ість ень
+    ями ами ові еві єві ого ому ими іми ої ею єю ою ією ію ії ія ій
+    ах ях ям ам ом ем ів їв ей ий их іх им ім ую юю ая яя
+    а я у ю і ї о е є и ь й
+""".split()), key=len, reverse=True))
+# The same endings as a transliterated word ends ("pasportom", "reiestratsii").
+_UK_ENDINGS_LATIN = tuple(sorted(
+    {e for e in (transliterate(x, word_start=False) for x in _UK_ENDINGS) if e},
+    key=len, reverse=True))
+_MIN_STEM = 3
+
+
+def _strip_ending(word: str, endings: tuple[str, ...]) -> str:
+    for ending in endings:
+        if word.endswith(ending) and len(word) - len(ending) >= _MIN_STEM:
+            return word[: -len(ending)]
+    return word
+
+
+@lru_cache(maxsize=65536)
+def stem_uk(word: str) -> str:
+    return _strip_ending(word, _UK_ENDINGS)
+
+
+@lru_cache(maxsize=65536)
+def stem_uk_latin(word: str) -> str:
+    return _strip_ending(word, _UK_ENDINGS_LATIN)
+
+
+@lru_cache(maxsize=65536)
+def stem_en(word: str) -> str:
+    if len(word) <= 3 or not word.endswith("s"):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes", "zes")):
+        return word[:-2]
+    if word.endswith(("ss", "us", "is")):
+        return word
+    return word[:-1]
+
+
+def _is_latin(word: str) -> bool:
+    return any("a" <= c <= "z" for c in word)
+
+
+@dataclass(frozen=True)
+class _WordForms:
+    """How one normalised word of a record is filed."""
+    stem: str                # the native stem: postings are per stem
+    keys: tuple[str, ...]    # exact lookup keys (word, stem, their Latin forms)
+    words: tuple[str, ...]   # whole-word keys, for prefix lookup
+    typo_keys: tuple[str, ...]  # native stem: a typo may be forgiven against it
+    latin_typo_keys: tuple[str, ...]  # a Cyrillic stem's Latin form, for Latin queries only
+
+
+@lru_cache(maxsize=65536)
+def _record_word_forms(word: str) -> _WordForms:
+    if is_cyrillic(word):
+        stem = stem_uk(word)
+        latin_word, latin_stem = transliterate(word), transliterate(stem)
+        keys = (word, stem, latin_word, latin_stem)
+        return _WordForms(stem, keys, (word, latin_word), (stem,), (latin_stem,))
+    if _is_latin(word):
+        stem = stem_en(word)
+        return _WordForms(stem, (word, stem), (word,), (stem,), ())
+    return _WordForms(word, (word,), (word,), (), ())  # numbers
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))
+
+
+def _deletions(key: str) -> list[str]:
+    return [key[:i] + key[i + 1:] for i in range(len(key))]
+
+
+def osa_distance_at_most_one(a: str, b: str) -> bool:
+    """True when ``a`` becomes ``b`` by at most one insertion, deletion, substitution or
+    transposition of adjacent characters."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    i = 0
+    while i < min(la, lb) and a[i] == b[i]:
+        i += 1
+    if la == lb:
+        if a[i + 1:] == b[i + 1:]:
+            return True  # substitution
+        return i + 1 < la and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2:] == b[i + 2:]
+    if la > lb:
+        return a[i + 1:] == b[i:]
+    return a[i:] == b[i + 1:]
+
+
+# --- query analysis -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _QueryWord:
+    norm: str
+    required: bool                                  # stopwords are not
+    exact: tuple[tuple[str, float], ...]            # (key, penalty)
+    prefix: tuple[tuple[str, float], ...]           # (prefix, penalty); last word only
+    # (key, penalty, also against transliterated Cyrillic) for one-typo lookup. A Cyrillic
+    # query word's Latin form only looks for English words: its Cyrillic form already had its
+    # chance against the Cyrillic originals.
+    typo: tuple[tuple[str, float, bool], ...]
+    also_highlight: frozenset[str]                  # canonical stems of a colloquial word
+
+
+@dataclass(frozen=True)
+class _Plan:
+    words: tuple[_QueryWord, ...]
+    penalty: float                                  # added to every match of this plan
+
+
+def _analyse_query_word(norm: str, is_last_open: bool, penalty: float) -> _QueryWord:
+    exact: dict[str, float] = {}
+    typo: dict[str, float] = {}
+    prefix: dict[str, float] = {}
+    latin_query = _is_latin(norm) and not is_cyrillic(norm)
+
+    def add(table: dict[str, float], key: str, pen: float) -> None:
+        if key and pen + penalty < table.get(key, 1e9):
+            table[key] = pen + penalty
+
+    typo_ok = len(norm) >= MIN_TYPO_WORD
+    if is_cyrillic(norm):
+        stem = stem_uk(norm)
+        for key in (norm, stem):
+            add(exact, key, 0.0)
+        latin_word, latin_stem = transliterate(norm), transliterate(stem)
+        for key in (latin_word, latin_stem, stem_en(latin_word)):
+            add(exact, key, PENALTY_CROSS_SCRIPT)
+        if typo_ok:
+            add(typo, stem, PENALTY_TYPO)
+            add(typo, norm, PENALTY_TYPO)
+            add(typo, latin_word, PENALTY_TYPO + PENALTY_CROSS_SCRIPT)
+            add(typo, latin_stem, PENALTY_TYPO + PENALTY_CROSS_SCRIPT)
+        if is_last_open:
+            add(prefix, norm, PENALTY_PREFIX)
+            add(prefix, latin_word, PENALTY_PREFIX + PENALTY_CROSS_SCRIPT)
+    elif _is_latin(norm):
+        # A Latin word may be English or transliterated Ukrainian: try both stemmers.
+        for key in (norm, stem_en(norm), stem_uk_latin(norm)):
+            add(exact, key, 0.0)
+            if typo_ok:
+                add(typo, key, PENALTY_TYPO)
+        if is_last_open:
+            add(prefix, norm, PENALTY_PREFIX)
+    else:
+        add(exact, norm, 0.0)
+        if is_last_open:
+            add(prefix, norm, PENALTY_PREFIX)
+    colloquial = _COLLOQUIAL_BY_STEM.get(_forms_stem(norm), frozenset())
+    return _QueryWord(norm, norm not in STOPWORDS, tuple(exact.items()), tuple(prefix.items()),
+                      tuple((k, p, latin_query) for k, p in typo.items()), colloquial)
+
+
+def _forms_stem(norm: str) -> str:
+    return _record_word_forms(norm).stem
+
+
+def _query_plans(query: str) -> list[_Plan]:
+    """The query as typed, and (when it reads differently) in the other keyboard layout."""
+    if not isinstance(query, str):
+        return []
+    text = unicodedata.normalize("NFC", query[: MAX_QUERY_CHARS * 2])[:MAX_QUERY_CHARS]
+    plans = []
+    for variant, penalty in ((text, 0.0), (swap_layout(text), PENALTY_LAYOUT)):
+        if penalty and variant == text.lower():
+            continue
+        spans = _word_spans(variant)[:MAX_QUERY_WORDS]
+        if not spans:
+            continue
+        open_end = spans[-1][1] == len(variant)  # no space after the last word: still typing
+        query_words = tuple(
+            _analyse_query_word(norm[:MAX_WORD_CHARS], open_end and i == len(spans) - 1, penalty)
+            for i, (_, _, norm) in enumerate(spans))
+        plans.append(_Plan(query_words, penalty))
+    return plans
+
+
+# --- colloquial table, prepared once ---------------------------------------------------------------
+def _phrase_stems(phrase: str) -> frozenset[str]:
+    return frozenset(_forms_stem(w) for w in words(phrase) if w not in STOPWORDS)
+
+
+_COLLOQUIAL_CANONICAL: tuple[tuple[str, tuple[frozenset[str], ...]], ...] = tuple(
+    (colloquial, tuple(_phrase_stems(p) for p in canonical))
+    for colloquial, canonical in COLLOQUIAL.items())
+# A one-word colloquialism's stem -> the canonical stems to highlight in a name it found.
+_COLLOQUIAL_BY_STEM: dict[str, frozenset[str]] = {}
+for _colloquial, _canonicals in _COLLOQUIAL_CANONICAL:
+    _w = words(_colloquial)
+    if len(_w) == 1:
+        _COLLOQUIAL_BY_STEM[_forms_stem(_w[0])] = frozenset().union(*_canonicals)
+
+
+# --- results ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hit:
+    kind: str                                  # "service" | "package"
+    id: str
+    score: float
+    name_segments: list[tuple[str, bool]]      # display name in `lang`, matched parts True
+
+
+@dataclass(frozen=True)
+class _Record:
+    kind: str
+    id: str
+    name: Text
+    name_stems: tuple[tuple[int, ...], ...]    # per language: the name's stem ids in order
+
+
+class SearchIndex:
+    """An immutable index over services and packages; build once, search from any thread."""
+
+    def __init__(self) -> None:
+        self._records: list[_Record] = []
+        self._stem_ids: dict[str, int] = {}
+        self._postings: list[array] = []
+        self._key_stems: dict[str, int | tuple[int, ...]] = {}
+        self._prefix_keys: list[str] = []
+        self._prefix_stems: list[int | tuple[int, ...]] = []
+        self._name_prefix_keys: list[str] = []
+        self._name_prefix_stems: list[int | tuple[int, ...]] = []
+        self._deletes: dict[str, str | tuple[str, ...]] = {}
+        self._latin_deletes: dict[str, str | tuple[str, ...]] = {}
+
+    # -- building --
+    @classmethod
+    def build(cls, services: Iterable[Service], packages: Iterable[Package] = ()) -> "SearchIndex":
+        index = cls()
+        builder = _Builder(index)
+        for service in services:
+            builder.add(
+                "service", service.id, service.name,
+                {
+                    NAME: [service.name],
+                    SYNONYM: [{"_": s} for s in service.synonyms],
+                    SHORT: [service.short],
+                    DETAIL: [*service.documents, service.result, service.provider,
+                             *service.receive_ways],
+                })
+        for package in packages:
+            builder.add(
+                "package", package.id, package.name,
+                {
+                    NAME: [package.name],
+                    SYNONYM: [{"_": s} for s in package.synonyms],
+                    SHORT: [package.description],
+                    DETAIL: [],
+                })
+        builder.finish()
+        return index
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # -- searching --
+    def search(self, query: str, lang: str = "uk", limit: int = 20) -> list[Hit]:
+        """Best records for what the visitor typed; never raises on any text."""
+        if not isinstance(limit, int) or limit <= 0 or not self._records:
+            return []
+        plans = _query_plans(query)
+        best: dict[int, tuple[float, float]] = {}  # record -> (coverage, score)
+        for plan in plans:
+            for doc, ranked in self._score_plan(plan).items():
+                if ranked > best.get(doc, (-1.0, 0.0)):
+                    best[doc] = ranked
+        if not best:
+            return []
+        top_coverage = max(coverage for coverage, _ in best.values())
+        ordered = sorted(
+            (doc for doc, (coverage, _) in best.items() if coverage == top_coverage),
+            key=lambda doc: (-best[doc][1], self._name_length(doc, lang), self._records[doc].id))
+        hits = []
+        for doc in ordered[:limit]:
+            record = self._records[doc]
+            name = tr(record.name, lang)
+            hits.append(Hit(record.kind, record.id, round(best[doc][1], 3),
+                            _highlight_plans(name, plans)))
+        return hits
+
+    def _name_length(self, doc: int, lang: str) -> int:
+        record = self._records[doc]
+        index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
+        stems = record.name_stems
+        return len(stems[index]) if index < len(stems) else 0
+
+    def _stems_for_key(self, key: str) -> tuple[int, ...]:
+        found = self._key_stems.get(key)
+        if found is None:
+            return ()
+        return (found,) if isinstance(found, int) else found
+
+    def _match_word(self, word: _QueryWord) -> dict[int, tuple[float, bool]]:
+        """stem id -> (penalty, whole-name-only) for one query word."""
+        matches: dict[int, tuple[float, bool]] = {}
+
+        def offer(stem: int, pen: float, names_only: bool = False) -> None:
+            old = matches.get(stem)
+            if old is None or pen < old[0] or (pen == old[0] and old[1] and not names_only):
+                matches[stem] = (pen, names_only)
+
+        for key, pen in word.exact:
+            for stem in self._stems_for_key(key):
+                offer(stem, pen)
+        for prefix, pen in word.prefix:
+            names_only = len(prefix) < SHORT_PREFIX
+            keys = self._name_prefix_keys if names_only else self._prefix_keys
+            stems = self._name_prefix_stems if names_only else self._prefix_stems
+            start = bisect_left(keys, prefix)
+            end = min(len(keys), start + MAX_PREFIX_EXPANSION)
+            for i in range(start, end):
+                if not keys[i].startswith(prefix):
+                    break
+                found = stems[i]
+                for stem in (found,) if isinstance(found, int) else found:
+                    offer(stem, pen, names_only)
+        for key, pen, with_translit in word.typo:
+            if len(key) < MIN_TYPO_KEY:
+                continue
+            candidates: set[str] = set()
+            tables = (self._deletes, self._latin_deletes) if with_translit else (self._deletes,)
+            for probe in (key, *_deletions(key)):
+                for table in tables:
+                    found = table.get(probe)
+                    if found is None:
+                        continue
+                    if isinstance(found, str):
+                        candidates.add(found)
+                    else:
+                        candidates.update(found)
+            for candidate in candidates:
+                if candidate != key and osa_distance_at_most_one(key, candidate):
+                    for stem in self._stems_for_key(candidate):
+                        offer(stem, pen)
+        return matches
+
+    def _score_plan(self, plan: _Plan) -> dict[int, tuple[float, float]]:
+        word_matches = [self._match_word(word) for word in plan.words]
+        per_word: list[dict[int, float]] = []
+        postings = self._postings
+        for matches in word_matches:
+            best: dict[int, float] = {}
+            get = best.get
+            for stem, (pen, names_only) in matches.items():
+                entries = postings[stem]
+                if names_only:
+                    entries = entries[: bisect_left(entries, 1 << _FIELD_SHIFT)]
+                for entry in entries:
+                    doc = entry & _DOC_MASK
+                    score = FIELD_BASE[entry >> _FIELD_SHIFT] - pen
+                    if score > get(doc, -1e9):
+                        best[doc] = score
+            per_word.append(best)
+
+        required = [i for i, w in enumerate(plan.words) if w.required] or \
+            list(range(len(plan.words)))
+        candidates: set[int] = set()
+        for i in required:
+            candidates.update(per_word[i])
+        results: dict[int, tuple[float, float]] = {}
+        n_words = len(plan.words)
+        name_floor = FIELD_BASE[NAME] - 200.0
+        for doc in candidates:
+            scores = [per_word[i].get(doc) for i in required]
+            present = [s for s in scores if s is not None]
+            coverage = len(present) / len(required)
+            weakest = min(present)
+            total = sum(per_word[i].get(doc, 0.0) for i in range(n_words))
+            score = weakest + 0.001 * total
+            if coverage == 1.0 and weakest > name_floor:
+                score = max(score, self._name_sequence_score(doc, word_matches) + 0.001 * total)
+            results[doc] = (coverage, score)
+        return results
+
+    def _name_sequence_score(self, doc: int, word_matches: list[dict[int, tuple[float, bool]]]
+                             ) -> float:
+        """The exact-name or name-prefix score, or 0 when the name does not start with the query."""
+        best = 0.0
+        n = len(word_matches)
+        for sequence in self._records[doc].name_stems:
+            if len(sequence) < n:
+                continue
+            penalties = []
+            for stem, matches in zip(sequence, word_matches):
+                found = matches.get(stem)
+                if found is None:
+                    break
+                penalties.append(found[0])
+            else:
+                base = EXACT_NAME_BASE if len(sequence) == n else NAME_PREFIX_BASE
+                best = max(best, base - max(penalties) - 0.01 * sum(penalties))
+        return best
+
+
+class _Builder:
+    """Collects postings in plain sets, then packs them into arrays."""
+
+    def __init__(self, index: SearchIndex) -> None:
+        self.index = index
+        self.postings: list[set[int]] = []
+        self.key_stems: dict[str, set[int]] = {}
+        self.word_keys: dict[str, set[int]] = {}
+        self.name_word_keys: dict[str, set[int]] = {}
+        self.typo_keys: set[str] = set()
+        self.latin_typo_keys: set[str] = set()
+
+    def _stem_id(self, stem: str) -> int:
+        ids = self.index._stem_ids
+        found = ids.get(stem)
+        if found is None:
+            found = ids[stem] = len(self.postings)
+            self.postings.append(set())
+        return found
+
+    def _file_word(self, norm: str, doc: int, field: int) -> int:
+        forms = _record_word_forms(norm)
+        stem = self._stem_id(forms.stem)
+        self.postings[stem].add(field << _FIELD_SHIFT | doc)
+        for key in forms.keys:
+            self.key_stems.setdefault(key, set()).add(stem)
+        for key in forms.words:
+            self.word_keys.setdefault(key, set()).add(stem)
+            if field == NAME:
+                self.name_word_keys.setdefault(key, set()).add(stem)
+        self.typo_keys.update(k for k in forms.typo_keys if len(k) >= MIN_TYPO_KEY)
+        self.latin_typo_keys.update(k for k in forms.latin_typo_keys if len(k) >= MIN_TYPO_KEY)
+        return stem
+
+    def add(self, kind: str, record_id: str, name: Text,
+            fields: dict[int, list[Text]]) -> None:
+        doc = len(self.index._records)
+        name_stems = []
+        for lang in LANGUAGES:
+            name_words = words(name.get(lang, "")) if name else []
+            name_stems.append(tuple(self._file_word(w, doc, NAME) for w in name_words))
+        stems_of_names: set[str] = set()
+        for field, texts in fields.items():
+            for text in texts:
+                for value in (text or {}).values():
+                    for w in words(value):
+                        if field != NAME:
+                            self._file_word(w, doc, field)
+                        if field in (NAME, SYNONYM):
+                            stems_of_names.add(_forms_stem(w))
+        for colloquial, canonicals in _COLLOQUIAL_CANONICAL:
+            if any(c and c <= stems_of_names for c in canonicals):
+                for w in words(colloquial):
+                    self._file_word(w, doc, SYNONYM)
+        self.index._records.append(_Record(kind, record_id, dict(name or {}), tuple(name_stems)))
+
+    def finish(self) -> None:
+        index = self.index
+
+        def pack(stems: set[int]) -> int | tuple[int, ...]:
+            return next(iter(stems)) if len(stems) == 1 else tuple(sorted(stems))
+
+        index._postings = [array("I", sorted(p)) for p in self.postings]
+        index._key_stems = {k: pack(v) for k, v in self.key_stems.items()}
+        index._prefix_keys = sorted(self.word_keys)
+        index._prefix_stems = [pack(self.word_keys[k]) for k in index._prefix_keys]
+        index._name_prefix_keys = sorted(self.name_word_keys)
+        index._name_prefix_stems = [pack(self.name_word_keys[k]) for k in index._name_prefix_keys]
+        index._deletes = _deletion_neighbourhood(self.typo_keys)
+        index._latin_deletes = _deletion_neighbourhood(self.latin_typo_keys)
+
+
+def _deletion_neighbourhood(keys: set[str]) -> dict[str, str | tuple[str, ...]]:
+    """Each key filed under itself and every one-character deletion of it."""
+    deletes: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        for probe in (key, *_deletions(key)):
+            deletes.setdefault(probe, []).append(key)
+    return {k: v[0] if len(v) == 1 else tuple(dict.fromkeys(v)) for k, v in deletes.items()}
+
+
+# --- highlighting ---------------------------------------------------------------------------------
+def highlight(text: str, query: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (segment, matched) pieces for the query, for <mark> in the UI.
+
+    Uses the same matching rules as the search (apostrophes, transliteration, layout, endings,
+    one typo, prefix of the last word). Joining the segments gives back ``text`` (in NFC).
+    """
+    if not isinstance(text, str):
+        return []
+    return _highlight_plans(text, _query_plans(query if isinstance(query, str) else ""))
+
+
+def _word_matches(norm: str, word: _QueryWord) -> int:
+    """How many leading characters of ``norm`` match: len(norm) for a whole-word match, the
+    prefix length for a native prefix match, 0 for none."""
+    forms = _record_word_forms(norm)
+    keys = set(forms.keys)
+    if any(key in keys for key, _ in word.exact) or forms.stem in word.also_highlight:
+        return len(norm)
+    for key, _, with_translit in word.typo:
+        targets = forms.typo_keys + forms.latin_typo_keys if with_translit else forms.typo_keys
+        if len(key) >= MIN_TYPO_KEY and any(
+                len(k) >= MIN_TYPO_KEY and osa_distance_at_most_one(key, k) for k in targets):
+            return len(norm)
+    for prefix, _ in word.prefix:
+        if norm.startswith(prefix):
+            return len(prefix)
+        if any(k.startswith(prefix) for k in forms.words):
+            return len(norm)
+    return 0
+
+
+def _highlight_plans(text: str, plans: list[_Plan]) -> list[tuple[str, bool]]:
+    text = unicodedata.normalize("NFC", text)
+    if not text:
+        return []
+    marked = [False] * len(text)
+    if plans:
+        for start, end, norm in _word_spans(text):
+            matched = max((_word_matches(norm, word) for plan in plans for word in plan.words),
+                          default=0)
+            if not matched:
+                continue
+            if matched >= len(norm):
+                cut = end
+            else:  # mark the original characters that fold into the matched prefix
+                folded, cut = 0, start
+                while cut < end and folded < matched:
+                    folded += len(_fold_char(text[cut]))
+                    cut += 1
+            for i in range(start, cut):
+                marked[i] = True
+    segments: list[tuple[str, bool]] = []
+    run_start = 0
+    for i in range(1, len(text) + 1):
+        if i == len(text) or marked[i] != marked[run_start]:
+            segments.append((text[run_start:i], marked[run_start]))
+            run_start = i
+    return segments

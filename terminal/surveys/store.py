@@ -1,0 +1,695 @@
+"""The survey store: definitions (versioned), tablets, desk administrators, shifts, answers and
+the daily roll-ups the reports read — one SQLite file in the instance folder.
+
+Writes are serialised by one lock and each batch of answers is one transaction (WAL, full sync),
+so a tablet is told "stored" only after the answer is on disk. Re-sending an answer changes
+nothing (the tablet-made UUID is the primary key).
+
+Forwarding seam for the monitoring agent: ``pending_for_forwarding(limit)`` returns answers not
+yet forwarded, ``mark_forwarded(uuids)`` records that the hub has them.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from terminal.surveys import antigaming
+from terminal.surveys.antigaming import BURST, REPEAT, Recent, Rules
+from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definition, DefinitionError,
+                                          parse)
+
+log = logging.getLogger("cnap.surveys")
+
+PIN_ITERATIONS = 50_000
+PIN_MAX_FAILURES = 5
+PIN_LOCKOUT_S = 60
+MAX_BATCH = 500
+MAX_AGE_S = 90 * 86400       # an answer older than this (tablet clock corrected) is refused
+MAX_FUTURE_S = 120
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS surveys (
+  id TEXT PRIMARY KEY, current_version INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS survey_versions (
+  survey_id TEXT NOT NULL, version INTEGER NOT NULL, definition TEXT NOT NULL, source TEXT NOT NULL,
+  created_at REAL NOT NULL, created_by TEXT, PRIMARY KEY (survey_id, version));
+CREATE TABLE IF NOT EXISTS tablets (
+  id INTEGER PRIMARY KEY, label TEXT NOT NULL, branch_id TEXT NOT NULL, desk TEXT NOT NULL,
+  survey_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL,
+  revoked_at REAL, last_seen_at REAL);
+CREATE TABLE IF NOT EXISTS administrators (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL, branch_id TEXT NOT NULL DEFAULT '',
+  pin_salt BLOB NOT NULL, pin_hash BLOB NOT NULL, active INTEGER NOT NULL DEFAULT 1, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS shifts (
+  id INTEGER PRIMARY KEY, tablet_id INTEGER NOT NULL, admin_id INTEGER NOT NULL,
+  started_at REAL NOT NULL, ended_at REAL);
+CREATE INDEX IF NOT EXISTS shifts_open ON shifts(tablet_id, ended_at);
+CREATE TABLE IF NOT EXISTS answers (
+  uuid TEXT PRIMARY KEY, tablet_id INTEGER NOT NULL, branch_id TEXT NOT NULL, desk TEXT NOT NULL,
+  survey_id TEXT NOT NULL, version INTEGER NOT NULL, shift_id INTEGER, admin_id INTEGER NOT NULL DEFAULT 0,
+  answered_at REAL NOT NULL, day TEXT NOT NULL, received_at REAL NOT NULL,
+  main TEXT NOT NULL, score INTEGER NOT NULL, scale INTEGER NOT NULL, path TEXT NOT NULL DEFAULT '[]',
+  nps INTEGER, comment TEXT, lang TEXT, counted INTEGER NOT NULL, flag TEXT, repeat_of TEXT,
+  forwarded_at REAL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS answers_tablet_time ON answers(tablet_id, counted, answered_at);
+CREATE INDEX IF NOT EXISTS answers_day ON answers(day, branch_id);
+CREATE INDEX IF NOT EXISTS answers_comments ON answers(answered_at) WHERE comment IS NOT NULL;
+CREATE INDEX IF NOT EXISTS answers_unforwarded ON answers(received_at) WHERE forwarded_at IS NULL;
+CREATE TABLE IF NOT EXISTS stats (
+  day TEXT NOT NULL, branch_id TEXT NOT NULL, desk TEXT NOT NULL, tablet_id INTEGER NOT NULL,
+  admin_id INTEGER NOT NULL, burst INTEGER NOT NULL,
+  n INTEGER NOT NULL DEFAULT 0, top2 INTEGER NOT NULL DEFAULT 0, sum_score5 REAL NOT NULL DEFAULT 0,
+  c1 INTEGER NOT NULL DEFAULT 0, c2 INTEGER NOT NULL DEFAULT 0, c3 INTEGER NOT NULL DEFAULT 0,
+  c4 INTEGER NOT NULL DEFAULT 0, c5 INTEGER NOT NULL DEFAULT 0,
+  nps_n INTEGER NOT NULL DEFAULT 0, nps_pro INTEGER NOT NULL DEFAULT 0, nps_det INTEGER NOT NULL DEFAULT 0,
+  comments INTEGER NOT NULL DEFAULT 0, repeats INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, branch_id, desk, tablet_id, admin_id, burst)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reason_stats (
+  day TEXT NOT NULL, branch_id TEXT NOT NULL, desk TEXT NOT NULL, tablet_id INTEGER NOT NULL,
+  admin_id INTEGER NOT NULL, burst INTEGER NOT NULL, survey_id TEXT NOT NULL, version INTEGER NOT NULL,
+  question_id TEXT NOT NULL, option_id TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, branch_id, desk, tablet_id, admin_id, burst, survey_id, version, question_id, option_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejections (
+  id INTEGER PRIMARY KEY, at REAL NOT NULL, tablet_id INTEGER, uuid TEXT, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS media (
+  id INTEGER PRIMARY KEY, filename TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, alt_uk TEXT NOT NULL,
+  alt_en TEXT NOT NULL, duration_s INTEGER NOT NULL, position INTEGER NOT NULL, size INTEGER NOT NULL,
+  created_at REAL NOT NULL);
+"""
+
+
+class SurveyInputError(ValueError):
+    """Bad input from service mode (a clear message for the form)."""
+
+
+@dataclass(frozen=True)
+class Tablet:
+    id: int
+    label: str
+    branch_id: str
+    desk: str
+    survey_id: str
+    created_at: float
+    revoked_at: float | None
+    last_seen_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Administrator:
+    id: int
+    name: str
+    branch_id: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class Shift:
+    id: int
+    tablet_id: int
+    admin_id: int
+    admin_name: str
+    started_at: float
+    ended_at: float | None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _pin_hash(pin: str, salt: bytes) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, PIN_ITERATIONS)
+
+
+def valid_pin(pin: str) -> bool:
+    return isinstance(pin, str) and pin.isdigit() and 4 <= len(pin) <= 12
+
+
+def score5(score: int, scale: int) -> float:
+    """A face on a 4- or 5-face scale as a mark from 1 to 5, so versions can be compared."""
+    return 1 + (score - 1) * 4 / (scale - 1)
+
+
+class Rejected(Exception):
+    def __init__(self, code: str, message: str):
+        self.code, self.message = code, message
+        super().__init__(message)
+
+
+class SurveyStore:
+    def __init__(self, path: str, rules: Rules | None = None, timezone: str = "Europe/Kyiv"):
+        self.path = path
+        self.rules = rules or Rules()
+        self.zone = ZoneInfo(timezone)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._definitions: dict[tuple[str, int], Definition] = {}
+        self._pin_failures: dict[int, list[float]] = {}
+        db = self._db()
+        db.executescript(SCHEMA)
+
+    # --- plumbing ------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for db in self._connections:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _write(self):
+        store = self
+
+        class _Tx:
+            def __enter__(self):
+                store._write_lock.acquire()
+                self.db = store._db()
+                self.db.execute("BEGIN IMMEDIATE")
+                return self.db
+
+            def __exit__(self, exc_type, exc, tb):
+                try:
+                    self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+                finally:
+                    store._write_lock.release()
+                return False
+
+        return _Tx()
+
+    def day_of(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, self.zone).date().isoformat()
+
+    # --- definitions ---------------------------------------------------------------------
+    def ensure_default_survey(self) -> None:
+        if not self._db().execute("SELECT 1 FROM surveys LIMIT 1").fetchone():
+            self.save_definition(DEFAULT_DEFINITION, created_by="installation")
+
+    def save_definition(self, source: str, created_by: str | None = None) -> tuple[str, int]:
+        """Validate and store as the next version of its survey; returns (survey id, version).
+        Saving text identical to the current version creates no new version."""
+        definition = parse(source)
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT current_version FROM surveys WHERE id=?", (definition.id,)).fetchone()
+            if row:
+                latest = db.execute("SELECT MAX(version) FROM survey_versions WHERE survey_id=?",
+                                    (definition.id,)).fetchone()[0]
+                current = db.execute("SELECT definition FROM survey_versions WHERE survey_id=? AND version=?",
+                                     (definition.id, row[0])).fetchone()[0]
+                if current == definition.to_json():
+                    return definition.id, row[0]
+                version = latest + 1
+                db.execute("UPDATE surveys SET current_version=? WHERE id=?", (version, definition.id))
+            else:
+                version = 1
+                db.execute("INSERT INTO surveys(id, current_version, created_at) VALUES (?,?,?)",
+                           (definition.id, version, now))
+            db.execute("INSERT INTO survey_versions(survey_id, version, definition, source, created_at, created_by)"
+                       " VALUES (?,?,?,?,?,?)", (definition.id, version, definition.to_json(),
+                                                 source if isinstance(source, str) else definition.to_json(),
+                                                 now, created_by))
+        self._definitions[(definition.id, version)] = definition
+        return definition.id, version
+
+    def activate_version(self, survey_id: str, version: int) -> None:
+        """Make an older version current again (a roll-back keeps the version numbers)."""
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM survey_versions WHERE survey_id=? AND version=?",
+                              (survey_id, version)).fetchone():
+                raise SurveyInputError(f"survey {survey_id!r} has no version {version}")
+            db.execute("UPDATE surveys SET current_version=? WHERE id=?", (version, survey_id))
+
+    def definition(self, survey_id: str, version: int) -> Definition | None:
+        key = (survey_id, version)
+        cached = self._definitions.get(key)
+        if cached is not None:
+            return cached
+        row = self._db().execute("SELECT definition FROM survey_versions WHERE survey_id=? AND version=?",
+                                 key).fetchone()
+        if row is None:
+            return None
+        definition = parse(json.loads(row[0]))
+        self._definitions[key] = definition
+        return definition
+
+    def current(self, survey_id: str) -> tuple[int, Definition] | None:
+        row = self._db().execute("SELECT current_version FROM surveys WHERE id=?", (survey_id,)).fetchone()
+        if row is None:
+            return None
+        return row[0], self.definition(survey_id, row[0])
+
+    def surveys(self) -> list[dict]:
+        rows = self._db().execute(
+            "SELECT s.id, s.current_version, COUNT(v.version), MAX(v.created_at) FROM surveys s "
+            "JOIN survey_versions v ON v.survey_id = s.id GROUP BY s.id ORDER BY s.id").fetchall()
+        return [{"id": r[0], "current_version": r[1], "versions": r[2], "updated_at": r[3],
+                 "title": self.definition(r[0], r[1]).title} for r in rows]
+
+    def versions(self, survey_id: str) -> list[dict]:
+        rows = self._db().execute(
+            "SELECT v.version, v.created_at, v.created_by, "
+            "(SELECT COUNT(*) FROM answers a WHERE a.survey_id=v.survey_id AND a.version=v.version) "
+            "FROM survey_versions v WHERE v.survey_id=? ORDER BY v.version DESC", (survey_id,)).fetchall()
+        return [{"version": r[0], "created_at": r[1], "created_by": r[2], "answers": r[3]} for r in rows]
+
+    def source(self, survey_id: str, version: int) -> str | None:
+        row = self._db().execute("SELECT source FROM survey_versions WHERE survey_id=? AND version=?",
+                                 (survey_id, version)).fetchone()
+        return row[0] if row else None
+
+    # --- tablets -------------------------------------------------------------------------
+    def register_tablet(self, label: str, branch_id: str, desk: str, survey_id: str) -> tuple[Tablet, str]:
+        label, desk = label.strip(), desk.strip()
+        if not label or len(label) > 60:
+            raise SurveyInputError("label: 1–60 characters")
+        if not desk or len(desk) > 40:
+            raise SurveyInputError("desk: 1–40 characters")
+        if self.current(survey_id) is None:
+            raise SurveyInputError(f"unknown survey {survey_id!r}")
+        token = secrets.token_urlsafe(24)
+        with self._write() as db:
+            cur = db.execute("INSERT INTO tablets(label, branch_id, desk, survey_id, token_hash, created_at) "
+                             "VALUES (?,?,?,?,?,?)", (label, branch_id, desk, survey_id, token_hash(token),
+                                                      time.time()))
+            tablet_id = cur.lastrowid
+        return self.tablet(tablet_id), token
+
+    def reissue_token(self, tablet_id: int) -> str:
+        """A new token for a lost or leaked link; the old token stops working at once."""
+        token = secrets.token_urlsafe(24)
+        with self._write() as db:
+            cur = db.execute("UPDATE tablets SET token_hash=?, revoked_at=NULL WHERE id=?",
+                             (token_hash(token), tablet_id))
+            if cur.rowcount != 1:
+                raise SurveyInputError("no such tablet")
+        return token
+
+    def revoke_tablet(self, tablet_id: int) -> None:
+        with self._write() as db:
+            db.execute("UPDATE tablets SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (time.time(), tablet_id))
+            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL",
+                       (time.time(), tablet_id))
+
+    def assign_survey(self, tablet_id: int, survey_id: str) -> None:
+        if self.current(survey_id) is None:
+            raise SurveyInputError(f"unknown survey {survey_id!r}")
+        with self._write() as db:
+            db.execute("UPDATE tablets SET survey_id=? WHERE id=?", (survey_id, tablet_id))
+
+    _TABLET_COLUMNS = "id, label, branch_id, desk, survey_id, created_at, revoked_at, last_seen_at"
+
+    def tablet(self, tablet_id: int) -> Tablet | None:
+        row = self._db().execute(f"SELECT {self._TABLET_COLUMNS} FROM tablets WHERE id=?", (tablet_id,)).fetchone()
+        return Tablet(*row) if row else None
+
+    def tablet_by_token(self, token: str) -> Tablet | None:
+        """The tablet a token belongs to, revoked ones included (the caller refuses those)."""
+        if not token or len(token) > 200:
+            return None
+        row = self._db().execute(f"SELECT {self._TABLET_COLUMNS} FROM tablets WHERE token_hash=?",
+                                 (token_hash(token),)).fetchone()
+        return Tablet(*row) if row else None
+
+    def tablets(self) -> list[Tablet]:
+        rows = self._db().execute(f"SELECT {self._TABLET_COLUMNS} FROM tablets ORDER BY branch_id, desk, id")
+        return [Tablet(*r) for r in rows]
+
+    def desks(self) -> list[tuple[str, str]]:
+        return self._db().execute("SELECT DISTINCT branch_id, desk FROM tablets ORDER BY 1, 2").fetchall()
+
+    # --- desk administrators and shifts ----------------------------------------------------
+    def add_administrator(self, name: str, branch_id: str, pin: str) -> Administrator:
+        name = name.strip()
+        if not name or len(name) > 60:
+            raise SurveyInputError("name: 1–60 characters")
+        if not valid_pin(pin):
+            raise SurveyInputError("PIN: 4–12 digits")
+        if self._match_pin(branch_id, pin) is not None:
+            # A PIN alone identifies the administrator at the tablet, so it must be unique.
+            raise SurveyInputError("PIN is already used by another administrator of this branch")
+        salt = secrets.token_bytes(16)
+        with self._write() as db:
+            cur = db.execute("INSERT INTO administrators(name, branch_id, pin_salt, pin_hash, created_at) "
+                             "VALUES (?,?,?,?,?)", (name, branch_id, salt, _pin_hash(pin, salt), time.time()))
+        return Administrator(cur.lastrowid, name, branch_id, True)
+
+    def set_administrator_active(self, admin_id: int, active: bool) -> None:
+        with self._write() as db:
+            db.execute("UPDATE administrators SET active=? WHERE id=?", (int(active), admin_id))
+            if not active:
+                db.execute("UPDATE shifts SET ended_at=? WHERE admin_id=? AND ended_at IS NULL",
+                           (time.time(), admin_id))
+
+    def administrators(self) -> list[Administrator]:
+        rows = self._db().execute("SELECT id, name, branch_id, active FROM administrators ORDER BY name, id")
+        return [Administrator(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def _match_pin(self, branch_id: str, pin: str) -> Administrator | None:
+        rows = self._db().execute(
+            "SELECT id, name, branch_id, pin_salt, pin_hash FROM administrators "
+            "WHERE active=1 AND (branch_id=? OR branch_id='' OR ?='')", (branch_id, branch_id)).fetchall()
+        for admin_id, name, branch, salt, digest in rows:
+            if hmac.compare_digest(_pin_hash(pin, salt), digest):
+                return Administrator(admin_id, name, branch, True)
+        return None
+
+    def pin_locked_for(self, tablet_id: int) -> int:
+        now = time.monotonic()
+        recent = [t for t in self._pin_failures.get(tablet_id, []) if now - t < PIN_LOCKOUT_S]
+        self._pin_failures[tablet_id] = recent
+        if len(recent) >= PIN_MAX_FAILURES:
+            return int(PIN_LOCKOUT_S - (now - recent[-PIN_MAX_FAILURES])) + 1
+        return 0
+
+    def start_shift(self, tablet: Tablet, pin: str) -> Shift | None:
+        """The administrator whose PIN this is takes the desk; the previous shift ends."""
+        if self.pin_locked_for(tablet.id):
+            return None
+        admin = self._match_pin(tablet.branch_id, pin) if valid_pin(pin) else None
+        if admin is None:
+            self._pin_failures.setdefault(tablet.id, []).append(time.monotonic())
+            return None
+        self._pin_failures.pop(tablet.id, None)
+        now = time.time()
+        with self._write() as db:
+            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet.id))
+            cur = db.execute("INSERT INTO shifts(tablet_id, admin_id, started_at) VALUES (?,?,?)",
+                             (tablet.id, admin.id, now))
+        return Shift(cur.lastrowid, tablet.id, admin.id, admin.name, now, None)
+
+    def end_shift(self, tablet: Tablet) -> None:
+        with self._write() as db:
+            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (time.time(), tablet.id))
+
+    def current_shift(self, tablet_id: int) -> Shift | None:
+        row = self._db().execute(
+            "SELECT s.id, s.tablet_id, s.admin_id, a.name, s.started_at, s.ended_at FROM shifts s "
+            "JOIN administrators a ON a.id = s.admin_id WHERE s.tablet_id=? AND s.ended_at IS NULL "
+            "ORDER BY s.id DESC LIMIT 1", (tablet_id,)).fetchone()
+        return Shift(*row) if row else None
+
+    def shift(self, shift_id: int) -> Shift | None:
+        row = self._db().execute(
+            "SELECT s.id, s.tablet_id, s.admin_id, a.name, s.started_at, s.ended_at FROM shifts s "
+            "JOIN administrators a ON a.id = s.admin_id WHERE s.id=?", (shift_id,)).fetchone()
+        return Shift(*row) if row else None
+
+    # --- answers -------------------------------------------------------------------------
+    def ingest(self, tablet: Tablet, answers: Any, sent_at: Any = None, now: float | None = None) -> list[dict]:
+        """Store a batch from one tablet in one transaction. Returns one result per answer:
+        ``stored`` (new), ``duplicate`` (already stored from this tablet: nothing changes) or
+        ``rejected`` with an error code and message (logged; nothing stored changes)."""
+        now = time.time() if now is None else now
+        if not isinstance(answers, list):
+            raise Rejected("bad_batch", "answers must be a list")
+        if len(answers) > MAX_BATCH:
+            raise Rejected("batch_too_large", f"at most {MAX_BATCH} answers per request")
+        # The tablet's clock may be wrong: shift its times by how far off it is right now.
+        skew = 0.0
+        if sent_at is not None:
+            if not _is_number(sent_at):
+                raise Rejected("bad_batch", "sent_at must be a number of seconds")
+            skew = now - float(sent_at)
+        results: list[dict | None] = [None] * len(answers)
+        prepared = []
+        for i, raw in enumerate(answers):
+            try:
+                prepared.append((i, self._validate(tablet, raw, skew, now)))
+            except Rejected as exc:
+                uuid = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
+                results[i] = {"uuid": uuid, "status": "rejected", "error": exc.code, "message": exc.message}
+        prepared.sort(key=lambda item: item[1]["answered_at"])
+        rejections = []
+        with self._write() as db:
+            db.execute("UPDATE tablets SET last_seen_at=? WHERE id=?", (now, tablet.id))
+            for i, answer in prepared:
+                owner = db.execute("SELECT tablet_id FROM answers WHERE uuid=?", (answer["uuid"],)).fetchone()
+                if owner is not None:
+                    if owner[0] == tablet.id:
+                        results[i] = {"uuid": answer["uuid"], "status": "duplicate"}
+                    else:
+                        results[i] = {"uuid": answer["uuid"], "status": "rejected", "error": "uuid_taken",
+                                      "message": "this answer id belongs to another tablet"}
+                    continue
+                self._insert(db, tablet, answer, now)
+                results[i] = {"uuid": answer["uuid"], "status": "stored"}
+            for result in results:
+                if result and result["status"] == "rejected":
+                    rejections.append((now, tablet.id, (result["uuid"] or "")[:64], result["error"]))
+            if rejections:
+                db.executemany("INSERT INTO rejections(at, tablet_id, uuid, reason) VALUES (?,?,?,?)", rejections)
+        for _, tablet_id, uuid, reason in rejections:
+            log.warning("survey answer rejected: tablet=%s uuid=%s reason=%s", tablet_id, uuid, reason)
+        return results  # type: ignore[return-value]
+
+    def _validate(self, tablet: Tablet, raw: Any, skew: float, now: float) -> dict:
+        if not isinstance(raw, dict):
+            raise Rejected("bad_answer", "an answer must be an object")
+        uuid = raw.get("uuid")
+        if not isinstance(uuid, str) or not UUID_RE.match(uuid):
+            raise Rejected("bad_uuid", "uuid must be a lower-case UUID")
+        survey_id, version = raw.get("survey"), raw.get("version")
+        if not isinstance(survey_id, str) or not isinstance(version, int) or isinstance(version, bool):
+            raise Rejected("unknown_survey", "survey and version are required")
+        definition = self.definition(survey_id, version)
+        if definition is None:
+            raise Rejected("unknown_survey", f"survey {survey_id!r} has no version {version}")
+        answered_at = raw.get("answered_at")
+        if not _is_number(answered_at):
+            raise Rejected("bad_time", "answered_at must be a number of seconds")
+        answered_at = float(answered_at) + skew
+        if answered_at > now + MAX_FUTURE_S or answered_at < now - MAX_AGE_S:
+            raise Rejected("bad_time", "answered_at is out of range")
+        main = raw.get("main")
+        score = definition.score_of(main) if isinstance(main, str) else None
+        if score is None:
+            raise Rejected("unknown_option", f"the main question has no option {main!r}")
+        path_raw = raw.get("path") or []
+        if not isinstance(path_raw, list) or len(path_raw) > MAX_DEPTH:
+            raise Rejected("bad_path", "path must be a short list of [question, option]")
+        path = []
+        for step in path_raw:
+            if isinstance(step, dict):
+                step = (step.get("q"), step.get("o"))
+            if not (isinstance(step, (list, tuple)) and len(step) == 2 and all(isinstance(s, str) for s in step)):
+                raise Rejected("bad_path", "each path step is [question id, option id]")
+            path.append((step[0], step[1]))
+        problem = definition.check_path(main, path)
+        if problem:
+            raise Rejected("unknown_option", problem)
+        nps = raw.get("nps")
+        if nps is not None:
+            if definition.nps is None:
+                raise Rejected("unknown_question", "this survey version has no recommendation question")
+            if not isinstance(nps, int) or isinstance(nps, bool) or not 0 <= nps <= 10:
+                raise Rejected("out_of_range", "nps must be a whole number from 0 to 10")
+        comment = raw.get("comment")
+        if comment is not None:
+            if definition.comment is None:
+                raise Rejected("unknown_question", "this survey version takes no comment")
+            if not isinstance(comment, str):
+                raise Rejected("bad_comment", "comment must be text")
+            if len(comment) > definition.comment_max:
+                raise Rejected("comment_too_long", f"comment is longer than {definition.comment_max} characters")
+            comment = antigaming.mask_personal(CONTROL_RE.sub("", comment).strip()) or None
+        shift_id = raw.get("shift_id")
+        admin_id = 0
+        if shift_id is not None:
+            shift = self.shift(shift_id) if isinstance(shift_id, int) and not isinstance(shift_id, bool) else None
+            if shift is None or shift.tablet_id != tablet.id:
+                raise Rejected("unknown_shift", "the shift does not belong to this tablet")
+            admin_id = shift.admin_id
+        lang = raw.get("lang") if raw.get("lang") in ("uk", "en") else None
+        return {"uuid": uuid, "survey_id": survey_id, "version": version, "answered_at": answered_at,
+                "main": main, "score": score, "scale": definition.scale, "path": path, "nps": nps,
+                "comment": comment, "shift_id": shift_id, "admin_id": admin_id, "lang": lang}
+
+    def _insert(self, db: sqlite3.Connection, tablet: Tablet, a: dict, now: float) -> None:
+        rules = self.rules
+        recent_rows = db.execute(
+            "SELECT uuid, answered_at, main, flag FROM answers WHERE tablet_id=? AND counted=1 AND answered_at<=? "
+            "ORDER BY answered_at DESC LIMIT ?", (tablet.id, a["answered_at"], max(rules.burst_size - 1, 1))
+        ).fetchall()
+        recent = [Recent(*r) for r in recent_rows]
+        counted, flag, repeat_of = 1, None, None
+        burst_uuids: list[str] = []
+        if antigaming.is_repeat(a["answered_at"], recent[0].answered_at if recent else None, rules):
+            counted, flag, repeat_of = 0, REPEAT, recent[0].uuid
+        else:
+            members = antigaming.burst_members(a["answered_at"], a["main"], recent, rules)
+            if members is not None:
+                flag, burst_uuids = BURST, members
+        row = {**a, "tablet_id": tablet.id, "branch_id": tablet.branch_id, "desk": tablet.desk,
+               "day": self.day_of(a["answered_at"]), "received_at": now, "counted": counted, "flag": flag,
+               "repeat_of": repeat_of, "path": json.dumps(a["path"], ensure_ascii=False)}
+        db.execute(
+            "INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, "
+            "answered_at, day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, repeat_of) "
+            "VALUES (:uuid,:tablet_id,:branch_id,:desk,:survey_id,:version,:shift_id,:admin_id,:answered_at,:day,"
+            ":received_at,:main,:score,:scale,:path,:nps,:comment,:lang,:counted,:flag,:repeat_of)", row)
+        self._rollup(db, row, +1)
+        for uuid in burst_uuids:
+            member = self._row(db, uuid)
+            self._rollup(db, member, -1)
+            db.execute("UPDATE answers SET flag=? WHERE uuid=?", (BURST, uuid))
+            member["flag"] = BURST
+            self._rollup(db, member, +1)
+
+    _ROW_COLUMNS = ("uuid", "tablet_id", "branch_id", "desk", "survey_id", "version", "shift_id", "admin_id",
+                    "answered_at", "day", "received_at", "main", "score", "scale", "path", "nps", "comment",
+                    "lang", "counted", "flag", "repeat_of", "forwarded_at")
+
+    def _row(self, db: sqlite3.Connection, uuid: str) -> dict:
+        values = db.execute(f"SELECT {', '.join(self._ROW_COLUMNS)} FROM answers WHERE uuid=?", (uuid,)).fetchone()
+        return dict(zip(self._ROW_COLUMNS, values))
+
+    @staticmethod
+    def _rollup(db: sqlite3.Connection, row: dict, sign: int) -> None:
+        """Add (+1) or remove (-1) one answer's share of the daily roll-ups."""
+        key = (row["day"], row["branch_id"], row["desk"], row["tablet_id"], row["admin_id"],
+               1 if row["flag"] == BURST else 0)
+        if not row["counted"]:
+            db.execute("INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, repeats) "
+                       "VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET repeats = repeats + excluded.repeats",
+                       (*key, sign))
+            return
+        score, scale = row["score"], row["scale"]
+        counts = [sign if score == k else 0 for k in range(1, 6)]
+        nps = row["nps"]
+        db.execute(
+            "INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, n, top2, sum_score5, "
+            "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT DO UPDATE SET n=n+excluded.n, top2=top2+excluded.top2, "
+            "sum_score5=sum_score5+excluded.sum_score5, c1=c1+excluded.c1, c2=c2+excluded.c2, c3=c3+excluded.c3, "
+            "c4=c4+excluded.c4, c5=c5+excluded.c5, nps_n=nps_n+excluded.nps_n, nps_pro=nps_pro+excluded.nps_pro, "
+            "nps_det=nps_det+excluded.nps_det, comments=comments+excluded.comments",
+            (*key, sign, sign if score >= scale - 1 else 0, sign * score5(score, scale), *counts,
+             sign if nps is not None else 0, sign if nps is not None and nps >= 9 else 0,
+             sign if nps is not None and nps <= 6 else 0, sign if row["comment"] else 0))
+        path = json.loads(row["path"]) if isinstance(row["path"], str) else row["path"]
+        for question_id, option_id in path:
+            db.execute("INSERT INTO reason_stats VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                       "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                       (*key, row["survey_id"], row["version"], question_id, option_id, sign))
+
+    def rebuild_rollups(self) -> None:
+        """Recompute the roll-ups from the answers (after a bulk import or to verify them)."""
+        with self._write() as db:
+            db.execute("DELETE FROM stats")
+            db.execute("DELETE FROM reason_stats")
+            db.execute(
+                "INSERT INTO stats SELECT day, branch_id, desk, tablet_id, admin_id, flag IS 'burst', "
+                "SUM(counted), SUM(counted AND score >= scale - 1), "
+                "TOTAL(CASE WHEN counted THEN 1 + (score - 1) * 4.0 / (scale - 1) END), "
+                "SUM(counted AND score=1), SUM(counted AND score=2), SUM(counted AND score=3), "
+                "SUM(counted AND score=4), SUM(counted AND score=5), SUM(counted AND nps IS NOT NULL), "
+                "SUM(counted AND nps >= 9), SUM(counted AND nps <= 6), SUM(counted AND comment IS NOT NULL), "
+                "SUM(NOT counted) FROM answers GROUP BY 1, 2, 3, 4, 5, 6")
+            db.execute(
+                "INSERT INTO reason_stats SELECT a.day, a.branch_id, a.desk, a.tablet_id, a.admin_id, "
+                "a.flag IS 'burst', a.survey_id, a.version, json_extract(p.value, '$[0]'), "
+                "json_extract(p.value, '$[1]'), COUNT(*) FROM answers a, json_each(a.path) p "
+                "WHERE a.counted = 1 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10")
+
+    def answer(self, uuid: str) -> dict | None:
+        db = self._db()
+        if not db.execute("SELECT 1 FROM answers WHERE uuid=?", (uuid,)).fetchone():
+            return None
+        return self._row(db, uuid)
+
+    def answers(self, where: str = "1", params: Iterable = ()) -> list[dict]:
+        rows = self._db().execute(f"SELECT {', '.join(self._ROW_COLUMNS)} FROM answers WHERE {where} "
+                                  "ORDER BY answered_at", tuple(params)).fetchall()
+        return [dict(zip(self._ROW_COLUMNS, r)) for r in rows]
+
+    def count_answers(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def rejections(self, limit: int = 50) -> list[dict]:
+        rows = self._db().execute("SELECT at, tablet_id, uuid, reason FROM rejections ORDER BY id DESC LIMIT ?",
+                                  (limit,)).fetchall()
+        return [{"at": r[0], "tablet_id": r[1], "uuid": r[2], "reason": r[3]} for r in rows]
+
+    # --- forwarding seam (the MQTT agent plugs in here) --------------------------------------
+    def pending_for_forwarding(self, limit: int = 500) -> list[dict]:
+        """Answers the monitoring hub does not have yet, oldest received first. Comments are
+        already masked. Call ``mark_forwarded`` with their UUIDs once the hub acknowledged."""
+        rows = self._db().execute(
+            f"SELECT {', '.join(self._ROW_COLUMNS)} FROM answers WHERE forwarded_at IS NULL "
+            "ORDER BY received_at LIMIT ?", (limit,)).fetchall()
+        result = []
+        for r in rows:
+            row = dict(zip(self._ROW_COLUMNS, r))
+            row["path"] = json.loads(row["path"])
+            result.append(row)
+        return result
+
+    def mark_forwarded(self, uuids: Iterable[str], at: float | None = None) -> int:
+        at = time.time() if at is None else at
+        with self._write() as db:
+            cur = db.executemany("UPDATE answers SET forwarded_at=? WHERE uuid=? AND forwarded_at IS NULL",
+                                 [(at, u) for u in uuids])
+            return cur.rowcount
+
+    # --- attract-loop media ------------------------------------------------------------------
+    def add_media(self, filename: str, kind: str, alt_uk: str, alt_en: str, duration_s: int, size: int) -> int:
+        with self._write() as db:
+            position = db.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM media").fetchone()[0]
+            cur = db.execute("INSERT INTO media(filename, kind, alt_uk, alt_en, duration_s, position, size, "
+                             "created_at) VALUES (?,?,?,?,?,?,?,?)",
+                             (filename, kind, alt_uk, alt_en, duration_s, position, size, time.time()))
+            return cur.lastrowid
+
+    def media(self) -> list[dict]:
+        rows = self._db().execute("SELECT id, filename, kind, alt_uk, alt_en, duration_s, size FROM media "
+                                  "ORDER BY position, id").fetchall()
+        return [{"id": r[0], "filename": r[1], "kind": r[2], "alt": {"uk": r[3], "en": r[4]},
+                 "duration_s": r[5], "size": r[6]} for r in rows]
+
+    def remove_media(self, media_id: int) -> str | None:
+        with self._write() as db:
+            row = db.execute("SELECT filename FROM media WHERE id=?", (media_id,)).fetchone()
+            db.execute("DELETE FROM media WHERE id=?", (media_id,))
+        return row[0] if row else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+__all__ = ["SurveyStore", "Tablet", "Administrator", "Shift", "Rejected", "SurveyInputError", "DefinitionError",
+           "token_hash", "score5", "MAX_BATCH"]

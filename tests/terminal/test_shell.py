@@ -1,0 +1,525 @@
+"""The kiosk shell: the pure navigation rule, and a real pywebview window under Xvfb.
+
+The window tests start their own Xvfb and matchbox window manager, serve a marker page from a
+throwaway loopback server, run ``python -m terminal.shell`` in a child process, click with
+xdotool like a visitor would, and judge the screen from ``import -window root`` screenshots.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from terminal.shell import display_available, is_allowed, loggable_target
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREEN_W, SCREEN_H = 1280, 800
+MAGENTA = (255, 0, 255)  # the kiosk page
+YELLOW = (255, 255, 0)  # the outside page
+GREEN = (0, 255, 0)  # the local file
+OWN = "http://127.0.0.1:8080/"
+
+
+# --- is_allowed: the pure rule ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:8080/",
+        "http://127.0.0.1:8080/pay/card?service=12#top",
+        "HTTP://127.0.0.1:8080/catalogue",
+        "http://user@127.0.0.1:8080/",
+        "about:blank",
+    ],
+)
+def test_own_origin_and_about_blank_are_allowed(uri):
+    assert is_allowed(uri, OWN, ())
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:8081/",  # other port
+        "http://127.0.0.2:8080/",  # other host
+        "https://127.0.0.1:8080/",  # other scheme
+        "http://127.0.0.1/",  # default port 80 is another port
+        "http://localhost:8080/",  # same machine, different origin string
+        "http://127.0.0.1:8080@evil.example/",  # userinfo trick
+        "http://evil.example/?next=http://127.0.0.1:8080/",
+        "file:///etc/passwd",
+        "file://127.0.0.1:8080/etc/passwd",
+        "data:text/html,<h1>hi</h1>",
+        "javascript:alert(1)",
+        "blob:http://127.0.0.1:8080/5d2f0c1e",
+        "about:config",
+        "about:blank#x",
+        "ftp://127.0.0.1:8080/",
+        "http://127.0.0.1:99999/",  # invalid port
+        "http://[::1:8080/",  # unparseable
+        "",
+        "/relative/path",
+    ],
+)
+def test_everything_else_is_blocked(uri):
+    assert not is_allowed(uri, OWN, ())
+
+
+def test_default_ports_and_case_are_normalised():
+    assert is_allowed("http://127.0.0.1:80/x", "http://127.0.0.1/", ())
+    assert is_allowed("https://KIOSK.example/x", "https://kiosk.example:443/", ())
+
+
+def test_extra_allowed_origins_are_exact_origins_too():
+    extra = ["https://gov.example"]
+    assert is_allowed("https://gov.example/path?q=1", OWN, extra)
+    assert not is_allowed("http://gov.example/", OWN, extra)
+    assert not is_allowed("https://gov.example:8443/", OWN, extra)
+    assert not is_allowed("https://sub.gov.example/", OWN, extra)
+
+
+def test_an_unparseable_own_origin_allows_nothing_but_about_blank():
+    assert not is_allowed("http://127.0.0.1:8080/", "not a url", ())
+    assert is_allowed("about:blank", "not a url", ())
+
+
+def test_log_target_keeps_host_and_drops_path_query_and_user():
+    assert loggable_target("http://ivan:secret@127.0.0.1:8090/a/b?surname=Shevchenko#f") == "http://127.0.0.1:8090"
+    assert loggable_target("https://example.com/tax/1234567890") == "https://example.com"
+    assert loggable_target("file:///home/Shevchenko/receipt.pdf") == "file:"
+    assert loggable_target("data:text/html,Shevchenko") == "data:"
+    assert loggable_target("java\nscript:alert(1)") in ("javascript:", "(unparseable URL)")
+
+
+def test_no_display_is_reported_as_unavailable(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_available() is False
+    monkeypatch.setenv("WAYLAND_DISPLAY", "cnap-test-no-such-wayland-socket")
+    monkeypatch.setenv("DISPLAY", ":4711")  # nobody serves this display
+    assert display_available() is False
+
+
+def test_command_without_a_display_exits_with_a_clear_message():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "terminal.shell", "--url", "http://127.0.0.1:8080/"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "no usable display" in result.stderr
+
+
+def test_command_rejects_a_non_http_url():
+    result = subprocess.run(
+        [sys.executable, "-m", "terminal.shell", "--url", "file:///etc/passwd"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--url must be an http(s) URL" in result.stderr
+
+
+# --- the real window -----------------------------------------------------------------------
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def x_display(tmp_path_factory):
+    """A private Xvfb screen with a window manager (without one, full screen is ignored)."""
+    for tool in ("Xvfb", "matchbox-window-manager", "import", "xprop", "xdotool"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: apt-get install xvfb xauth imagemagick "
+                        "matchbox-window-manager x11-utils xdotool")
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN_W}x{SCREEN_H}x24", "-nolisten", "tcp"],
+        pass_fds=[write_fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    processes = [xvfb]
+    try:
+        with os.fdopen(read_fd) as pipe:
+            number = pipe.readline().strip()  # Xvfb picks a free display and reports it here
+        if not number:
+            pytest.fail("Xvfb did not start")
+        display = f":{number}"
+        env = {**os.environ, "DISPLAY": display}
+        wm_log = tmp_path_factory.mktemp("wm") / "matchbox.log"
+        with open(wm_log, "w") as wm_output:
+            processes.append(subprocess.Popen(
+                ["matchbox-window-manager", "-use_titlebar", "no"], env=env,
+                stdout=wm_output, stderr=subprocess.STDOUT,
+            ))
+
+        def wm_running():
+            probe = subprocess.run(["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"], env=env,
+                                   capture_output=True, text=True)
+            if processes[-1].poll() is not None:
+                pytest.fail(f"matchbox-window-manager exited on {display}: {wm_log.read_text()!r}")
+            return "window id" in probe.stdout
+
+        _wait_for(wm_running, 15, f"the window manager on {display}")
+        yield display
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class RecordingServer:
+    """A loopback HTTP server that serves fixed pages and records every request path."""
+
+    def __init__(self, pages: dict[str, str], listen: bool = True, binary: dict[str, bytes] | None = None):
+        self.pages = pages
+        self.binary = binary or {}
+        self.hits: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                recorder.hits.append(self.path)
+                path = self.path.split("?")[0]
+                if path in recorder.binary:
+                    data, kind = recorder.binary[path], "application/octet-stream"
+                elif path in recorder.pages:
+                    data, kind = recorder.pages[path].encode(), "text/html; charset=utf-8"
+                else:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.daemon_threads = True
+        self.server.server_bind()  # the port is ours from here on, but refuses until listen()
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = None
+        if listen:
+            self.listen()
+
+    def listen(self):
+        self.server.server_activate()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.thread is not None:
+            self.server.shutdown()
+            self.thread.join(5)
+        self.server.server_close()
+
+
+class Shell:
+    """``python -m terminal.shell`` in its own process group (WebKit adds helper processes)."""
+
+    def __init__(self, display: str, url: str, log_path: Path, extra_args=()):
+        home = log_path.parent / "home"
+        home.mkdir(exist_ok=True)
+        self.display = display
+        self.log_path = log_path
+        self.log_file = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "terminal.shell", "--url", url, *extra_args],
+            # A private HOME: WebKit would save downloads under it; the test checks it stays empty.
+            cwd=REPO_ROOT, env={**os.environ, "DISPLAY": display, "HOME": str(home)},
+            stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def blocked_lines(self) -> list[str]:
+        return [line for line in self.log().splitlines() if "kiosk: blocked" in line]
+
+    def peak_rss_kib(self) -> dict[str, int]:
+        """VmHWM of every live process in the shell's process group."""
+        peaks = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry.name)) != self.process.pid:
+                    continue
+                status = (entry / "status").read_text()
+            except (OSError, ProcessLookupError):
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if "VmHWM" in fields:
+                peaks[f"{fields['Name'].strip()}[{entry.name}]"] = int(fields["VmHWM"].split()[0])
+        return peaks
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)  # the shell closes its window on SIGTERM
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # any WebKit helper left behind
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def run_shell(x_display, tmp_path):
+    shells: list[Shell] = []
+
+    def start(url: str, *extra_args: str) -> Shell:
+        shell = Shell(x_display, url, tmp_path / f"shell{len(shells)}.log", extra_args)
+        shells.append(shell)
+        return shell
+
+    yield start
+    for shell in shells:
+        shell.stop()
+
+
+def screenshot(display: str, path: Path) -> Image.Image:
+    subprocess.run(["import", "-window", "root", str(path)], env={**os.environ, "DISPLAY": display},
+                   check=True, capture_output=True, timeout=30)
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def colour_fraction(image: Image.Image, colour, box=None) -> float:
+    region = image.crop(box) if box else image
+    total = region.width * region.height
+    return sum(count for count, pixel in region.getcolors(total) if pixel == colour) / total
+
+
+def click(display: str, x: int, y: int, button: int = 1):
+    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", str(button)],
+                   env={**os.environ, "DISPLAY": display}, check=True, timeout=10)
+
+
+# Targets on the kiosk page: (name, centre x, centre y). Each is a 100×60 box on row y=40..100.
+TARGETS = {name: (90 + 140 * index, 70) for index, name in
+           enumerate(["outside", "blank", "file", "script", "popup", "download", "probe"])}
+
+
+def kiosk_page(outside: str, local_file: Path) -> str:
+    leak = "?surname=Shevchenko&tax=1234567890"
+    boxes = {
+        "outside": f'<a href="{outside}/landing{leak}">out</a>',
+        "blank": f'<a href="{outside}/blank{leak}" target="_blank">new</a>',
+        "file": f'<a href="{local_file.as_uri()}">file</a>',
+        "script": f"<button onclick=\"location.href='{outside}/script{leak}'\">js</button>",
+        "popup": f"<button onclick=\"window.open('{outside}/popup{leak}')\">pop</button>",
+        "download": '<a href="/ledger.bin">download</a>',
+        "probe": "<button onclick=\"fetch('/probe')\">probe</button>",
+    }
+    styled = "".join(
+        f'<div style="position:absolute;left:{x - 50}px;top:{y - 30}px;width:100px;height:60px">'
+        + html.replace("<a ", '<a style="display:block;width:100%;height:100%;background:#000" ')
+              .replace("<button ", '<button style="width:100%;height:100%;background:#000;border:0" ')
+        + "</div>"
+        for name, html in boxes.items()
+        for x, y in [TARGETS[name]]
+    )
+    # The page reports its own load to the server, after two frames so it has been painted.
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>kiosk</title></head>
+<body style="margin:0;background:#ff00ff;height:100vh;overflow:hidden">{styled}
+<script>addEventListener('load', () => requestAnimationFrame(() => requestAnimationFrame(
+  () => fetch('/ready'))));</script></body></html>"""
+
+
+def coloured_page(colour: str) -> str:
+    return f'<!doctype html><html><body style="margin:0;background:{colour};height:100vh"></body></html>'
+
+
+@pytest.fixture
+def sites(tmp_path):
+    local_file = tmp_path / "Shevchenko-local.html"
+    local_file.write_text(coloured_page("#00ff00"))
+    outside = RecordingServer({p: coloured_page("#ffff00") for p in ("/landing", "/blank", "/script", "/popup")})
+    own = RecordingServer({"/": kiosk_page(outside.origin, local_file)},
+                          binary={"/ledger.bin": b"\x00\x01 not a web page"})
+    yield own, outside, local_file
+    own.stop()
+    outside.stop()
+
+
+def wait_until_kiosk_page_fills_screen(display: str, path: Path) -> Image.Image:
+    latest = {}
+
+    def filled():
+        latest["image"] = screenshot(display, path)
+        return colour_fraction(latest["image"], MAGENTA) > 0.9
+
+    _wait_for(filled, 20, "the kiosk page to fill the screen")
+    return latest["image"]
+
+
+def assert_kiosk_page_fills_screen(image: Image.Image):
+    assert image.size == (SCREEN_W, SCREEN_H)
+    # Frameless and full screen: every edge row and column is the page itself, no title bar.
+    for box in [(0, 0, SCREEN_W, 1), (0, SCREEN_H - 1, SCREEN_W, SCREEN_H),
+                (0, 0, 1, SCREEN_H), (SCREEN_W - 1, 0, SCREEN_W, SCREEN_H)]:
+        assert colour_fraction(image, MAGENTA, box) == 1.0, f"edge {box} is not the kiosk page"
+    # Everything but the 100×60 target boxes is the marker colour.
+    assert colour_fraction(image, MAGENTA) >= 1 - (len(TARGETS) * 100 * 60) / (SCREEN_W * SCREEN_H) - 0.001
+
+
+@pytest.mark.window
+def test_window_is_full_screen_and_every_way_out_is_blocked(sites, run_shell, x_display, tmp_path):
+    own, outside, local_file = sites
+    shell = run_shell(own.origin + "/")
+    _wait_for(lambda: "/ready" in own.hits, 30, "the kiosk page to load")
+    first = wait_until_kiosk_page_fills_screen(x_display, tmp_path / "first.png")
+    assert_kiosk_page_fills_screen(first)
+
+    # Right-click: a context menu would paint over the page and swallow the next click.
+    click(x_display, 640, 500, button=3)
+    time.sleep(0.7)  # give a menu the time to appear, if one were going to
+    after_right_click = screenshot(x_display, tmp_path / "right-click.png")
+    assert colour_fraction(after_right_click, MAGENTA, (600, 460, 760, 640)) == 1.0, "a context menu opened"
+
+    # New-window attempts come last: pywebview re-issues them as plain loads, logged a second time.
+    expectations = [
+        ("outside", "blocked navigation (link-clicked) to " + outside.origin),
+        ("script", "blocked navigation (other) to " + outside.origin),
+        # WebKit itself refuses file: from a web page, before asking the hook: no log line. The
+        # probe click after it and the last screenshot show the page stayed.
+        ("file", None),
+        ("popup", "blocked new-window (other) to " + outside.origin),
+        ("blank", "blocked new-window (link-clicked) to " + outside.origin),
+        ("download", "blocked download from " + own.origin),
+    ]
+    for name, expected in expectations:
+        seen = len(shell.blocked_lines())
+        click(x_display, *TARGETS[name])
+        if expected is None:
+            probes = own.hits.count("/probe")
+            click(x_display, *TARGETS["probe"])
+            _wait_for(lambda: own.hits.count("/probe") > probes, 15, f"the page to answer after {name}")
+            continue
+        _wait_for(lambda: [line for line in shell.blocked_lines()[seen:] if line.endswith(expected)],
+                  15, f"the {name} navigation to be blocked")
+    assert all(line.endswith((outside.origin, "download from " + own.origin)) for line in shell.blocked_lines())
+    assert not list((tmp_path / "home").rglob("ledger*")), "the download was saved"
+
+    # The page is still there and still responds to touch.
+    click(x_display, *TARGETS["probe"])
+    _wait_for(lambda: "/probe" in own.hits, 15, "the kiosk page to answer a click")
+    last = screenshot(x_display, tmp_path / "last.png")
+    assert_kiosk_page_fills_screen(last)
+    assert colour_fraction(last, YELLOW) == 0 and colour_fraction(last, GREEN) == 0
+
+    assert outside.hits == [], "a blocked navigation reached the outside server"
+    log = shell.log()
+    for secret in ("Shevchenko", "1234567890", "surname", str(local_file.parent)):
+        assert secret not in log, f"{secret!r} leaked into the log"
+    print("peak RSS (KiB):", shell.peak_rss_kib())
+    assert shell.stop() == 0  # SIGTERM closes the window and the command exits cleanly
+
+
+@pytest.mark.window
+def test_an_allowed_origin_is_reachable_by_the_same_click(sites, run_shell, x_display, tmp_path):
+    # The control for the test above: the same click does navigate when the origin is allowed.
+    own, outside, _ = sites
+    shell = run_shell(own.origin + "/", "--allow-origin", outside.origin)
+    _wait_for(lambda: "/ready" in own.hits, 30, "the kiosk page to load")
+    wait_until_kiosk_page_fills_screen(x_display, tmp_path / "first.png")
+    click(x_display, *TARGETS["outside"])
+    _wait_for(lambda: any(hit.startswith("/landing") for hit in outside.hits), 15, "the allowed navigation")
+    _wait_for(lambda: colour_fraction(screenshot(x_display, tmp_path / "outside.png"), YELLOW) > 0.9,
+              15, "the allowed page to show")
+    assert shell.blocked_lines() == []
+
+
+@pytest.mark.window
+def test_window_keeps_trying_until_the_local_server_answers(run_shell, x_display, tmp_path):
+    # `cnap kiosk` may open the window before Flask listens: no error page, the page comes later.
+    own = RecordingServer({"/": kiosk_page("http://127.0.0.1:9", tmp_path / "x.html")}, listen=False)
+    try:
+        shell = run_shell(own.origin + "/")
+        _wait_for(lambda: "did not load" in shell.log(), 30, "the first failed load")
+        own.listen()
+        _wait_for(lambda: "/ready" in own.hits, 30, "the kiosk page to load after a retry")
+        assert_kiosk_page_fills_screen(wait_until_kiosk_page_fills_screen(x_display, tmp_path / "late.png"))
+    finally:
+        own.stop()
+
+
+HARDENING_PROBE = """
+import gi
+gi.require_version('Gtk', '3.0'); gi.require_version('Gdk', '3.0'); gi.require_version('WebKit2', '4.1')
+from gi.repository import Gdk, WebKit2
+from terminal.shell import _KioskGuard
+view = WebKit2.WebView()
+settings = view.get_settings()
+# pywebview's choices, which the guard must undo.
+settings.set_enable_developer_extras(True); settings.set_enable_media_stream(True)
+settings.set_javascript_can_access_clipboard(True); settings.set_allow_file_access_from_file_urls(True)
+_KioskGuard('http://127.0.0.1:8080/', ()).install(view)
+view.set_zoom_level(2.5)
+guard_for_plain_scroll = _KioskGuard('http://127.0.0.1:8080/', ())
+plain = guard_for_plain_scroll.on_scroll(view, Gdk.Event.new(Gdk.EventType.SCROLL))
+ctrl_scroll = Gdk.Event.new(Gdk.EventType.SCROLL)
+ctrl_scroll.scroll.state = Gdk.ModifierType.CONTROL_MASK
+with_ctrl = view.emit('scroll-event', ctrl_scroll)  # through the connected handler
+print(dict(
+    developer_extras=settings.get_enable_developer_extras(),
+    media_stream=settings.get_enable_media_stream(),
+    clipboard=settings.get_javascript_can_access_clipboard(),
+    file_access=settings.get_allow_file_access_from_file_urls(),
+    universal_file_access=settings.get_allow_universal_access_from_file_urls(),
+    open_windows=settings.get_javascript_can_open_windows_automatically(),
+    zoom=view.get_zoom_level(),
+    ctrl_scroll_swallowed=with_ctrl,
+    plain_scroll_swallowed=plain,
+))
+"""
+
+
+@pytest.mark.window
+def test_guard_switches_off_devtools_zoom_and_file_access_on_a_real_webkit_view(x_display):
+    result = subprocess.run([sys.executable, "-c", HARDENING_PROBE], cwd=REPO_ROOT,
+                            env={**os.environ, "DISPLAY": x_display}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    state = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert state == dict(developer_extras=False, media_stream=False, clipboard=False, file_access=False,
+                         universal_file_access=False, open_windows=False, zoom=1.0,
+                         ctrl_scroll_swallowed=True, plain_scroll_swallowed=False)
+
+
+@pytest.mark.window
+def test_display_available_sees_a_real_display(x_display, monkeypatch):
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", x_display)
+    assert display_available() is True
