@@ -78,6 +78,37 @@ class StaffStore:
                              (name, role, salt, _hash(pin, salt), time.time()))
             return StaffMember(cur.lastrowid, name, role)
 
+    def members(self) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute("SELECT id, name, role, active FROM staff ORDER BY active DESC, role, name").fetchall()
+        return [{"id": i, "name": n, "role": r, "active": bool(a)} for i, n, r, a in rows]
+
+    def set_pin(self, staff_id: int, pin: str) -> None:
+        if not valid_pin(pin):
+            raise ValueError("PIN must be 4–12 digits")
+        salt = secrets.token_bytes(16)
+        with self._lock, self._connect() as db:
+            if not db.execute("UPDATE staff SET pin_salt=?, pin_hash=? WHERE id=?",
+                              (salt, _hash(pin, salt), staff_id)).rowcount:
+                raise ValueError("no such staff member")
+
+    def set_active(self, staff_id: int, active: bool) -> None:
+        with self._lock, self._connect() as db:
+            if not active:
+                admins = db.execute("SELECT COUNT(*) FROM staff WHERE role='admin' AND active=1 AND id<>?",
+                                    (staff_id,)).fetchone()[0]
+                role = db.execute("SELECT role FROM staff WHERE id=?", (staff_id,)).fetchone()
+                if role and role[0] == "admin" and admins == 0:
+                    raise ValueError("the last active administrator cannot be deactivated")
+            if not db.execute("UPDATE staff SET active=? WHERE id=?", (int(active), staff_id)).rowcount:
+                raise ValueError("no such staff member")
+
+    def pin_in_use(self, pin: str, except_id: int | None = None) -> bool:
+        """Log-in is by PIN alone, so two people may not share one."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, pin_salt, pin_hash FROM staff WHERE active=1").fetchall()
+        return any(i != except_id and hmac.compare_digest(_hash(pin, salt), digest) for i, salt, digest in rows)
+
     def locked_for(self, now: float | None = None) -> int:
         """Seconds left of the lockout after too many wrong PINs (0: not locked)."""
         now = time.monotonic() if now is None else now

@@ -102,10 +102,11 @@
       emit();
     }
 
-    document.addEventListener("focusin", function (ev) {
-      var el = ev.target;
-      if (el && el.matches && el.matches("input[data-osk], textarea[data-osk]")) open(el);
-    });
+    function wants(el) { return el && el.matches && el.matches("input[data-osk], textarea[data-osk]"); }
+    document.addEventListener("focusin", function (ev) { if (wants(ev.target)) open(ev.target); });
+    // A field focused before this script ran (autofocus), or tapped again after "Hide".
+    document.addEventListener("click", function (ev) { if (wants(ev.target) && osk.hidden) open(ev.target); });
+    if (wants(document.activeElement)) open(document.activeElement);
     // Keep focus (and the caret) in the field while keys are pressed.
     osk.addEventListener("mousedown", function (ev) { ev.preventDefault(); });
     osk.addEventListener("click", function (ev) {

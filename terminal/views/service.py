@@ -38,6 +38,22 @@ i18n.register({
     "service.audit.who": ("Хто", "Who"),
     "service.audit.action": ("Дія", "Action"),
     "service.audit.detail": ("Подробиці", "Details"),
+    "service.section.staff": ("Працівники та PIN-коди", "Staff and PINs"),
+    "service.staff.name": ("Ім'я", "Name"),
+    "service.staff.role": ("Роль", "Role"),
+    "service.staff.state": ("Стан", "State"),
+    "service.staff.active": ("активний", "active"),
+    "service.staff.inactive": ("вимкнений", "inactive"),
+    "service.staff.new_pin": ("Новий PIN-код (4–12 цифр)", "New PIN (4–12 digits)"),
+    "service.staff.set_pin": ("Змінити PIN", "Change PIN"),
+    "service.staff.deactivate": ("Вимкнути", "Deactivate"),
+    "service.staff.activate": ("Увімкнути", "Activate"),
+    "service.staff.add": ("Додати працівника", "Add a staff member"),
+    "service.staff.saved": ("Збережено.", "Saved."),
+    "service.staff.bad_pin": ("PIN-код має містити від 4 до 12 цифр.", "A PIN must have 4 to 12 digits."),
+    "service.staff.pin_taken": ("Такий PIN-код уже має інший працівник.", "Another staff member has this PIN."),
+    "service.staff.bad_name": ("Вкажіть ім'я (до 60 символів).", "Enter a name (up to 60 characters)."),
+    "service.staff.last_admin": ("Останнього адміністратора вимкнути не можна.", "The last administrator cannot be deactivated."),
     "service.forbidden": ("Ця дія недоступна для вашої ролі.", "Your role cannot do this."),
     "role.admin": ("адміністратор", "administrator"),
     "role.cashier": ("касир", "cashier"),
@@ -60,6 +76,7 @@ def init_app(app: Flask) -> None:
     store.seed(app.config["SERVICE_PINS"])
     app.extensions["cnap_staff"] = store
     app.extensions["cnap_service_sections"] = []
+    register_section(app, "service.staff", "service.section.staff", roles=("admin",), order=890)
     register_section(app, "service.audit_log", "service.section.audit", roles=("admin",), order=900)
 
 
@@ -151,3 +168,51 @@ def logout():
 @require_role("admin")
 def audit_log():
     return render_template("service/audit.html", entries=staff_store().audit_log())
+
+
+@bp.route("/staff", methods=["GET", "POST"])
+@require_role("admin")
+def staff():
+    store = staff_store()
+    message, ok = None, False
+    if request.method == "POST":
+        action = request.form.get("action", "")
+        pin = request.form.get("pin", "").strip()
+        try:
+            target = int(request.form.get("staff_id", "0") or 0)
+        except ValueError:
+            abort(400)
+        if action in ("add", "set_pin") and not (pin.isdigit() and 4 <= len(pin) <= 12):
+            message = "service.staff.bad_pin"
+        elif action in ("add", "set_pin") and store.pin_in_use(pin, except_id=target or None):
+            message = "service.staff.pin_taken"
+        elif action == "add":
+            name = " ".join(request.form.get("name", "").split())
+            role = request.form.get("role", "")
+            if not name or len(name) > 60 or role not in ROLES:
+                message = "service.staff.bad_name"
+            else:
+                member = store.add(name, role, pin)
+                audit("staff.add", staff_id=member.id, role=role)
+                message, ok = "service.staff.saved", True
+        elif action == "set_pin":
+            try:
+                store.set_pin(target, pin)
+            except ValueError:
+                abort(404)
+            audit("staff.set_pin", staff_id=target)
+            message, ok = "service.staff.saved", True
+        elif action in ("activate", "deactivate"):
+            try:
+                store.set_active(target, action == "activate")
+            except ValueError as exc:
+                if "no such" in str(exc):
+                    abort(404)
+                message = "service.staff.last_admin"
+            else:
+                audit(f"staff.{action}", staff_id=target)
+                message, ok = "service.staff.saved", True
+        else:
+            abort(400)
+    return render_template("service/staff.html", members=store.members(), roles=ROLES,
+                           message=message, ok=ok), (200 if ok or message is None else 400)
