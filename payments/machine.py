@@ -316,7 +316,7 @@ def _powerup(s: Payment, d):
     where = d.get("where")
     amount = d.get("amount_kop")
     if amount is None:
-        amount = s.stack_pending_kop
+        amount = s.stack_pending_kop if s.stack_pending_kop is not None else s.escrow_kop
     in_cassette = where == "stacker" or (where == "unknown" and (d.get("stack_sent") or s.stack_pending_kop))
     if in_cassette and amount:
         new = _credit_bill(s, int(amount))

@@ -103,6 +103,8 @@ class Till:
         self.printer = printer
         self.clock = clock
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.version = 0  # bumped on every state change: screens long-poll on it
         self.payments: dict[str, Payment] = {}
         self.order: list[str] = []
         self.vouchers: dict[str, Voucher] = {}
@@ -219,6 +221,8 @@ class Till:
             if len(new.bills) > (len(old.bills) if old else 0):
                 self.cassette.append((record_id, new.bills[-1]))
             self.payments[payment_id] = new
+            self.version += 1
+            self.changed.notify_all()
             if new.final and new.voucher_out_kop:
                 voucher = self.vouchers.get(new.voucher_code)
                 if voucher is None:
@@ -548,6 +552,17 @@ class Till:
         self.recovery_cases.append(dict(case, at=self.clock()))
 
     # ================================================================== views
+    def wait_change(self, since: int, timeout: float) -> int:
+        """Block until the version moves past ``since`` (or timeout); returns the version."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self.version <= since:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.changed.wait(left)
+            return self.version
+
     def payment(self, payment_id: str) -> Payment | None:
         return self.payments.get(payment_id)
 

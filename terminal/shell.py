@@ -156,7 +156,6 @@ class _KioskGuard:
         self.page_loaded = threading.Event()
 
     def install(self, view) -> None:
-        GLib, WebKit2 = _webkit()
         settings = view.get_settings()
         settings.set_enable_developer_extras(False)
         settings.set_allow_file_access_from_file_urls(False)
@@ -184,6 +183,15 @@ class _KioskGuard:
         view.connect("destroy", lambda *_: context.disconnect(handler_id))
 
     def on_decide_policy(self, view, decision, decision_type) -> bool:
+        try:
+            return self._decide(decision, decision_type)
+        except Exception:
+            # Fail closed: a bug in the guard must not let a navigation through.
+            log.exception("kiosk: navigation guard failed; blocking")
+            decision.ignore()
+            return True
+
+    def _decide(self, decision, decision_type) -> bool:
         _, WebKit2 = _webkit()
         if decision_type not in (
             WebKit2.PolicyDecisionType.NAVIGATION_ACTION,

@@ -24,13 +24,14 @@ below every record that matches them all (only the best-covered records are retu
 """
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .model import LANGUAGES, Package, Service, Text, tr
 from .synonyms import COLLOQUIAL
@@ -149,17 +150,18 @@ def _strip_ending(word: str, endings: tuple[str, ...]) -> str:
     return word
 
 
-@lru_cache(maxsize=65536)
+# Query-time caches stay small; the index builder keeps its own per-build word table.
+@lru_cache(maxsize=4096)
 def stem_uk(word: str) -> str:
     return _strip_ending(word, _UK_ENDINGS)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def stem_uk_latin(word: str) -> str:
     return _strip_ending(word, _UK_ENDINGS_LATIN)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def stem_en(word: str) -> str:
     if len(word) <= 3 or not word.endswith("s"):
         return word
@@ -186,10 +188,14 @@ class _WordForms:
     latin_typo_keys: tuple[str, ...]  # a Cyrillic stem's Latin form, for Latin queries only
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _record_word_forms(word: str) -> _WordForms:
+    return _compute_word_forms(word)
+
+
+def _compute_word_forms(word: str) -> _WordForms:
     if is_cyrillic(word):
-        stem = stem_uk(word)
+        stem = _strip_ending(word, _UK_ENDINGS)
         latin_word, latin_stem = transliterate(word), transliterate(stem)
         keys = (word, stem, latin_word, latin_stem)
         return _WordForms(stem, keys, (word, latin_word), (stem,), (latin_stem,))
@@ -347,13 +353,29 @@ class _Record:
     name_stems: tuple[tuple[int, ...], ...]    # per language: the name's stem ids in order
 
 
+@dataclass(frozen=True)
+class _Match:
+    """How one query word reached one stem."""
+    penalty: float
+    names_only: bool      # a short prefix: only name occurrences count
+    whole_word: bool      # exact, stem or typo (False: a prefix of the word)
+
+
 class SearchIndex:
-    """An immutable index over services and packages; build once, search from any thread."""
+    """An immutable index over services and packages; build once, search from any thread.
+
+    Postings live in one flat ``array('I')`` of record numbers: for stem ``s`` and field ``f``
+    the records are ``_docs[_bounds[4*s+f]:_bounds[4*s+f+1]]``, sorted. That keeps 5,000
+    services' index at a few megabytes and lets a whole field's records be merged into a result
+    dictionary at C speed.
+    """
 
     def __init__(self) -> None:
         self._records: list[_Record] = []
         self._stem_ids: dict[str, int] = {}
-        self._postings: list[array] = []
+        self._docs = array("I")
+        self._bounds = array("I", [0])
+        self._name_starts: dict[int, array] = {}   # first name word's stem -> records
         self._key_stems: dict[str, int | tuple[int, ...]] = {}
         self._prefix_keys: list[str] = []
         self._prefix_stems: list[int | tuple[int, ...]] = []
@@ -371,7 +393,6 @@ class SearchIndex:
             builder.add(
                 "service", service.id, service.name,
                 {
-                    NAME: [service.name],
                     SYNONYM: [{"_": s} for s in service.synonyms],
                     SHORT: [service.short],
                     DETAIL: [*service.documents, service.result, service.provider,
@@ -381,10 +402,8 @@ class SearchIndex:
             builder.add(
                 "package", package.id, package.name,
                 {
-                    NAME: [package.name],
                     SYNONYM: [{"_": s} for s in package.synonyms],
                     SHORT: [package.description],
-                    DETAIL: [],
                 })
         builder.finish()
         return index
@@ -395,33 +414,60 @@ class SearchIndex:
     # -- searching --
     def search(self, query: str, lang: str = "uk", limit: int = 20) -> list[Hit]:
         """Best records for what the visitor typed; never raises on any text."""
-        if not isinstance(limit, int) or limit <= 0 or not self._records:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0 \
+                or not self._records:
             return []
         plans = _query_plans(query)
-        best: dict[int, tuple[float, float]] = {}  # record -> (coverage, score)
-        for plan in plans:
-            for doc, ranked in self._score_plan(plan).items():
-                if ranked > best.get(doc, (-1.0, 0.0)):
-                    best[doc] = ranked
-        if not best:
+        matched = [[self._match_word(word) for word in plan.words] for plan in plans]
+        full: dict[int, float] = {}
+        partial: dict[int, tuple[float, float]] = {}
+        for plan, word_matches in zip(plans, matched):
+            coverage, scores = self._score_plan(plan, word_matches)
+            if coverage == 1.0:
+                if not full:
+                    full = scores
+                else:
+                    for doc, score in scores.items():
+                        if score > full.get(doc, -1e9):
+                            full[doc] = score
+            elif not full:
+                for doc, ranked in scores.items():
+                    if ranked > partial.get(doc, (-1.0, 0.0)):
+                        partial[doc] = ranked
+        if full:
+            ranked_docs = self._top(full, limit, lang)
+            scores_out = full
+        elif partial:
+            top_coverage = max(c for c, _ in partial.values())
+            flat = {doc: s for doc, (c, s) in partial.items() if c == top_coverage}
+            ranked_docs = self._top(flat, limit, lang)
+            scores_out = flat
+        else:
             return []
-        top_coverage = max(coverage for coverage, _ in best.values())
-        ordered = sorted(
-            (doc for doc, (coverage, _) in best.items() if coverage == top_coverage),
-            key=lambda doc: (-best[doc][1], self._name_length(doc, lang), self._records[doc].id))
         hits = []
-        for doc in ordered[:limit]:
+        for doc in ranked_docs:
             record = self._records[doc]
             name = tr(record.name, lang)
-            hits.append(Hit(record.kind, record.id, round(best[doc][1], 3),
-                            _highlight_plans(name, plans)))
+            hits.append(Hit(record.kind, record.id, round(scores_out[doc], 3),
+                            self._highlight_name(name, plans, matched)))
         return hits
 
-    def _name_length(self, doc: int, lang: str) -> int:
-        record = self._records[doc]
-        index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
-        stems = record.name_stems
-        return len(stems[index]) if index < len(stems) else 0
+    def _top(self, scores: dict[int, float], limit: int, lang: str) -> list[int]:
+        """The ``limit`` best records; ties go to the shorter name, then to the id."""
+        if len(scores) > limit:
+            cut = heapq.nlargest(limit, scores.values())[-1]
+            docs = [doc for doc, score in scores.items() if score >= cut]
+        else:
+            docs = list(scores)
+        lang_index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
+        records = self._records
+
+        def order(doc: int) -> tuple[float, int, str]:
+            stems = records[doc].name_stems
+            length = len(stems[lang_index]) or max(len(s) for s in stems)
+            return -scores[doc], length, records[doc].id
+
+        return sorted(docs, key=order)[:limit]
 
     def _stems_for_key(self, key: str) -> tuple[int, ...]:
         found = self._key_stems.get(key)
@@ -429,30 +475,19 @@ class SearchIndex:
             return ()
         return (found,) if isinstance(found, int) else found
 
-    def _match_word(self, word: _QueryWord) -> dict[int, tuple[float, bool]]:
-        """stem id -> (penalty, whole-name-only) for one query word."""
-        matches: dict[int, tuple[float, bool]] = {}
+    def _match_word(self, word: _QueryWord) -> dict[int, _Match]:
+        """stem id -> how the query word matched it."""
+        matches: dict[int, _Match] = {}
 
-        def offer(stem: int, pen: float, names_only: bool = False) -> None:
+        def offer(stem: int, pen: float, names_only: bool = False, whole: bool = True) -> None:
             old = matches.get(stem)
-            if old is None or pen < old[0] or (pen == old[0] and old[1] and not names_only):
-                matches[stem] = (pen, names_only)
+            if old is None or pen < old.penalty or (
+                    pen == old.penalty and old.names_only and not names_only):
+                matches[stem] = _Match(pen, names_only, whole)
 
         for key, pen in word.exact:
             for stem in self._stems_for_key(key):
                 offer(stem, pen)
-        for prefix, pen in word.prefix:
-            names_only = len(prefix) < SHORT_PREFIX
-            keys = self._name_prefix_keys if names_only else self._prefix_keys
-            stems = self._name_prefix_stems if names_only else self._prefix_stems
-            start = bisect_left(keys, prefix)
-            end = min(len(keys), start + MAX_PREFIX_EXPANSION)
-            for i in range(start, end):
-                if not keys[i].startswith(prefix):
-                    break
-                found = stems[i]
-                for stem in (found,) if isinstance(found, int) else found:
-                    offer(stem, pen, names_only)
         for key, pen, with_translit in word.typo:
             if len(key) < MIN_TYPO_KEY:
                 continue
@@ -471,129 +506,237 @@ class SearchIndex:
                 if candidate != key and osa_distance_at_most_one(key, candidate):
                     for stem in self._stems_for_key(candidate):
                         offer(stem, pen)
+        for prefix, pen in word.prefix:
+            names_only = len(prefix) < SHORT_PREFIX
+            keys = self._name_prefix_keys if names_only else self._prefix_keys
+            stems = self._name_prefix_stems if names_only else self._prefix_stems
+            start = bisect_left(keys, prefix)
+            end = min(len(keys), start + MAX_PREFIX_EXPANSION)
+            for i in range(start, end):
+                if not keys[i].startswith(prefix):
+                    break
+                found = stems[i]
+                for stem in (found,) if isinstance(found, int) else found:
+                    offer(stem, pen, names_only, whole=False)
         return matches
 
-    def _score_plan(self, plan: _Plan) -> dict[int, tuple[float, float]]:
-        word_matches = [self._match_word(word) for word in plan.words]
-        per_word: list[dict[int, float]] = []
-        postings = self._postings
-        for matches in word_matches:
-            best: dict[int, float] = {}
-            get = best.get
-            for stem, (pen, names_only) in matches.items():
-                entries = postings[stem]
-                if names_only:
-                    entries = entries[: bisect_left(entries, 1 << _FIELD_SHIFT)]
-                for entry in entries:
-                    doc = entry & _DOC_MASK
-                    score = FIELD_BASE[entry >> _FIELD_SHIFT] - pen
-                    if score > get(doc, -1e9):
-                        best[doc] = score
-            per_word.append(best)
+    def _word_scores(self, matches: dict[int, _Match]) -> dict[int, float]:
+        """record -> best score of one query word (its best field, least penalty)."""
+        bounds, docs = self._bounds, self._docs
+        segments = []
+        for stem, match in matches.items():
+            base = 4 * stem
+            for field in (NAME,) if match.names_only else (NAME, SYNONYM, SHORT, DETAIL):
+                lo, hi = bounds[base + field], bounds[base + field + 1]
+                if hi > lo:
+                    segments.append((FIELD_BASE[field] - match.penalty, lo, hi))
+        segments.sort(reverse=True)  # best first: the first score a record gets is its best
+        best: dict[int, float] = {}
+        for score, lo, hi in segments:
+            if hi - lo < 48 or hi - lo < len(best) // 8:
+                setdefault = best.setdefault
+                for doc in docs[lo:hi]:
+                    setdefault(doc, score)
+            else:  # merge a long run at C speed; earlier (better) scores win
+                fresh = dict.fromkeys(docs[lo:hi], score)
+                fresh.update(best)
+                best = fresh
+        return best
 
+    def _score_plan(self, plan: _Plan, word_matches: list[dict[int, _Match]]
+                    ) -> tuple[float, dict]:
+        """(1.0, record -> score) when some records match every required word, else
+        (below 1.0, record -> (coverage, score)) for the records that match some."""
+        per_word = [self._word_scores(m) for m in word_matches]
         required = [i for i, w in enumerate(plan.words) if w.required] or \
             list(range(len(plan.words)))
-        candidates: set[int] = set()
-        for i in required:
-            candidates.update(per_word[i])
-        results: dict[int, tuple[float, float]] = {}
-        n_words = len(plan.words)
-        name_floor = FIELD_BASE[NAME] - 200.0
-        for doc in candidates:
-            scores = [per_word[i].get(doc) for i in required]
-            present = [s for s in scores if s is not None]
-            coverage = len(present) / len(required)
-            weakest = min(present)
-            total = sum(per_word[i].get(doc, 0.0) for i in range(n_words))
-            score = weakest + 0.001 * total
-            if coverage == 1.0 and weakest > name_floor:
-                score = max(score, self._name_sequence_score(doc, word_matches) + 0.001 * total)
-            results[doc] = (coverage, score)
-        return results
-
-    def _name_sequence_score(self, doc: int, word_matches: list[dict[int, tuple[float, bool]]]
-                             ) -> float:
-        """The exact-name or name-prefix score, or 0 when the name does not start with the query."""
-        best = 0.0
-        n = len(word_matches)
-        for sequence in self._records[doc].name_stems:
-            if len(sequence) < n:
-                continue
-            penalties = []
-            for stem, matches in zip(sequence, word_matches):
-                found = matches.get(stem)
-                if found is None:
-                    break
-                penalties.append(found[0])
+        required_scores = [per_word[i] for i in required]
+        smallest = min(required_scores, key=len)
+        if len(required_scores) == 1:
+            complete = smallest.keys()
+        else:
+            complete = set(smallest)
+            for other in required_scores:
+                if other is not smallest:
+                    complete &= other.keys()
+        if complete:
+            if len(per_word) == 1:
+                scores = dict(per_word[0])
             else:
-                base = EXACT_NAME_BASE if len(sequence) == n else NAME_PREFIX_BASE
-                best = max(best, base - max(penalties) - 0.01 * sum(penalties))
-        return best
+                scores = {}
+                for doc in complete:
+                    weakest = min(s[doc] for s in required_scores)
+                    scores[doc] = weakest + 0.001 * sum(s.get(doc, 0.0) for s in per_word)
+            self._add_name_sequence_scores(scores, word_matches)
+            return 1.0, scores
+        partial: dict[int, tuple[float, float]] = {}
+        candidates: set[int] = set()
+        for s in required_scores:
+            candidates.update(s)
+        for doc in candidates:
+            present = [s[doc] for s in required_scores if doc in s]
+            partial[doc] = (len(present) / len(required_scores),
+                            min(present) + 0.001 * sum(s.get(doc, 0.0) for s in per_word))
+        return 0.0, partial
+
+    def _add_name_sequence_scores(self, scores: dict[int, float],
+                                  word_matches: list[dict[int, _Match]]) -> None:
+        """Lift records whose name is the query (exact) or starts with it (name prefix)."""
+        if not word_matches:
+            return
+        name_tier = FIELD_BASE[SYNONYM]
+        n = len(word_matches)
+        seen: set[int] = set()
+        for stem in word_matches[0]:
+            for doc in self._name_starts.get(stem, ()):
+                if doc in seen:
+                    continue
+                seen.add(doc)
+                current = scores.get(doc)
+                if current is None or current <= name_tier:
+                    continue  # some query word is not in the name
+                for sequence in self._records[doc].name_stems:
+                    if len(sequence) < n:
+                        continue
+                    penalties = []
+                    for name_stem, matches in zip(sequence, word_matches):
+                        found = matches.get(name_stem)
+                        if found is None:
+                            break
+                        penalties.append(found.penalty)
+                    else:
+                        base = EXACT_NAME_BASE if len(sequence) == n else NAME_PREFIX_BASE
+                        lifted = base - max(penalties) - 0.01 * sum(penalties) + (current % 1)
+                        if lifted > scores[doc]:
+                            scores[doc] = lifted
+
+    def _highlight_name(self, name: str, plans: list[_Plan],
+                        matched: list[list[dict[int, _Match]]]) -> list[tuple[str, bool]]:
+        """The name's words that the search matched, as highlight segments."""
+        stem_ids = self._stem_ids
+
+        def matched_length(norm: str) -> int:
+            forms = _record_word_forms(norm)
+            stem = stem_ids.get(forms.stem)
+            best = 0
+            for plan, word_matches in zip(plans, matched):
+                for word, matches in zip(plan.words, word_matches):
+                    if forms.stem in word.also_highlight:
+                        return len(norm)
+                    found = matches.get(stem) if stem is not None else None
+                    if found is None:
+                        continue
+                    if found.whole_word or not norm.startswith(word.norm):
+                        return len(norm)
+                    best = max(best, len(word.norm))
+            return best
+
+        return _segments(name, matched_length)
 
 
 class _Builder:
-    """Collects postings in plain sets, then packs them into arrays."""
+    """Collects postings per stem in small arrays, then packs them into the flat layout."""
 
     def __init__(self, index: SearchIndex) -> None:
         self.index = index
-        self.postings: list[set[int]] = []
-        self.key_stems: dict[str, set[int]] = {}
-        self.word_keys: dict[str, set[int]] = {}
-        self.name_word_keys: dict[str, set[int]] = {}
+        self.entries: list[array] = []                 # stem -> field << 22 | record
+        self.key_stems: dict[str, int | set[int]] = {}
+        self.word_keys: dict[str, int | set[int]] = {}
+        self.name_word_keys: dict[str, int | set[int]] = {}
         self.typo_keys: set[str] = set()
         self.latin_typo_keys: set[str] = set()
+        self.words_seen: dict[str, int] = {}           # normalised word -> stem id
+        self.doc_seen: set[int] = set()                # (stem << 2 | field) filed for this record
+        self.name_starts: dict[int, set[int]] = {}
 
-    def _stem_id(self, stem: str) -> int:
+    @staticmethod
+    def _add_key(table: dict[str, int | set[int]], key: str, stem: int) -> None:
+        old = table.get(key)
+        if old is None:
+            table[key] = stem
+        elif isinstance(old, int):
+            if old != stem:
+                table[key] = {old, stem}
+        else:
+            old.add(stem)
+
+    def _stem_of(self, norm: str) -> int:
+        stem = self.words_seen.get(norm)
+        if stem is not None:
+            return stem
+        forms = _compute_word_forms(norm)
         ids = self.index._stem_ids
-        found = ids.get(stem)
-        if found is None:
-            found = ids[stem] = len(self.postings)
-            self.postings.append(set())
-        return found
-
-    def _file_word(self, norm: str, doc: int, field: int) -> int:
-        forms = _record_word_forms(norm)
-        stem = self._stem_id(forms.stem)
-        self.postings[stem].add(field << _FIELD_SHIFT | doc)
+        stem = ids.get(forms.stem)
+        if stem is None:
+            stem = ids[forms.stem] = len(self.entries)
+            self.entries.append(array("I"))
         for key in forms.keys:
-            self.key_stems.setdefault(key, set()).add(stem)
+            self._add_key(self.key_stems, key, stem)
         for key in forms.words:
-            self.word_keys.setdefault(key, set()).add(stem)
-            if field == NAME:
-                self.name_word_keys.setdefault(key, set()).add(stem)
+            self._add_key(self.word_keys, key, stem)
         self.typo_keys.update(k for k in forms.typo_keys if len(k) >= MIN_TYPO_KEY)
         self.latin_typo_keys.update(k for k in forms.latin_typo_keys if len(k) >= MIN_TYPO_KEY)
+        self.words_seen[norm] = stem
         return stem
 
-    def add(self, kind: str, record_id: str, name: Text,
-            fields: dict[int, list[Text]]) -> None:
+    def _words(self, text: str) -> list[str]:
+        return words(text)
+
+    def _file(self, norm: str, doc: int, field: int) -> int:
+        stem = self._stem_of(norm)
+        mark = stem << 2 | field
+        if mark not in self.doc_seen:
+            self.doc_seen.add(mark)
+            self.entries[stem].append(field << _FIELD_SHIFT | doc)
+        if field == NAME:
+            forms = _record_word_forms(norm)
+            for key in forms.words:
+                self._add_key(self.name_word_keys, key, stem)
+        return stem
+
+    def add(self, kind: str, record_id: str, name: Text, fields: dict[int, list[Text]]) -> None:
         doc = len(self.index._records)
+        if doc > _DOC_MASK:
+            raise ValueError("too many catalogue records for the search index")
+        self.doc_seen.clear()
+        name = dict(name or {})
         name_stems = []
-        for lang in LANGUAGES:
-            name_words = words(name.get(lang, "")) if name else []
-            name_stems.append(tuple(self._file_word(w, doc, NAME) for w in name_words))
         stems_of_names: set[str] = set()
+        for lang in LANGUAGES:
+            name_words = self._words(name.get(lang, ""))
+            sequence = tuple(self._file(w, doc, NAME) for w in name_words)
+            name_stems.append(sequence)
+            if sequence:
+                self.name_starts.setdefault(sequence[0], set()).add(doc)
+            stems_of_names.update(_record_word_forms(w).stem for w in name_words)
         for field, texts in fields.items():
             for text in texts:
                 for value in (text or {}).values():
-                    for w in words(value):
-                        if field != NAME:
-                            self._file_word(w, doc, field)
-                        if field in (NAME, SYNONYM):
-                            stems_of_names.add(_forms_stem(w))
+                    for w in self._words(value or ""):
+                        self._file(w, doc, field)
+                        if field == SYNONYM:
+                            stems_of_names.add(_record_word_forms(w).stem)
         for colloquial, canonicals in _COLLOQUIAL_CANONICAL:
             if any(c and c <= stems_of_names for c in canonicals):
                 for w in words(colloquial):
-                    self._file_word(w, doc, SYNONYM)
-        self.index._records.append(_Record(kind, record_id, dict(name or {}), tuple(name_stems)))
+                    self._file(w, doc, SYNONYM)
+        self.index._records.append(_Record(kind, record_id, name, tuple(name_stems)))
 
     def finish(self) -> None:
         index = self.index
 
-        def pack(stems: set[int]) -> int | tuple[int, ...]:
-            return next(iter(stems)) if len(stems) == 1 else tuple(sorted(stems))
+        def pack(stems: int | set[int]) -> int | tuple[int, ...]:
+            return stems if isinstance(stems, int) else tuple(sorted(stems))
 
-        index._postings = [array("I", sorted(p)) for p in self.postings]
+        docs, bounds = array("I"), array("I", [0])
+        for entries in self.entries:
+            ordered = sorted(entries)
+            for field in (NAME, SYNONYM, SHORT, DETAIL):
+                docs.extend(e & _DOC_MASK for e in ordered if e >> _FIELD_SHIFT == field)
+                bounds.append(len(docs))
+        self.entries = []
+        index._docs, index._bounds = docs, bounds
+        index._name_starts = {stem: array("I", sorted(d)) for stem, d in self.name_starts.items()}
         index._key_stems = {k: pack(v) for k, v in self.key_stems.items()}
         index._prefix_keys = sorted(self.word_keys)
         index._prefix_stems = [pack(self.word_keys[k]) for k in index._prefix_keys]
@@ -605,11 +748,20 @@ class _Builder:
 
 def _deletion_neighbourhood(keys: set[str]) -> dict[str, str | tuple[str, ...]]:
     """Each key filed under itself and every one-character deletion of it."""
-    deletes: dict[str, list[str]] = {}
+    table: dict[str, str | tuple[str, ...]] = {}
     for key in sorted(keys):
         for probe in (key, *_deletions(key)):
-            deletes.setdefault(probe, []).append(key)
-    return {k: v[0] if len(v) == 1 else tuple(dict.fromkeys(v)) for k, v in deletes.items()}
+            old = table.get(probe)
+            if old is None:
+                table[probe] = key
+            elif isinstance(old, str):
+                if old != key:
+                    table[probe] = (old, key)
+            elif key not in old:
+                table[probe] = old + (key,)
+    return table
+
+
 
 
 # --- highlighting ---------------------------------------------------------------------------------
@@ -645,25 +797,33 @@ def _word_matches(norm: str, word: _QueryWord) -> int:
 
 
 def _highlight_plans(text: str, plans: list[_Plan]) -> list[tuple[str, bool]]:
+    def matched_length(norm: str) -> int:
+        return max((_word_matches(norm, word) for plan in plans for word in plan.words),
+                   default=0)
+
+    return _segments(text, matched_length)
+
+
+def _segments(text: str, matched_length: Callable[[str], int]) -> list[tuple[str, bool]]:
+    """Cut ``text`` (NFC) into runs; ``matched_length(normalised word)`` says how many leading
+    normalised characters of each word to mark."""
     text = unicodedata.normalize("NFC", text)
     if not text:
         return []
     marked = [False] * len(text)
-    if plans:
-        for start, end, norm in _word_spans(text):
-            matched = max((_word_matches(norm, word) for plan in plans for word in plan.words),
-                          default=0)
-            if not matched:
-                continue
-            if matched >= len(norm):
-                cut = end
-            else:  # mark the original characters that fold into the matched prefix
-                folded, cut = 0, start
-                while cut < end and folded < matched:
-                    folded += len(_fold_char(text[cut]))
-                    cut += 1
-            for i in range(start, cut):
-                marked[i] = True
+    for start, end, norm in _word_spans(text):
+        matched = matched_length(norm)
+        if not matched:
+            continue
+        if matched >= len(norm):
+            cut = end
+        else:  # mark the original characters that fold into the matched prefix
+            folded, cut = 0, start
+            while cut < end and folded < matched:
+                folded += len(_fold_char(text[cut]))
+                cut += 1
+        for i in range(start, cut):
+            marked[i] = True
     segments: list[tuple[str, bool]] = []
     run_start = 0
     for i in range(1, len(text) + 1):

@@ -136,6 +136,13 @@
     window.cnapKeyboard = { open: open, close: close, show: show };
   }
 
+  // No pinch zoom on a public kiosk (WebKit cannot switch it off): the text-size control is
+  // the accessible way to enlarge, and it reflows instead of panning.
+  function blockPinch(ev) { if (ev.touches && ev.touches.length > 1) ev.preventDefault(); }
+  document.addEventListener("touchstart", blockPinch, { passive: false });
+  document.addEventListener("touchmove", blockPinch, { passive: false });
+  document.addEventListener("gesturestart", function (ev) { ev.preventDefault(); });
+
   document.addEventListener("DOMContentLoaded", function () {
     setupIdle();
     setupKeyboard();

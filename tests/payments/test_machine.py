@@ -87,9 +87,10 @@ def test_cancel_after_bills_gives_voucher():
 
 
 def test_cancel_with_bill_in_escrow_returns_it_first():
-    state, steps = cash(8500, *bill(2000), ("bill_escrow", {"amount_kop": 5000}), ("cancel", {}))
-    # escrow is decided at once (stack); the cancel arrives before the stack intent: return it
-    assert steps[-1] == [("disable_bills", {})]  # stack already commanded: cancel waits for the outcome
+    # a bill in escrow with no stack intent yet (the validator holds it): Cancel returns it
+    state2, steps2 = cash(8500, *bill(2000), ("validator_fault", {"fault": "jammed"}),
+                          ("bill_escrow", {"amount_kop": 5000}))
+    assert steps2[-1] == [("return_bill", {})]
     state2, steps2 = cash(8500, *bill(2000))
     state2 = Payment(**{**state2.__dict__, "escrow_kop": 5000})
     state2, steps2 = run([("cancel", {})], state2)

@@ -193,9 +193,11 @@ def x_display(tmp_path_factory):
 class RecordingServer:
     """A loopback HTTP server that serves fixed pages and records every request path."""
 
-    def __init__(self, pages: dict[str, str], listen: bool = True, binary: dict[str, bytes] | None = None):
+    def __init__(self, pages: dict[str, str], listen: bool = True, binary: dict[str, bytes] | None = None,
+                 redirects: dict[str, str] | None = None):
         self.pages = pages
         self.binary = binary or {}
+        self.redirects = redirects or {}
         self.hits: list[str] = []
         recorder = self
 
@@ -203,6 +205,12 @@ class RecordingServer:
             def do_GET(self):
                 recorder.hits.append(self.path)
                 path = self.path.split("?")[0]
+                if path in recorder.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", recorder.redirects[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if path in recorder.binary:
                     data, kind = recorder.binary[path], "application/octet-stream"
                 elif path in recorder.pages:
@@ -329,7 +337,7 @@ def click(display: str, x: int, y: int, button: int = 1):
 
 # Targets on the kiosk page: (name, centre x, centre y). Each is a 100×60 box on row y=40..100.
 TARGETS = {name: (90 + 140 * index, 70) for index, name in
-           enumerate(["outside", "blank", "file", "script", "popup", "download", "probe"])}
+           enumerate(["outside", "blank", "file", "script", "popup", "download", "redirect", "probe"])}
 
 
 def kiosk_page(outside: str, local_file: Path) -> str:
@@ -341,6 +349,7 @@ def kiosk_page(outside: str, local_file: Path) -> str:
         "script": f"<button onclick=\"location.href='{outside}/script{leak}'\">js</button>",
         "popup": f"<button onclick=\"window.open('{outside}/popup{leak}')\">pop</button>",
         "download": '<a href="/ledger.bin">download</a>',
+        "redirect": '<a href="/go-out">redirect</a>',  # our server answers 302 to the outside
         "probe": "<button onclick=\"fetch('/probe')\">probe</button>",
     }
     styled = "".join(
@@ -368,7 +377,8 @@ def sites(tmp_path):
     local_file.write_text(coloured_page("#00ff00"))
     outside = RecordingServer({p: coloured_page("#ffff00") for p in ("/landing", "/blank", "/script", "/popup")})
     own = RecordingServer({"/": kiosk_page(outside.origin, local_file)},
-                          binary={"/ledger.bin": b"\x00\x01 not a web page"})
+                          binary={"/ledger.bin": b"\x00\x01 not a web page"},
+                          redirects={"/go-out": outside.origin + "/landing?surname=Shevchenko"})
     yield own, outside, local_file
     own.stop()
     outside.stop()
@@ -419,6 +429,7 @@ def test_window_is_full_screen_and_every_way_out_is_blocked(sites, run_shell, x_
         ("popup", "blocked new-window (other) to " + outside.origin),
         ("blank", "blocked new-window (link-clicked) to " + outside.origin),
         ("download", "blocked download from " + own.origin),
+        ("redirect", "blocked navigation (link-clicked) to " + outside.origin),
     ]
     for name, expected in expectations:
         seen = len(shell.blocked_lines())

@@ -1,0 +1,232 @@
+"""Glue between settings and devices: builds the drivers (starting the built-in simulators for
+URLs set to 'sim'), the journal and the till, runs start-up recovery, and registers health
+checks and closers with the app."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from payments.journal import Journal
+from payments.recovery import recover
+from payments.till import Till, TillConfig
+
+log = logging.getLogger("cnap.payments")
+
+CARD_PING_EVERY_S = 5.0
+
+
+@dataclass
+class Hardware:
+    validator: object | None = None
+    card: object | None = None
+    printer: object | None = None
+    simulators: dict = field(default_factory=dict)
+    accepted_kop: set[int] = field(default_factory=set)
+
+    def close(self) -> None:
+        if self.validator is not None:
+            self.validator.stop()
+        if self.card is not None and hasattr(self.card, "close"):
+            self.card.close()
+        for sim in self.simulators.values():
+            sim.stop()
+
+
+def _profile(kind: str, model: str) -> dict:
+    try:
+        from devices.profiles import find_profile
+
+        return find_profile(kind, model) or {}
+    except Exception:
+        log.exception("device profile %s/%s unreadable; using defaults", kind, model)
+        return {}
+
+
+class FilteredValidator:
+    """The validator as the till sees it: its bill table limited to what the profile accepts."""
+
+    def __init__(self, driver, accepted: set[int]):
+        self._driver = driver
+        self._accepted = accepted
+
+    def __getattr__(self, name):
+        return getattr(self._driver, name)
+
+    @property
+    def bill_table(self) -> list[int]:
+        table = list(self._driver.bill_table)
+        return [b for b in table if not self._accepted or b in self._accepted]
+
+
+class PingingCard:
+    """The card driver, with an online flag refreshed by PingDevice now and then (its own
+    status only changes when an operation talks to the terminal)."""
+
+    def __init__(self, driver):
+        self._driver = driver
+        self._checked = 0.0
+        self._online = False
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self._driver, name)
+
+    def status(self):
+        status = self._driver.status()
+        now = time.monotonic()
+        if status.state not in ("idle", "offline"):
+            return status  # an operation is running: do not queue a ping behind it
+        with self._lock:
+            if now - self._checked > CARD_PING_EVERY_S or not self._online:
+                if now - self._checked > 1.0:
+                    self._checked = now
+                    try:
+                        self._online = bool(self._driver.ping())
+                    except Exception:
+                        self._online = False
+        return type(status)(self._online, status.state if self._online else "offline", status.last_error,
+                            status.detail)
+
+
+def build_hardware(config) -> Hardware:
+    from devices.bill_validator.driver import BillValidator
+    from devices.card_terminal.driver import CardTerminal
+    from devices.printer.driver import ReceiptPrinter
+
+    hw = Hardware()
+    url = config.get("BILL_VALIDATOR_URL", "")
+    if url:
+        profile = _profile("bill_validator", config.get("BILL_VALIDATOR_PROFILE", "cashcode-sm"))
+        if url == "sim":
+            from devices.bill_validator.simulator import BillValidatorSimulator
+
+            sim = BillValidatorSimulator()
+            url = sim.start_tcp()
+            hw.simulators["bill_validator"] = sim
+        driver = BillValidator(url, poll_interval_s=profile.get("poll_interval_ms", 100) / 1000,
+                               lost_after_polls=profile.get("lost_after_polls", 30),
+                               response_timeout_s=profile.get("response_timeout_ms", 300) / 1000,
+                               baudrate=profile.get("baudrate", 9600))
+        hw.accepted_kop = set(profile.get("denominations_kop", ()))
+        hw.validator = FilteredValidator(driver, hw.accepted_kop)
+    url = config.get("CARD_TERMINAL_URL", "")
+    if url:
+        timeouts = None
+        if url == "sim":
+            from devices.card_terminal.simulator import CardTerminalSimulator
+
+            sim = CardTerminalSimulator()
+            url = sim.start_tcp()
+            hw.simulators["card_terminal"] = sim
+            timeouts = {"purchase": 10.0, "last_result_total": 5.0}
+        hw.card = PingingCard(CardTerminal(url, timeouts=timeouts))
+    url = config.get("PRINTER_URL", "")
+    if url:
+        if url == "sim":
+            from devices.printer.simulator import PrinterSimulator
+
+            sim = PrinterSimulator()
+            url = sim.start_tcp()
+            hw.simulators["printer"] = sim
+        hw.printer = ReceiptPrinter(url, profile=config.get("PRINTER_PROFILE", "generic-80mm"))
+    return hw
+
+
+def receipt_key(instance_path: str) -> bytes:
+    """The key behind receipt check codes: created once, kept in the instance folder."""
+    path = os.path.join(instance_path, "receipt.key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    with open(path) as fh:
+        return bytes.fromhex(fh.read().strip())
+
+
+def till_config(config, instance_path: str, branch_name: str = "") -> TillConfig:
+    return TillConfig(terminal_id=config.get("TERMINAL_ID", "KIOSK-01"),
+                      branch=branch_name or config.get("BRANCH_ID", ""),
+                      merchant_id=config.get("CARD_MERCHANT_ID") or None,
+                      verify_url=config.get("RECEIPT_VERIFY_URL", ""),
+                      max_payment_kop=int(config.get("MAX_PAYMENT_KOP", 5_000_000)),
+                      receipt_key=receipt_key(instance_path),
+                      timezone=config.get("TIMEZONE", "Europe/Kyiv"))
+
+
+def start_payments(config, instance_path: str, *, branch_name: str = "", hardware: Hardware | None = None,
+                   run_recovery: bool = True) -> tuple[Till, Hardware]:
+    """Journal, drivers, till, recovery — in the order that keeps money safe: the till listens
+    to the validator before its first poll, and recovery finishes before anyone is served."""
+    hw = hardware or build_hardware(config)
+    journal = Journal(os.path.join(instance_path, config.get("JOURNAL_DB", "journal.sqlite"))).start()
+    till = Till(journal, till_config(config, instance_path, branch_name),
+                validator=hw.validator, card=hw.card, printer=hw.printer)
+    till.start()
+    if hw.validator is not None:
+        hw.validator.start()
+    if run_recovery:
+        recover(till)
+    return till, hw
+
+
+def stop_payments(till: Till, hw: Hardware) -> None:
+    try:
+        if hw.validator is not None:
+            try:
+                hw.validator.disable()
+            except Exception:
+                pass
+        till.close()
+    finally:
+        hw.close()
+        till.journal.close()
+
+
+def install(app) -> Till:
+    """Create the payment runtime for a Flask app (called by the pay blueprint's init_app)."""
+    catalogue = app.extensions.get("cnap_catalogue")
+    branch_name = ""
+    try:
+        branch = catalogue.branch(app.config["BRANCH_ID"]) if catalogue else None
+        if branch is not None:
+            branch_name = branch.name.get("uk", branch.id)
+    except Exception:
+        branch_name = ""
+    till, hw = start_payments(app.config, app.instance_path, branch_name=branch_name)
+    app.extensions["cnap_till"] = till
+    app.extensions["cnap_hardware"] = hw
+    app.extensions["cnap_closers"].append(lambda: stop_payments(till, hw))
+    health = app.extensions["cnap_health"]
+
+    def payments_health():
+        avail = till.availability()
+        return avail["ready"] and avail["unsettled"] == 0, {"ready": avail["ready"], "unsettled": avail["unsettled"],
+                                                            "busy": avail["busy"]}
+
+    def validator_health():
+        if hw.validator is None:
+            return True, {"configured": False}
+        status = hw.validator.status()
+        return status.online and not till.device.fault, {"state": status.state, "fault": till.device.fault}
+
+    def card_health():
+        if hw.card is None:
+            return True, {"configured": False}
+        status = hw.card.status()
+        return status.online, {"state": status.state}
+
+    def printer_health():
+        if hw.printer is None:
+            return True, {"configured": False}
+        status = till.printer_status()
+        return status["online"] and status["paper"] != "out", {"paper": status["paper"]}
+
+    health["payments"] = payments_health
+    health["bill_validator"] = validator_health
+    health["card_terminal"] = card_health
+    health["printer"] = printer_health
+    return till
