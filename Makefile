@@ -8,7 +8,7 @@ PYTHON ?= python3
 # matchbox, WebKit2GTK), building PyGObject (libgirepository, cairo), fonts with Cyrillic.
 APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool \
 	gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config \
-	fonts-dejavu-core python3-venv
+	x11-utils fonts-dejavu-core python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system-deps python-deps bench docs clean

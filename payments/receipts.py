@@ -41,9 +41,9 @@ def verify_url(ctx: ReceiptContext, payment: Payment) -> str:
 
 
 def bills_text(bills) -> str:
-    """(20000, 20000, 5000) -> "2 × 200,00 грн, 1 × 50,00 грн" (largest first)."""
+    """(20000, 20000, 5000) -> "2 x 200,00 грн, 1 × 50,00 грн" (largest first)."""
     counts = Counter(bills)
-    return ", ".join(f"{n} × {format_uah(v)}" for v, n in sorted(counts.items(), reverse=True))
+    return ", ".join(f"{n} x {format_uah(v)}" for v, n in sorted(counts.items(), reverse=True))
 
 
 def title_for(payment: Payment, kind: str) -> str:
@@ -141,8 +141,9 @@ def build_blocks(payment: Payment, ctx: ReceiptContext, *, kind: str = "receipt"
     if payment.voucher_out_kop:
         for piece in _wrap(VOUCHER_RULE, width):
             blocks.append(("text", piece, {}))
-    blocks.append(("qr", verify_url(ctx, payment)))
+    # the QR goes last: text printed after a raster image loses its code page on some printers
     blocks.append(("text", "Перевірка / verify: " + verify_url(ctx, payment), {"align": "center"}))
+    blocks.append(("qr", verify_url(ctx, payment)))
     blocks.append(("feed", 3))
     blocks.append(("cut",))
     return blocks

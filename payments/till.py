@@ -582,6 +582,61 @@ class Till:
             self.cassette = []
             return report
 
+    def close_shift(self, staff: str) -> dict:
+        from payments.reports import shift_report
+
+        with self.lock:
+            report = shift_report(self)
+            report.update(number=len(self.shifts) + 1, by=staff, terminal=self.config.terminal_id)
+            record_id = self.journal.append(SHIFT_STREAM, "z_report", report)
+            report.update(id=record_id, at=self.clock())
+            self.shifts.append(report)
+        self.print_report("Z", report)
+        return report
+
+    def print_report(self, title: str, report: dict) -> bool:
+        """Service reports (X, Z, encashment) on paper; journaled like every device command."""
+        from payments.reports import report_blocks
+
+        if self.printer is None:
+            return False
+        self.journal.append(DEVICE_STREAM, "device_command", {"device": "printer", "name": f"report {title}"})
+        try:
+            result = self.printer.print_job(report_blocks(f"{title}-ЗВІТ" if len(title) == 1 else title, report,
+                                                          self.config.terminal_id))
+            ok = bool(result.ok)
+        except Exception:
+            ok = False
+        self.journal.append(DEVICE_STREAM, "device_command_done", {"device": "printer", "ok": ok})
+        return ok
+
+    def self_test(self, print_page: bool = False) -> list[dict]:
+        """Each device asked what it knows; nothing here moves money."""
+        results = []
+        if self.validator is not None:
+            try:
+                st = self.validator.status()
+                results.append({"device": "bill_validator", "ok": bool(st.online) and not self.device.fault,
+                                "detail": f"{st.state}; bills {list(self.validator.bill_table)}; "
+                                          f"fault {self.device.fault or '-'}"})
+            except Exception as exc:
+                results.append({"device": "bill_validator", "ok": False, "detail": type(exc).__name__})
+        if self.card is not None:
+            try:
+                ok = bool(self.card.ping())
+                results.append({"device": "card_terminal", "ok": ok, "detail": "PingDevice " + ("ok" if ok else "no answer")})
+            except Exception as exc:
+                results.append({"device": "card_terminal", "ok": False, "detail": type(exc).__name__})
+        if self.printer is not None:
+            st = self.printer_status()
+            ok = st["online"] and st["paper"] != "out" and not st["cover_open"]
+            if ok and print_page:
+                ok = self.print_report("SELF-TEST", {"terminal": self.config.terminal_id})
+            results.append({"device": "printer", "ok": ok, "detail": f"paper {st['paper']}, cover "
+                                                                    f"{'open' if st['cover_open'] else 'closed'}"})
+        self.journal.append(DEVICE_STREAM, "self_test", {"results": results})
+        return results
+
     def masked(self, payment: Payment) -> str:
         if not payment.payer:
             return ""

@@ -18,6 +18,7 @@ BLUEPRINTS = (
     "terminal.views.core",
     "terminal.views.catalogue",
     "terminal.views.service",
+    "terminal.views.pay",
 )
 
 

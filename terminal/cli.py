@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
+import time
 import threading
 from importlib import import_module
 
@@ -26,6 +28,29 @@ def serve(app, host: str, port: int):
     return server, f"http://{host}:{server.server_port}/"
 
 
+def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str]) -> None:
+    """The native window runs in its own process: WebKit needs ~200 MB and may crash; neither
+    should touch the process that holds the payment journal. A window that dies is reopened."""
+    command = [sys.executable, "-m", "terminal.shell", "--url", url]
+    if not fullscreen:
+        command.append("--windowed")
+    for origin in allowed_origins:
+        command += ["--allow-origin", origin]
+    log = logging.getLogger("cnap.kiosk")
+    while True:
+        child = subprocess.Popen(command)
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            child.terminate()
+            child.wait(10)
+            raise
+        if code == 0:  # closed on purpose (service mode, SIGTERM)
+            return
+        log.error("kiosk window exited with %s; reopening in 2 s", code)
+        time.sleep(2)
+
+
 def run_kiosk(args, extra_config: dict | None = None) -> int:
     from terminal import close_app, create_app
 
@@ -39,8 +64,8 @@ def run_kiosk(args, extra_config: dict | None = None) -> int:
 
         if not args.no_window and shell.display_available():
             print(f"cnap kiosk: window open on {url}", flush=True)
-            shell.run_kiosk(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
-                            allowed_origins=app.config["ALLOWED_ORIGINS"])
+            run_window(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
+                       allowed_origins=app.config["ALLOWED_ORIGINS"])
         else:
             print(f"cnap kiosk: no display; open {url} in a browser (Ctrl+C stops)", flush=True)
             threading.Event().wait()

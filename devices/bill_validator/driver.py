@@ -24,6 +24,8 @@ DEVICE = "bill_validator"
 HOLD_EVERY_S = 3.0  # a validator returns an escrowed bill after ~10 s without HOLD
 ACTION_COOLDOWN_S = 0.5
 RECONNECT_S = 1.0
+BILL_IN_FLIGHT = {c.ACCEPTING, c.ESCROW, c.HOLDING, c.STACKING, c.RETURNING, c.BILL_STACKED,
+                  c.BILL_RETURNED}
 
 
 class BillValidator:
@@ -242,6 +244,8 @@ class BillValidator:
 
     # ------------------------------------------------------------------ init
     def _initialise(self) -> None:
+        if self._last_state is None and self._bill_in_flight_at_start():
+            return
         if self._command(c.RESET) is None:
             self._missed("no answer to RESET")
             return
@@ -259,6 +263,25 @@ class BillValidator:
         self._need_init = False
         self._answered()
         log.info("bill validator %s: table %s", self._identification, self.bill_table)
+
+    def _bill_in_flight_at_start(self) -> bool:
+        """A host restart must not erase a bill the validator is still handling (a RESET would
+        finish or return it silently: credit lost). POLL first; with a bill in flight, read the
+        table without RESET and leave the answer un-ACKed so the poll loop reports it."""
+        answer = self._transact(c.POLL_FRAME)
+        state = c.parse_poll_answer(answer.payload) if answer is not None else None
+        if state is None or state.code not in BILL_IN_FLIGHT:
+            return False
+        log.warning("bill validator: bill in flight at start (%s): not resetting", state.name)
+        table = self._command(c.GET_BILL_TABLE)
+        if table is None or len(table.payload) < c.BILL_TYPES * c.BILL_TABLE_ENTRY:
+            return False
+        self._ack()
+        with self._lock:
+            self._table = c.parse_bill_table(table.payload)
+        self._need_init = False
+        self._answered()
+        return True
 
     # ------------------------------------------------------------------ caller commands
     def _run_commands(self) -> None:
@@ -305,13 +328,15 @@ class BillValidator:
         if state.code == c.ILLEGAL_COMMAND and state.sub is None:
             self.counters["illegal"] += 1
             return
-        self._ack()
         self._answered()
         previous, self._last_state = self._last_state, state
         with self._lock:
             self._state_name = state.name
         if state != previous:
             self._on_transition(previous, state)
+        # ACK only after subscribers have handled the event: a host killed before it journaled
+        # a credit leaves the device repeating 0x81, so the next host still sees the bill.
+        self._ack()
         self._act(state)
 
     def _answered(self) -> None:

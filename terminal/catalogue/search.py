@@ -101,6 +101,8 @@ def _fold_char(ch: str) -> str:
 
 def _fix_mixed_script(word: str) -> str:
     """A word mixing scripts is read in its majority script, via look-alike letters."""
+    if word.isascii() or not _HAS_LATIN.search(word):
+        return word
     cyr = sum(1 for c in word if "\u0400" <= c <= "\u04ff")
     lat = sum(1 for c in word if "a" <= c <= "z")
     if not cyr or not lat:
@@ -109,7 +111,17 @@ def _fix_mixed_script(word: str) -> str:
     return "".join(table.get(c, c) for c in word)
 
 
+_HAS_LATIN = re.compile(r"[a-z]")
+# Fast path for the usual word: after lower-casing and dropping apostrophes it is plain
+# Latin, digits or Ukrainian letters, and the per-character folding would change nothing.
+_FAST_FOLD = str.maketrans({**{a: None for a in _APOSTROPHES}, **_RUSSIAN_FOLD})
+_PLAIN_WORD = re.compile(r"[a-z0-9\u0430-\u045f\u0491]*\Z")
+
+
 def normalize_word(raw: str) -> str:
+    fast = raw.lower().translate(_FAST_FOLD)
+    if _PLAIN_WORD.match(fast):
+        return _fix_mixed_script(fast)
     return _fix_mixed_script("".join(_fold_char(c) for c in raw))
 
 
@@ -381,8 +393,8 @@ class SearchIndex:
         self._prefix_stems: list[int | tuple[int, ...]] = []
         self._name_prefix_keys: list[str] = []
         self._name_prefix_stems: list[int | tuple[int, ...]] = []
-        self._deletes: dict[str, str | tuple[str, ...]] = {}
-        self._latin_deletes: dict[str, str | tuple[str, ...]] = {}
+        self._deletes = _DeletionTable()
+        self._latin_deletes = _DeletionTable()
 
     # -- building --
     @classmethod
@@ -422,7 +434,7 @@ class SearchIndex:
         full: dict[int, float] = {}
         partial: dict[int, tuple[float, float]] = {}
         for plan, word_matches in zip(plans, matched):
-            coverage, scores = self._score_plan(plan, word_matches)
+            coverage, scores = self._score_plan(plan, word_matches, lang)
             if coverage == 1.0:
                 if not full:
                     full = scores
@@ -493,15 +505,9 @@ class SearchIndex:
                 continue
             candidates: set[str] = set()
             tables = (self._deletes, self._latin_deletes) if with_translit else (self._deletes,)
-            for probe in (key, *_deletions(key)):
+            for probe in {_probe_hash(p) for p in (key, *_deletions(key))}:
                 for table in tables:
-                    found = table.get(probe)
-                    if found is None:
-                        continue
-                    if isinstance(found, str):
-                        candidates.add(found)
-                    else:
-                        candidates.update(found)
+                    table.collect(probe, candidates)
             for candidate in candidates:
                 if candidate != key and osa_distance_at_most_one(key, candidate):
                     for stem in self._stems_for_key(candidate):
@@ -543,7 +549,7 @@ class SearchIndex:
                 best = fresh
         return best
 
-    def _score_plan(self, plan: _Plan, word_matches: list[dict[int, _Match]]
+    def _score_plan(self, plan: _Plan, word_matches: list[dict[int, _Match]], lang: str
                     ) -> tuple[float, dict]:
         """(1.0, record -> score) when some records match every required word, else
         (below 1.0, record -> (coverage, score)) for the records that match some."""
@@ -562,12 +568,16 @@ class SearchIndex:
         if complete:
             if len(per_word) == 1:
                 scores = dict(per_word[0])
+            elif len(per_word) == 2 and len(required_scores) == 2:  # the usual phrase
+                a, b = per_word
+                scores = {doc: min(a[doc], b[doc]) + 0.001 * (a[doc] + b[doc])
+                          for doc in complete}
             else:
                 scores = {}
                 for doc in complete:
                     weakest = min(s[doc] for s in required_scores)
                     scores[doc] = weakest + 0.001 * sum(s.get(doc, 0.0) for s in per_word)
-            self._add_name_sequence_scores(scores, word_matches)
+            self._add_name_sequence_scores(scores, word_matches, lang)
             return 1.0, scores
         partial: dict[int, tuple[float, float]] = {}
         candidates: set[int] = set()
@@ -580,10 +590,15 @@ class SearchIndex:
         return 0.0, partial
 
     def _add_name_sequence_scores(self, scores: dict[int, float],
-                                  word_matches: list[dict[int, _Match]]) -> None:
-        """Lift records whose name is the query (exact) or starts with it (name prefix)."""
+                                  word_matches: list[dict[int, _Match]], lang: str) -> None:
+        """Lift records whose name is the query (exact) or starts with it (name prefix).
+
+        Judged on the name the visitor sees (``lang``; another language only when that name is
+        missing), so an English name starting with "Passport" does not lift a Ukrainian one.
+        """
         if not word_matches:
             return
+        lang_index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
         name_tier = FIELD_BASE[SYNONYM]
         n = len(word_matches)
         seen: set[int] = set()
@@ -595,7 +610,10 @@ class SearchIndex:
                 current = scores.get(doc)
                 if current is None or current <= name_tier:
                     continue  # some query word is not in the name
-                for sequence in self._records[doc].name_stems:
+                sequences = self._records[doc].name_stems
+                if sequences[lang_index]:
+                    sequences = (sequences[lang_index],)
+                for sequence in sequences:
                     if len(sequence) < n:
                         continue
                     penalties = []
@@ -742,26 +760,42 @@ class _Builder:
         index._prefix_stems = [pack(self.word_keys[k]) for k in index._prefix_keys]
         index._name_prefix_keys = sorted(self.name_word_keys)
         index._name_prefix_stems = [pack(self.name_word_keys[k]) for k in index._name_prefix_keys]
-        index._deletes = _deletion_neighbourhood(self.typo_keys)
-        index._latin_deletes = _deletion_neighbourhood(self.latin_typo_keys)
+        index._deletes = _DeletionTable(self.typo_keys)
+        index._latin_deletes = _DeletionTable(self.latin_typo_keys)
 
 
-def _deletion_neighbourhood(keys: set[str]) -> dict[str, str | tuple[str, ...]]:
-    """Each key filed under itself and every one-character deletion of it."""
-    table: dict[str, str | tuple[str, ...]] = {}
-    for key in sorted(keys):
-        for probe in (key, *_deletions(key)):
-            old = table.get(probe)
-            if old is None:
-                table[probe] = key
-            elif isinstance(old, str):
-                if old != key:
-                    table[probe] = (old, key)
-            elif key not in old:
-                table[probe] = old + (key,)
-    return table
+def _probe_hash(probe: str) -> int:
+    """Deletion strings are filed by a 32-bit hash; a collision only adds a candidate, which the
+    edit-distance check then drops."""
+    return hash(probe) & 0xFFFFFFFF
 
 
+class _DeletionTable:
+    """Deletion neighbourhood (SymSpell) in two parallel sorted arrays: 8 bytes per entry.
+
+    Every key is filed under the hash of itself and of each string made by deleting one of its
+    characters. A dictionary of strings would cost some 100 bytes per entry.
+    """
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self.keys = sorted(keys)
+        combined = array("Q")
+        for key_id, key in enumerate(self.keys):
+            combined.extend(h << 32 | key_id
+                            for h in {_probe_hash(p) for p in (key, *_deletions(key))})
+        combined = array("Q", sorted(combined))
+        self.hashes = array("I", (c >> 32 for c in combined))
+        self.key_ids = array("I", (c & 0xFFFFFFFF for c in combined))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def collect(self, probe_hash: int, into: set[str]) -> None:
+        hashes, key_ids, keys = self.hashes, self.key_ids, self.keys
+        i = bisect_left(hashes, probe_hash)
+        while i < len(hashes) and hashes[i] == probe_hash:
+            into.add(keys[key_ids[i]])
+            i += 1
 
 
 # --- highlighting ---------------------------------------------------------------------------------
@@ -804,14 +838,20 @@ def _highlight_plans(text: str, plans: list[_Plan]) -> list[tuple[str, bool]]:
     return _segments(text, matched_length)
 
 
+@lru_cache(maxsize=2048)
+def _display_spans(text: str) -> tuple[str, tuple[tuple[int, int, str], ...]]:
+    """A display name in NFC and its words; names repeat across searches, so this is cached."""
+    text = unicodedata.normalize("NFC", text)
+    return text, tuple(_word_spans(text))
+
+
 def _segments(text: str, matched_length: Callable[[str], int]) -> list[tuple[str, bool]]:
     """Cut ``text`` (NFC) into runs; ``matched_length(normalised word)`` says how many leading
     normalised characters of each word to mark."""
-    text = unicodedata.normalize("NFC", text)
-    if not text:
-        return []
-    marked = [False] * len(text)
-    for start, end, norm in _word_spans(text):
+    text, spans = _display_spans(text)
+    segments: list[tuple[str, bool]] = []
+    plain_from = 0   # start of the pending unmarked run
+    for start, end, norm in spans:
         matched = matched_length(norm)
         if not matched:
             continue
@@ -822,12 +862,13 @@ def _segments(text: str, matched_length: Callable[[str], int]) -> list[tuple[str
             while cut < end and folded < matched:
                 folded += len(_fold_char(text[cut]))
                 cut += 1
-        for i in range(start, cut):
-            marked[i] = True
-    segments: list[tuple[str, bool]] = []
-    run_start = 0
-    for i in range(1, len(text) + 1):
-        if i == len(text) or marked[i] != marked[run_start]:
-            segments.append((text[run_start:i], marked[run_start]))
-            run_start = i
+        if start > plain_from:
+            segments.append((text[plain_from:start], False))
+        if segments and segments[-1][1] and start == plain_from:
+            segments[-1] = (segments[-1][0] + text[start:cut], True)
+        else:
+            segments.append((text[start:cut], True))
+        plain_from = cut
+    if plain_from < len(text):
+        segments.append((text[plain_from:], False))
     return segments

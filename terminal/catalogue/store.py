@@ -345,6 +345,28 @@ class Catalogue:
 
 # --- the database ------------------------------------------------------------------------------
 
+class _SharingDecoder(json.JSONDecoder):
+    """Decodes service rows so that equal texts are one object in memory.
+
+    Services of one ЦНАП repeat the same documents, providers, legal acts and stages many
+    times; sharing them keeps a 5,000-service catalogue within the kiosk's memory budget.
+    Texts are never mutated after loading (the snapshot is read-only)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple, dict] = {}
+        self._strings: dict[str, str] = {}
+        super().__init__(object_hook=self._share)
+
+    def _share(self, obj: dict) -> dict:
+        if obj.keys() <= {"uk", "en"}:
+            key = tuple(obj.items())
+            shared = self._texts.get(key)
+            if shared is None:
+                shared = self._texts[key] = {k: self._strings.setdefault(v, v) for k, v in obj.items()}
+            return shared
+        return obj
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -471,7 +493,8 @@ class CatalogueStore:
             conn.execute("BEGIN")  # one consistent read even while an import commits
             categories = [category_from_plain(json.loads(d)) for (d,) in
                           conn.execute("SELECT data FROM categories ORDER BY position")]
-            services = [service_from_plain(json.loads(d)) for (d,) in
+            decode = _SharingDecoder().decode
+            services = [service_from_plain(decode(d)) for (d,) in
                         conn.execute("SELECT data FROM services ORDER BY position")]
             packages = [package_from_plain(json.loads(d)) for (d,) in
                         conn.execute("SELECT data FROM packages ORDER BY position")]

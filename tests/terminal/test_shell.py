@@ -534,3 +534,41 @@ def test_display_available_sees_a_real_display(x_display, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setenv("DISPLAY", x_display)
     assert display_available() is True
+
+
+@pytest.mark.window
+def test_cnap_kiosk_opens_the_catalogue_in_its_own_window_process(x_display, tmp_path):
+    """`cnap kiosk` serves the app and runs the window as a child process (WebKit's memory
+    and crashes stay out of the process that holds the payment journal)."""
+    env = {**os.environ, "DISPLAY": x_display, "CNAP_SECRET_KEY": "t", "CNAP_BILL_VALIDATOR_URL": "",
+           "CNAP_CARD_TERMINAL_URL": "", "CNAP_PRINTER_URL": "", "HOME": str(tmp_path)}
+    kiosk = subprocess.Popen([sys.executable, "-m", "terminal.cli", "kiosk", "--port", "0",
+                              "--instance", str(tmp_path / "instance")], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        for _ in range(200):
+            line = kiosk.stdout.readline()
+            if "window open on" in line or not line:
+                break
+        assert "window open on http://127.0.0.1:" in line, line
+
+        def window_child():
+            children = subprocess.run(["pgrep", "-P", str(kiosk.pid), "-f", "terminal.shell"],
+                                      capture_output=True, text=True).stdout.split()
+            return children[0] if children else None
+
+        _wait_for(window_child, 20, "the window process")
+        # The kiosk's home page (background #f4f6f9) fills the screen.
+        def home_on_screen():
+            image = screenshot(x_display, tmp_path / "kiosk.png")
+            return colour_fraction(image, (0xF4, 0xF6, 0xF9)) > 0.3
+        _wait_for(home_on_screen, 30, "the kiosk home page on screen")
+        child = window_child()
+        kiosk.send_signal(signal.SIGINT)
+        assert kiosk.wait(20) == 0
+        assert subprocess.run(["ps", "-p", child], capture_output=True).returncode != 0, "window left running"
+    finally:
+        if kiosk.poll() is None:
+            kiosk.kill()
+            kiosk.wait()
