@@ -18,7 +18,7 @@ candidates come from a handful of dictionary probes and only they are checked wi
 Ranking, best first: the whole name matched word for word; the name starts with the query; every
 query word in the name; in the synonyms; in the short description; in the documents and other
 details. Inside one tier fewer typos, then exact over prefix, native script over transliterated
-over wrong layout, then shorter names. The tier gaps exceed the largest penalty, so a penalty
+over wrong layout, then the catalogue's own order. The tier gaps exceed the largest penalty, so a penalty
 never drops a match into a lower tier. Query words that match nothing in a record make it rank
 below every record that matches them all (only the best-covered records are returned).
 """
@@ -465,21 +465,14 @@ class SearchIndex:
         return hits
 
     def _top(self, scores: dict[int, float], limit: int, lang: str) -> list[int]:
-        """The ``limit`` best records; ties go to the shorter name, then to the id."""
+        """The ``limit`` best records; ties go to the catalogue's own order (the ЦНАП orders
+        categories and services by prominence: ID card before a building passport)."""
         if len(scores) > limit:
             cut = heapq.nlargest(limit, scores.values())[-1]
             docs = [doc for doc, score in scores.items() if score >= cut]
         else:
             docs = list(scores)
-        lang_index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
-        records = self._records
-
-        def order(doc: int) -> tuple[float, int, str]:
-            stems = records[doc].name_stems
-            length = len(stems[lang_index]) or max(len(s) for s in stems)
-            return -scores[doc], length, records[doc].id
-
-        return sorted(docs, key=order)[:limit]
+        return sorted(docs, key=lambda doc: (-scores[doc], doc))[:limit]
 
     def _stems_for_key(self, key: str) -> tuple[int, ...]:
         found = self._key_stems.get(key)

@@ -364,10 +364,14 @@ def sample_index() -> SearchIndex:
     ("pfuhfygfcgjhn", {"passport-abroad"}),         # "загранпаспорт" on QWERTY
 ])
 def test_sample_catalogue_everyday_queries(sample_index, query, expected):
-    assert sample_index.search(query)[0].id in expected
+    # Where several services are right, all of them and nothing else come first.
+    top = {hit.id for hit in sample_index.search(query)[:len(expected)]}
+    assert top == expected
 
 
 def test_sample_catalogue_passport_family(sample_index):
     for query in ("паспорт", "pasport", "gfcgjhn", "пасорт", "паспорта"):
         found = ids(sample_index.search(query))
         assert {"passport-abroad", "id-card"} <= set(found[:5]), query
+        # Ties follow the catalogue's order: citizens' passports before a building passport.
+        assert found[0] in {"passport-abroad", "id-card"}, query
