@@ -17,6 +17,7 @@ from payments.till import Till, TillConfig
 log = logging.getLogger("cnap.payments")
 
 CARD_PING_EVERY_S = 5.0
+RECOVERY_RETRY_S = 10.0
 
 
 @dataclass
@@ -199,7 +200,24 @@ def install(app) -> Till:
     till, hw = start_payments(app.config, app.instance_path, branch_name=branch_name)
     app.extensions["cnap_till"] = till
     app.extensions["cnap_hardware"] = hw
-    app.extensions["cnap_closers"].append(lambda: stop_payments(till, hw))
+    stop_retry = threading.Event()
+
+    def retry_recovery():
+        # a card result that could not be read at start (terminal offline) is asked again
+        while not till.ready and not stop_retry.wait(RECOVERY_RETRY_S):
+            try:
+                recover(till)
+            except Exception:
+                log.exception("recovery retry failed")
+
+    if not till.ready:
+        threading.Thread(target=retry_recovery, name="recovery-retry", daemon=True).start()
+
+    def close():
+        stop_retry.set()
+        stop_payments(till, hw)
+
+    app.extensions["cnap_closers"].append(close)
     health = app.extensions["cnap_health"]
 
     def payments_health():

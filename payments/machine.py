@@ -68,6 +68,7 @@ class Payment:
     vouchers_in: tuple[tuple[str, int], ...] = ()
     escrow_kop: int | None = None
     stack_pending_kop: int | None = None
+    unresolved_stack_kop: int | None = None  # a stack intent recovery closed without an outcome
     return_pending: bool = False
     card_pending: bool = False
     card_resolving: bool = False
@@ -274,12 +275,15 @@ def _return_intent(s: Payment, d):
 
 @on("bill_stacked")
 def _stacked(s: Payment, d):
+    if s.stack_pending_kop is None and s.unresolved_stack_kop is None:
+        # Every STACK is journaled as an intent before it is sent, so a 0x81 with no open intent
+        # is one already credited: the host was killed after journaling it but before its ACK,
+        # and the validator repeated it to the next host.
+        return replace(s, incidents=_incident(s, f"duplicate_stacked_ignored:{d.get('amount_kop')}")), []
     amount = d.get("amount_kop")
     if amount is None:
-        amount = s.stack_pending_kop if s.stack_pending_kop is not None else s.escrow_kop
-    if amount is None:
-        return replace(s, incidents=_incident(s, "stacked_unknown_amount")), []
-    new = _credit_bill(s, int(amount))
+        amount = s.stack_pending_kop if s.stack_pending_kop is not None else s.unresolved_stack_kop
+    new = _credit_bill(replace(s, unresolved_stack_kop=None), int(amount))
     if d.get("recovered"):
         new = replace(new, recovered=True, incidents=_incident(new, f"stacked_seen_at_startup:{amount}"))
     return _after_credit(new)
@@ -305,6 +309,7 @@ def _lost_in_flight(s: Payment, d):
     """Recovery: a stack intent without outcome and the validator shows no bill: the device
     never stacked it (it returned the bill on RESET or on escrow timeout)."""
     new = replace(s, escrow_kop=None, stack_pending_kop=None, return_pending=False,
+                  unresolved_stack_kop=s.stack_pending_kop,  # a 0x81 arriving later is still credited
                   incidents=_incident(s, f"bill_not_stacked:{s.stack_pending_kop}"))
     if new.cancel_requested and not new.final:
         return _finish_cancel(new)
@@ -438,11 +443,6 @@ def _recovery_settle(s: Payment, d):
             [Command("disable_bills"), Command("print", {"kind": "copy"})])
 
 
-@on("settled_at")
-def _settled_at(s: Payment, d):
-    return replace(s, settled_at=float(d.get("at", 0.0))), []
-
-
-@on("note")
-def _note(s: Payment, d):
-    return replace(s, incidents=_incident(s, str(d.get("text", "")))), []
+@on("device_command")
+def _device_command(s: Payment, d):
+    return s, []  # the intent record of a command that moves no money (enable, disable, void)

@@ -46,7 +46,7 @@ def report_blocks(title: str, report: dict, terminal_id: str) -> list[tuple]:
             value = format_uah(int(value))
         elif key == "counts":
             for denomination, count in value.items():
-                blocks.append(("text", f"{format_uah(int(denomination))} × {count}", {}))
+                blocks.append(("text", f"{format_uah(int(denomination))} x {count}", {}))
             continue
         elif key == "by_status":
             value = ", ".join(f"{k}: {v}" for k, v in sorted(value.items()))

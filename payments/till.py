@@ -386,6 +386,14 @@ class Till:
         with self.lock:
             pid = self.cash_id
             payment = self.payments.get(pid) if pid else None
+            if kind == "power_up_at_start":
+                # plain power-up seen before RESET: only a STACK the journal sent matters
+                if payment is not None and payment.stack_pending_kop is not None:
+                    self.dispatch(pid, "powerup_with_bill", {"where": "unknown", "amount_kop": None,
+                                                            "stack_sent": True, "at_start": True})
+                else:
+                    self.journal.append(DEVICE_STREAM, "validator_power_up", data)
+                return
             if kind in bill_kinds:
                 if kind == "escrow" and (payment is None or not payment.accepting_bills):
                     # nobody is paying cash: the bill goes back, and the journal says so
@@ -432,6 +440,7 @@ class Till:
         pid = self._create_record("", {"uk": "Нерозподілена готівка", "en": "Unassigned cash"}, {},
                                   {"amount_kop": 0, "commission_kop": 0, "total_kop": 0}, {})
         self.cash_id = pid
+        self.dispatch(pid, "stack_intent", {"amount_kop": amount, "orphan": True})
         self.dispatch(pid, "bill_stacked" if kind == "stacked" else "powerup_with_bill",
                       dict(data, recovered=True))
         if not self.payments[pid].final:

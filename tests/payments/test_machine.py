@@ -245,11 +245,21 @@ def test_powerup_with_bill(where, stack_sent, credited):
     assert state.credited_kop == credited and not state.bill_in_flight
 
 
-def test_late_bill_after_payment_raises_voucher():
-    state, _ = cash(8500, *bill(5000), *bill(5000))
-    state, steps = run([("bill_stacked", {"amount_kop": 2000})], state)
-    assert state.status == "paid" and state.credited_kop == 12000 and state.voucher_out_kop == 3500
-    assert steps[-1] == [("print", {"kind": "voucher"})]
+def test_repeated_stacked_after_a_kill_is_not_credited_twice():
+    """Journaled, then killed before the ACK: the validator repeats 0x81 to the next host."""
+    state, _ = cash(8500, *bill(5000))
+    state, steps = run([("bill_stacked", {"amount_kop": 5000})], state)
+    assert state.credited_kop == 5000 and steps[-1] == []
+    assert state.incidents[-1] == "duplicate_stacked_ignored:5000"
+
+
+def test_bill_landing_after_recovery_gave_up_is_still_credited():
+    state, _ = cash(8500, ("bill_escrow", {"amount_kop": 5000}), ("stack_intent", {"amount_kop": 5000}),
+                    ("bill_lost_in_flight", {}), ("recovery_settle", {}))
+    assert state.status == "cancelled" and state.credited_kop == 0
+    state, steps = run([("bill_stacked", {"amount_kop": None})], state)
+    assert state.credited_kop == 5000 and state.voucher_out_kop == 5000
+    assert steps[-1] == [("print", {"kind": "voucher"})] and "late_bill" in state.incidents
 
 
 def test_replay_equals_live_fold():
