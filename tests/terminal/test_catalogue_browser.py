@@ -133,3 +133,14 @@ def test_idle_warning_counts_down_then_forgets_the_visitor(live_server, page, ap
     page.wait_for_url(live_server.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "uk")   # back to the default language
     expect(page.locator("#q")).to_have_value("")
+
+
+def test_hidden_attribute_beats_every_layout_class(live_server, page):
+    # Live screens toggle `hidden` on flex/grid blocks (payment retry buttons, results);
+    # a class's display rule must never make a hidden block visible again.
+    page.goto(live_server.url + "/")
+    displays = page.evaluate("""() => ['actions', 'grid', 'tile', 'btn', 'panel', 'osk-row'].map(cls => {
+        const el = document.createElement('div');
+        el.className = cls; el.hidden = true; document.body.appendChild(el);
+        return getComputedStyle(el).display; })""")
+    assert displays == ["none"] * 6
