@@ -18,6 +18,7 @@ import argparse
 import http.cookiejar
 import json
 import os
+import random
 import re
 import sqlite3
 import statistics
@@ -55,6 +56,7 @@ def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     latencies: list[float] = []
+    rnd = random.Random(1)
     try:
         while len(latencies) < bills:
             jar = http.cookiejar.CookieJar()
@@ -72,6 +74,9 @@ def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
             while not state["final"] and len(latencies) < bills:
                 credited = state["credited_kop"]
                 stacked_before = len(sim.stacked_at)
+                # STACK leaves at a poll tick; a stacking time that varies (as real mechanics do)
+                # keeps "stacked" from being phase-locked to the next poll
+                sim.stack_time_s = rnd.uniform(0.02, 0.02 + 2 * poll_interval_s)
                 deadline = time.monotonic() + 5
                 while not sim.insert_bill(2000):
                     if time.monotonic() > deadline:

@@ -194,7 +194,7 @@ def test_validator_power_cycle_with_bill_in_stacker_is_credited(tmp_path):
         wait_until(lambda: rig.bv_sim.snapshot()["state"] == "stacking", what="stacking")
         rig.bv_sim.power_cycle(off_s=0.2)
         wait_until(lambda: till.payment(pid).credited_kop == 5000, what="credit after power-up", timeout=10)
-        assert rig.bv_sim.snapshot()["cassette_kop"] == [5000]
+        wait_until(lambda: rig.bv_sim.snapshot()["cassette_kop"] == [5000], what="RESET finishes the stack")
         assert any("powerup_bill_in_stacker" in i for i in till.payment(pid).incidents)
     finally:
         rig.stop()

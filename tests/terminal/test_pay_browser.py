@@ -116,3 +116,28 @@ def test_fault_screen_and_service_pages_are_axe_clean(kiosk, page):
     page.get_by_role("button", name="Запустити самоперевірку").tap()
     expect(page.locator("table")).to_contain_text("bill_validator")
     clean(page, "selftest results")
+
+
+def test_verification_and_busy_pages_are_axe_clean(kiosk, page):
+    from payments.receipts import check_code
+    # a first visitor's payment in progress (test client), a second visitor in Chromium
+    kiosk.payer()
+    kiosk.begin("cash")
+    enter_payer(kiosk, page)
+    page.get_by_role("button", name="Готівкою").tap()
+    expect(page.get_by_role("alert")).to_contain_text("обслуговує інший платіж")
+    clean(page, "busy message")
+    kiosk.client.post(f"/pay/p/{kiosk.payment_id()}/cancel")
+    kiosk.settle()
+    payment = kiosk.payment()
+    kiosk.client.post("/pay/finish")
+    kiosk.payer()
+    kiosk.begin("card")
+    kiosk.settle()
+    payment = kiosk.payment()
+    page.goto(f"{kiosk.url}/receipt/{payment.receipt_no}?c={check_code(kiosk.till.config.receipt_key, payment)}")
+    expect(page.get_by_role("status")).to_have_text("Квитанція справжня.")
+    clean(page, "verify ok")
+    page.goto(f"{kiosk.url}/receipt/{payment.receipt_no}?c=forged")
+    expect(page.get_by_role("alert")).to_contain_text("Квитанцію не знайдено")
+    clean(page, "verify bad")
