@@ -247,3 +247,35 @@ def test_receipt_verification_page(kiosk):
     text = page.get_data(as_text=True)
     assert "Квитанція справжня" in text and "Ш******о" in text and "Шевченко" not in text
     assert kiosk.client.get(f"/receipt/{payment.receipt_no}?c=0000000000").status_code == 404
+
+
+def test_validator_lost_stops_cash_honestly_and_comes_back(kiosk):
+    kiosk.validator.set_silent(True)   # unplugged or dead: no answer to any poll
+    wait_until(lambda: not kiosk.till.availability()["cash"], timeout=40, what="validator declared lost")
+    kiosk.payer()
+    page = kiosk.client.get("/pay/confirm").get_data(as_text=True)
+    assert "Готівка зараз не приймається" in page
+    assert kiosk.begin("cash").status_code == 409
+    payment = kiosk.payment()
+    assert payment.status == "new" and payment.credited_kop == 0   # cash never chosen, validator never enabled
+    kiosk.validator.set_silent(False)
+    wait_until(lambda: kiosk.till.availability()["cash"], timeout=40, what="validator back online")
+    assert kiosk.begin("cash").status_code == 302
+    kiosk.pay_bills(5000, 5000)   # 74 грн due: 50 + 50, the 26 over becomes a voucher
+    kiosk.settle()
+    assert kiosk.payment().status == "paid"
+
+
+def test_card_terminal_offline_offers_no_card_and_charges_nothing(kiosk):
+    kiosk.card.set_silent(True)
+    kiosk.payer()
+    wait_until(lambda: not kiosk.till.availability()["card"], timeout=20, what="card terminal offline")
+    page = kiosk.client.get("/pay/confirm").get_data(as_text=True)
+    assert "Оплата карткою зараз недоступна" in page
+    assert kiosk.begin("card").status_code == 409
+    assert kiosk.card.purchases("approved") == [] and kiosk.card.purchases("failed") == []
+    kiosk.card.set_silent(False)
+    wait_until(lambda: kiosk.till.availability()["card"], timeout=20, what="card terminal back")
+    kiosk.begin("card")
+    kiosk.settle()
+    assert kiosk.payment().status == "paid" and len(kiosk.card.purchases("approved")) == 1
