@@ -33,12 +33,13 @@ class StaffMember:
     role: str
 
 
-def _hash(pin: str, salt: bytes) -> bytes:
+def hash_pin(pin: str, salt: bytes) -> bytes:
+    """PBKDF2 of a staff or desk-administrator PIN (shared by service mode and surveys)."""
     return hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, PIN_ITERATIONS)
 
 
 def valid_pin(pin: str) -> bool:
-    return pin.isdigit() and 4 <= len(pin) <= 12
+    return isinstance(pin, str) and pin.isdigit() and 4 <= len(pin) <= 12
 
 
 class StaffStore:
@@ -65,7 +66,7 @@ class StaffStore:
                     raise ValueError(f"SERVICE_PINS: {role!r} needs a known role and a 4–12 digit PIN")
                 salt = secrets.token_bytes(16)
                 db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
-                           (role, role, salt, _hash(pin, salt), time.time()))
+                           (role, role, salt, hash_pin(pin, salt), time.time()))
 
     def add(self, name: str, role: str, pin: str) -> StaffMember:
         if role not in ROLES:
@@ -75,7 +76,7 @@ class StaffStore:
         salt = secrets.token_bytes(16)
         with self._lock, self._connect() as db:
             cur = db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
-                             (name, role, salt, _hash(pin, salt), time.time()))
+                             (name, role, salt, hash_pin(pin, salt), time.time()))
             return StaffMember(cur.lastrowid, name, role)
 
     def members(self) -> list[dict]:
@@ -89,7 +90,7 @@ class StaffStore:
         salt = secrets.token_bytes(16)
         with self._lock, self._connect() as db:
             if not db.execute("UPDATE staff SET pin_salt=?, pin_hash=? WHERE id=?",
-                              (salt, _hash(pin, salt), staff_id)).rowcount:
+                              (salt, hash_pin(pin, salt), staff_id)).rowcount:
                 raise ValueError("no such staff member")
 
     def set_active(self, staff_id: int, active: bool) -> None:
@@ -107,7 +108,7 @@ class StaffStore:
         """Log-in is by PIN alone, so two people may not share one."""
         with self._connect() as db:
             rows = db.execute("SELECT id, pin_salt, pin_hash FROM staff WHERE active=1").fetchall()
-        return any(i != except_id and hmac.compare_digest(_hash(pin, salt), digest) for i, salt, digest in rows)
+        return any(i != except_id and hmac.compare_digest(hash_pin(pin, salt), digest) for i, salt, digest in rows)
 
     def locked_for(self, now: float | None = None) -> int:
         """Seconds left of the lockout after too many wrong PINs (0: not locked)."""
@@ -126,7 +127,7 @@ class StaffStore:
         with self._connect() as db:
             rows = db.execute("SELECT id, name, role, pin_salt, pin_hash FROM staff WHERE active=1").fetchall()
         for staff_id, name, role, salt, digest in rows:
-            if hmac.compare_digest(_hash(pin, salt), digest):
+            if hmac.compare_digest(hash_pin(pin, salt), digest):
                 self._failures.clear()
                 return StaffMember(staff_id, name, role)
         self._failures.append(time.monotonic())

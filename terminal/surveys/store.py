@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
+from terminal.staff import hash_pin, valid_pin
 from terminal.surveys import antigaming
 from terminal.surveys.antigaming import BURST, REPEAT, Recent, Rules
 from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definition, DefinitionError,
@@ -32,7 +33,6 @@ from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definit
 
 log = logging.getLogger("cnap.surveys")
 
-PIN_ITERATIONS = 50_000
 PIN_MAX_FAILURES = 5
 PIN_LOCKOUT_S = 60
 MAX_BATCH = 500
@@ -136,14 +136,6 @@ class Shift:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _pin_hash(pin: str, salt: bytes) -> bytes:
-    return hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, PIN_ITERATIONS)
-
-
-def valid_pin(pin: str) -> bool:
-    return isinstance(pin, str) and pin.isdigit() and 4 <= len(pin) <= 12
 
 
 def score5(score: int, scale: int) -> float:
@@ -367,7 +359,7 @@ class SurveyStore:
         salt = secrets.token_bytes(16)
         with self._write() as db:
             cur = db.execute("INSERT INTO administrators(name, branch_id, pin_salt, pin_hash, created_at) "
-                             "VALUES (?,?,?,?,?)", (name, branch_id, salt, _pin_hash(pin, salt), time.time()))
+                             "VALUES (?,?,?,?,?)", (name, branch_id, salt, hash_pin(pin, salt), time.time()))
         return Administrator(cur.lastrowid, name, branch_id, True)
 
     def set_administrator_active(self, admin_id: int, active: bool) -> None:
@@ -386,7 +378,7 @@ class SurveyStore:
             "SELECT id, name, branch_id, pin_salt, pin_hash FROM administrators "
             "WHERE active=1 AND (branch_id=? OR branch_id='' OR ?='')", (branch_id, branch_id)).fetchall()
         for admin_id, name, branch, salt, digest in rows:
-            if hmac.compare_digest(_pin_hash(pin, salt), digest):
+            if hmac.compare_digest(hash_pin(pin, salt), digest):
                 return Administrator(admin_id, name, branch, True)
         return None
 

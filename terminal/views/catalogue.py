@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, abort, current_app, g, jsonify, render_template, request, url_for
 
+from payments.money import format_uah
 from terminal import i18n
 from terminal.catalogue.model import tr
 from terminal.catalogue.search import SearchIndex
@@ -97,7 +98,7 @@ def init_app(app: Flask) -> None:
     app.extensions["cnap_health"]["catalogue"] = lambda: (
         len(app.extensions["cnap_catalogue"]) > 0,
         {"services": len(app.extensions["cnap_catalogue"])})
-    app.add_template_filter(format_money, "money")
+    app.add_template_filter(lambda kop: format_uah(kop, g.get("lang", "uk")), "money")
     app.add_template_global(tr, "tr")
 
 
@@ -110,16 +111,6 @@ def load_catalogue(app: Flask, catalogue) -> None:
 
 def catalogue():
     return current_app.extensions["cnap_catalogue"]
-
-
-def format_money(kop: int, lang: str | None = None) -> str:
-    """12345 → "123,45 грн" (a Ukrainian thin-space thousands separator)."""
-    lang = lang or g.get("lang", "uk")
-    sign = "−" if kop < 0 else ""
-    hryvnias, kopiykas = divmod(abs(int(kop)), 100)
-    whole = f"{hryvnias:,}".replace(",", "\u202f")
-    unit = "грн" if lang == "uk" else "UAH"
-    return f"{sign}{whole},{kopiykas:02d} {unit}"
 
 
 def branch_status_text(branch, now: datetime, lang: str) -> tuple[bool, str]:
@@ -153,13 +144,13 @@ def week_rows(branch, lang: str) -> list[tuple[str, str]]:
 
 def commission_text(commission, lang: str) -> str:
     if commission.kind == "fixed":
-        return format_money(commission.fixed_kop, lang)
+        return format_uah(commission.fixed_kop, lang)
     if commission.kind == "percent":
         bounds = ""
         if commission.min_kop:
-            bounds += i18n.gettext("card.commission_min", lang, amount=format_money(commission.min_kop, lang))
+            bounds += i18n.gettext("card.commission_min", lang, amount=format_uah(commission.min_kop, lang))
         if commission.max_kop:
-            bounds += i18n.gettext("card.commission_max", lang, amount=format_money(commission.max_kop, lang))
+            bounds += i18n.gettext("card.commission_max", lang, amount=format_uah(commission.max_kop, lang))
         percent = f"{commission.percent_bp / 100:g}".replace(".", "," if lang == "uk" else ".")
         return i18n.gettext("card.commission_percent", lang, percent=percent, bounds=bounds)
     return i18n.gettext("card.commission_none", lang)

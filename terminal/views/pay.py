@@ -229,11 +229,6 @@ def money(kop: int) -> str:
     return format_uah(kop, g.get("lang", "uk"))
 
 
-@bp.app_template_filter("uah")
-def _uah_filter(kop: int) -> str:
-    return money(kop)
-
-
 # ======================================================================== drafts
 def _drafts() -> dict:
     return current_app.extensions["cnap_pay_drafts"]

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from flask import (Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request,
+from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_template, request,
                    session, url_for)
 
 from terminal import i18n

@@ -5,7 +5,8 @@ from datetime import date, datetime, time
 import pytest
 
 from terminal.catalogue.model import Branch, Interval
-from terminal.views.catalogue import branch_status_text, format_money, week_rows
+from payments.money import format_uah
+from terminal.views.catalogue import branch_status_text, week_rows
 
 
 def a_paid_service(app):
@@ -20,7 +21,7 @@ def test_service_card_shows_every_information_card_field(app, client):
                  s.documents[0]["uk"], s.receive_ways[0]["uk"], s.legal_acts[0]["uk"],
                  s.refusal_grounds[0]["uk"], s.stages[0].step["uk"], s.fee.legal_basis["uk"],
                  s.fee.details.recipient, s.fee.details.edrpou, s.fee.details.iban,
-                 s.fee.details.purpose["uk"], format_money(s.fee.amount_kop, "uk")):
+                 s.fee.details.purpose["uk"], format_uah(s.fee.amount_kop, "uk")):
         assert text.replace("'", "&#39;") in page, text
     for heading in ("Які документи потрібні", "Строк надання", "Результат", "Як отримати результат",
                     "Нормативні акти", "Підстава для стягнення плати", "Код ЄДРПОУ", "Етапи надання"):
@@ -103,9 +104,18 @@ def test_week_rows_show_breaks_and_days_off(app):
     assert rows[6] == ("Неділя", "вихідний")
 
 
-@pytest.mark.parametrize("kop, uk, en", [(0, "0,00 грн", "0,00 UAH"), (27900, "279,00 грн", "279,00 UAH"),
-                                         (123456789, "1\u202f234\u202f567,89 грн", "1\u202f234\u202f567,89 UAH"),
-                                         (-5, "−0,05 грн", "−0,05 UAH")])
+def test_service_card_and_pay_screen_show_the_same_amount_in_each_language(app, client):
+    # One formatter for every screen: the card and the payment flow must never disagree.
+    s = a_paid_service(app)
+    for lang, text in (("uk", format_uah(s.fee.amount_kop, "uk")), ("en", format_uah(s.fee.amount_kop, "en"))):
+        client.post(f"/lang/{lang}", data={"next": "/"})
+        assert text in client.get(f"/service/{s.id}").text
+        assert text in client.get("/pay").text
+
+
+@pytest.mark.parametrize("kop, uk, en", [(0, "0,00 грн", "0.00 UAH"), (27900, "279,00 грн", "279.00 UAH"),
+                                         (123456789, "1\u202f234\u202f567,89 грн", "1\u202f234\u202f567.89 UAH"),
+                                         (-5, "−0,05 грн", "−0.05 UAH")])
 def test_money_is_formatted_from_integer_kopiykas(kop, uk, en):
-    assert format_money(kop, "uk") == uk
-    assert format_money(kop, "en") == en
+    assert format_uah(kop, "uk") == uk
+    assert format_uah(kop, "en") == en
