@@ -80,7 +80,7 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
     try:
         page.goto(f"{server.url}/tablet/#token={token}")
         expect(page.locator("#main-question")).to_have_text("Як вас обслужили сьогодні?")
-        page.wait_for_function("document.body.dataset.sw === 'ready'")
+        expect(page.locator("body")).to_have_attribute("data-sw", "ready")  # no eval: the CSP forbids it
         assert "token" not in page.url     # the token left the address bar for local storage
 
         # The administrator marks the start of the shift with a PIN.
