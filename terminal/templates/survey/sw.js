@@ -1,10 +1,11 @@
 /* Service Worker of the desk tablet app (scope /tablet/). The app shell is cached at install,
    so the survey keeps working — and reloads — while the server is unreachable. Answers never
-   pass through here: the page keeps them in IndexedDB until the server confirms them. */
+   pass through here: the page keeps them in IndexedDB until the server confirms them. Nor does
+   the configuration: the page keeps its own copy, which also records the shift started on this
+   tablet; a copy cached here would predate the shift and, served offline, lose who served. */
 "use strict";
 const CACHE = "cnap-tablet-{{ version }}";
 const MEDIA_CACHE = "cnap-tablet-media";
-const CONFIG_URL = "/api/survey/config";
 const SHELL = ["/tablet/", "/tablet/static/tablet.js", "/tablet/static/tablet.css", "/static/kiosk.css",
                "/static/kiosk.js", "/tablet/manifest.webmanifest"];
 
@@ -69,7 +70,6 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   if (url.origin !== self.location.origin) return;
   if (url.pathname.startsWith("/tablet/media/")) { event.respondWith(media(request)); return; }
-  if (url.pathname === CONFIG_URL) { event.respondWith(networkFirst(request, CONFIG_URL)); return; }
   if (request.mode === "navigate" && url.pathname.startsWith("/tablet/")) {
     event.respondWith(networkFirst(request, "/tablet/")); return;
   }

@@ -82,6 +82,9 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
         expect(page.locator("#main-question")).to_have_text("Як вас обслужили сьогодні?")
         expect(page.locator("body")).to_have_attribute("data-sw", "ready")  # no eval: the CSP forbids it
         assert "token" not in page.url     # the token left the address bar for local storage
+        # From now on every request of the page passes through the Service Worker.
+        page.reload()
+        expect(page.locator("#main-question")).to_have_text("Як вас обслужили сьогодні?")
 
         # The administrator marks the start of the shift with a PIN.
         page.locator("#staff-open").tap()
@@ -108,6 +111,9 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
         # The app reloads from the Service Worker's cache while the server is away.
         page.reload()
         expect(page.locator("#main-question")).to_have_text("Як вас обслужили сьогодні?")
+        page.locator("#staff-open").tap()   # the tablet still knows who is at the desk
+        expect(page.locator("#staff-current")).to_contain_text("Олена К.")
+        page.locator("#staff-back").tap()
         expected[give_answer(page, "very_good", ["competence"])] += 1
         expected[give_answer(page, "bad", ["documents"], nps=6)] += 1
         expect(page.locator("body")).to_have_attribute("data-queue", "4")
