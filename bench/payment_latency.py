@@ -42,9 +42,8 @@ def percentile(values, q):
 
 
 def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
-    from werkzeug.serving import make_server
-
     from terminal import close_app, create_app
+    from terminal.server import BackgroundServer
 
     app = create_app({"INSTANCE_PATH": os.path.join(workdir, "instance"), "SECRET_KEY": "bench",
                       "BILL_VALIDATOR_URL": "sim", "CARD_TERMINAL_URL": "", "PRINTER_URL": "sim"})
@@ -52,9 +51,8 @@ def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
     sim = app.extensions["cnap_hardware"].simulators["bill_validator"]
     sim.accept_time_s, sim.stack_time_s = 0.02, 0.04  # a fast validator: more samples per second
     poll_interval_s = till.validator.poll_interval_s
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
+    server = BackgroundServer(app)
+    base = server.url
     latencies: list[float] = []
     rnd = random.Random(1)
     try:
@@ -96,7 +94,7 @@ def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
                 time.sleep(0.01)
             opener.open(f"{base}/pay/finish", b"").read()
     finally:
-        server.shutdown()
+        server.stop()
         close_app(app)
     return latencies, poll_interval_s
 

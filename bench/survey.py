@@ -40,15 +40,13 @@ CONFIG = {"TESTING": False, "SECRET_KEY": "bench", "BILL_VALIDATOR_URL": "", "CA
 
 
 def serve(instance: str, port_queue) -> None:
-    import logging
-    from werkzeug.serving import make_server
     from terminal import create_app
+    from terminal.server import BackgroundServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = create_app({**CONFIG, "INSTANCE_PATH": instance})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    port_queue.put(server.server_port)
-    server.serve_forever()
+    server = BackgroundServer(app, threads=app.config["HTTP_THREADS"])
+    port_queue.put(server.port)
+    threading.Event().wait()
 
 
 def answer(rng: random.Random, at: float) -> dict:

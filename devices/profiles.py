@@ -47,6 +47,8 @@ def validate(profile: dict, kind: str, where: str = "profile") -> dict:
             raise ProfileError(f"{where}: denominations_kop must be whole hryvnias in kopiykas")
         if len(_require(profile, "currency", str, where)) != 3:
             raise ProfileError(f"{where}: currency is a 3-letter code")
+        if not 100 <= _require(profile, "cassette_capacity", int, where) <= 5000:
+            raise ProfileError(f"{where}: cassette_capacity must be 100..5000 bills")
     elif kind == "card_terminal":
         timeouts = _require(profile, "timeouts_s", dict, where)
         for key, value in timeouts.items():

@@ -27,6 +27,7 @@ class Hardware:
     printer: object | None = None
     simulators: dict = field(default_factory=dict)
     accepted_kop: set[int] = field(default_factory=set)
+    cassette_capacity: int = 1000  # from the validator's profile
 
     def close(self) -> None:
         if self.validator is not None:
@@ -105,7 +106,7 @@ def build_hardware(config) -> Hardware:
         if url == "sim":
             from devices.bill_validator.simulator import BillValidatorSimulator
 
-            sim = BillValidatorSimulator()
+            sim = BillValidatorSimulator(cassette_capacity=profile.get("cassette_capacity", 1000))
             url = sim.start_tcp()
             hw.simulators["bill_validator"] = sim
         driver = BillValidator(url, poll_interval_s=profile.get("poll_interval_ms", 100) / 1000,
@@ -113,6 +114,7 @@ def build_hardware(config) -> Hardware:
                                response_timeout_s=profile.get("response_timeout_ms", 300) / 1000,
                                baudrate=profile.get("baudrate", 9600))
         hw.accepted_kop = set(profile.get("denominations_kop", ()))
+        hw.cassette_capacity = profile.get("cassette_capacity", hw.cassette_capacity)
         hw.validator = FilteredValidator(driver, hw.accepted_kop)
     url = config.get("CARD_TERMINAL_URL", "")
     if url:

@@ -10,6 +10,7 @@ import threading
 from importlib import import_module
 
 from terminal import settings as settings_module
+from terminal.server import BackgroundServer
 
 # Areas add their own subcommands through ``add_commands(subparsers)``.
 COMMAND_MODULES = (
@@ -17,16 +18,6 @@ COMMAND_MODULES = (
     "devices.cli",
     "payments.cli",
 )
-
-
-def serve(app, host: str, port: int):
-    """Start the app on a background thread; returns (server, url)."""
-    from werkzeug.serving import make_server
-
-    server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="cnap-http", daemon=True)
-    thread.start()
-    return server, f"http://{host}:{server.server_port}/"
 
 
 def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str]) -> None:
@@ -59,7 +50,9 @@ def run_kiosk(args, extra_config: dict | None = None) -> int:
     if args.instance:
         config["INSTANCE_PATH"] = args.instance
     app = create_app(config)
-    server, url = serve(app, app.config["HOST"], args.port if args.port is not None else app.config["PORT"])
+    server = BackgroundServer(app, app.config["HOST"], args.port if args.port is not None else app.config["PORT"],
+                              threads=app.config["HTTP_THREADS"])
+    url = server.url + "/"
     try:
         from terminal import shell  # the only module that imports webview
 
@@ -73,7 +66,7 @@ def run_kiosk(args, extra_config: dict | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
+        server.stop()
         close_app(app)
     return 0
 

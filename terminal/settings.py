@@ -68,6 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("kiosk", "HOST", "127.0.0.1", "Address the kiosk's web server listens on. Keep loopback "
        "unless desk tablets must reach it over the LAN."),
     _s("kiosk", "PORT", 8080, "TCP port of the kiosk's web server."),
+    _s("kiosk", "HTTP_THREADS", 8, "Worker threads of the web server (waitress); desk tablets and "
+       "the kiosk screen share them."),
     _s("kiosk", "INSTANCE_PATH", "", "Folder for the SQLite files and the optional cnap.toml. "
        "Empty: ./instance under the working directory."),
     _s("kiosk", "TERMINAL_ID", "KIOSK-01", "Identifier of this terminal, printed on receipts and "
@@ -172,6 +174,8 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
             values[key.upper() if setting else key] = setting.parse(raw) if setting else raw
     if values["DEFAULT_LANGUAGE"] not in ("uk", "en"):
         raise SettingError("setting DEFAULT_LANGUAGE: must be uk or en")
+    if not 1 <= values["HTTP_THREADS"] <= 64:
+        raise SettingError("setting HTTP_THREADS: must be from 1 to 64")
     return values
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 
 import pytest
 
 from terminal import close_app, create_app
+from terminal.server import BackgroundServer
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21aa", "wcag22aa"]
@@ -28,19 +28,12 @@ def client(app):
     return app.test_client()
 
 
-class LiveServer:
+class LiveServer(BackgroundServer):
+    """The app served for real (waitress, as `cnap kiosk` serves it), for browsers and HTTP clients."""
+
     def __init__(self, app):
-        from werkzeug.serving import make_server
-
         self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(5)
+        super().__init__(app)
 
 
 @pytest.fixture

@@ -522,8 +522,7 @@ def svc_encashment():
             audit("pay.encashment", total_kop=report["total_kop"], bills=report["bills"])
             message = _("svc.encash.done", total=money(report["total_kop"]))
     counts = t.cassette_counts()
-    capacity = 1000
-    fill = int(100 * sum(counts.values()) / capacity)
+    fill = int(100 * sum(counts.values()) / current_app.extensions["cnap_hardware"].cassette_capacity)
     return render_template("pay/svc_encashment.html", counts=sorted(counts.items()), fill=fill,
                            total=sum(k * v for k, v in counts.items()), bills=sum(counts.values()),
                            cassette_out=t.device.cassette_out, message=message,

@@ -24,6 +24,8 @@ def test_validation_catches_mistakes():
     for mutate, message in [
         (lambda p: p.update(poll_interval_ms=50), "poll_interval_ms"),
         (lambda p: p.update(denominations_kop=[20.0]), "denominations_kop"),
+        (lambda p: p.update(cassette_capacity=0), "cassette_capacity"),
+        (lambda p: p.pop("cassette_capacity"), "cassette_capacity"),
         (lambda p: p["port"].update(url="socket://10.0.0.5:7001"), "loopback"),
         (lambda p: p["port"].update(baudrate=9601), "baudrate"),
         (lambda p: p.update(kind="printer"), "kind"),

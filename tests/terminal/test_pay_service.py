@@ -43,6 +43,11 @@ def test_encashment_counts_per_denomination_and_needs_cassette_out(kiosk):
     login(staff, "111111")  # cashier
     page = staff.get("/service/pay/encashment").get_data(as_text=True)
     assert 'id="cassette-bills">5<' in page and "190,00 грн" in page
+    assert 'id="cassette-fill"' not in page   # 5 of the profile's 1000 bills
+    kiosk.app.extensions["cnap_hardware"].cassette_capacity = 6   # a small cassette: 5 bills is 83 %
+    page = staff.get("/service/pay/encashment").get_data(as_text=True)
+    assert "Касета заповнена на 83 %" in page
+    kiosk.app.extensions["cnap_hardware"].cassette_capacity = 1000
     response = staff.post("/service/pay/encashment")
     assert "Спершу зніміть касету" in response.get_data(as_text=True)
     kiosk.validator.remove_cassette()

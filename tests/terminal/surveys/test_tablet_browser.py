@@ -4,30 +4,15 @@ the same port and SQLite file, and check the stored set is exactly what was answ
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 
 import pytest
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from terminal import close_app, create_app
+from terminal.server import BackgroundServer
 
 pytestmark = pytest.mark.browser
-
-
-class Server:
-    def __init__(self, app, port=0):
-        self.server = make_server("127.0.0.1", port, app, threaded=True)
-        self.port = self.server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 def make_app(instance):
@@ -72,7 +57,7 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
     branch = app.extensions["cnap_catalogue"].branches[0].id
     tablet, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     olena = store.add_administrator("Олена К.", branch, "4321")
-    server = Server(app)
+    server = BackgroundServer(app)
     port = server.port
     context = browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=True, locale="uk-UA")
     page = context.new_page()
@@ -120,7 +105,7 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
 
         # On again: same port, same SQLite file.
         second_app = make_app(instance)
-        second_server = Server(second_app, port)
+        second_server = BackgroundServer(second_app, port=port)
         second_store = second_app.extensions["cnap_surveys"]
         page.evaluate("window.dispatchEvent(new Event('online'))")
         expect(page.locator("body")).to_have_attribute("data-queue", "0", timeout=45000)
