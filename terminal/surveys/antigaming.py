@@ -5,6 +5,8 @@
 * ``burst_size`` identical counted main answers in a row on one tablet, all within
   ``burst_window_s``, are a *burst*: every answer of the run is flagged for review and stays
   counted until a manager decides otherwise.
+* A manager's review of a burst is either ``genuine`` (counted like any answer) or ``excluded``
+  (confirmed not genuine: never counted). The flag itself is kept as history.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 
 REPEAT = "repeat"
 BURST = "burst"
+GENUINE = "genuine"
+EXCLUDED = "excluded"
+REVIEW_DECISIONS = (GENUINE, EXCLUDED)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from terminal.surveys.antigaming import mask_personal
 from terminal.surveys.store import SurveyStore, score5
 
 GROUPS = ("branch", "desk", "admin")
+# Answers-table condition for "not part of a burst still waiting for review" (reviewed ones follow
+# their decision through ``counted``).
+PENDING_BURST_EXCLUDED = " AND NOT (flag IS 'burst' AND review IS NULL)"
 
 
 @dataclass
@@ -137,8 +140,10 @@ def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_l
     totals = Figures()
     for _, f in daily:
         _add(totals, f)
-    repeats, flagged = db.execute(
-        f"SELECT TOTAL(repeats), TOTAL(CASE WHEN burst THEN n END) FROM stats WHERE {where}", params).fetchone()
+    # flagged: answers of bursts still waiting for review (the include filter applies to them only).
+    repeats, flagged, genuine, excluded = db.execute(
+        f"SELECT TOTAL(repeats), TOTAL(CASE WHEN burst THEN n END), TOTAL(reviewed_genuine), "
+        f"TOTAL(reviewed_excluded) FROM stats WHERE {where}", params).fetchone()
 
     group_cols = {"branch": "branch_id", "desk": "branch_id, desk", "admin": "admin_id"}[group]
     breakdown = [{"key": tuple(r[:-12]), "figures": _figures(r[-12:])} for r in db.execute(
@@ -163,12 +168,13 @@ def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_l
     comment_rows = db.execute(
         f"SELECT answered_at, branch_id, desk, admin_id, main, score, scale, comment, survey_id, version FROM answers "
         f"WHERE comment IS NOT NULL AND answered_at >= ? AND answered_at < ? AND {comment_where} AND counted = 1"
-        f"{'' if filters.include_flagged else ' AND flag IS NULL'} ORDER BY answered_at DESC LIMIT ?",
+        f"{'' if filters.include_flagged else PENDING_BURST_EXCLUDED} ORDER BY answered_at DESC LIMIT ?",
         [start, end, *comment_params, comments_limit]).fetchall()
     comments = [{"at": r[0], "branch_id": r[1], "desk": r[2], "admin_id": r[3], "main": r[4],
                  "score5": score5(r[5], r[6]), "text": mask_personal(r[7]), "survey_id": r[8], "version": r[9]}
                 for r in comment_rows]
-    return {"totals": totals, "repeats": int(repeats), "flagged": int(flagged), "breakdown": breakdown,
+    return {"totals": totals, "repeats": int(repeats), "flagged": int(flagged), "reviewed_genuine": int(genuine),
+            "reviewed_excluded": int(excluded), "breakdown": breakdown,
             "group": group, "trend": trend, "bucket": bucket, "reasons": reasons, "comments": comments}
 
 
@@ -207,7 +213,8 @@ def figures_from_answers(answers: list[dict], include_flagged: bool = True) -> F
     """The same figures straight from raw answer rows (the reference the roll-ups must match)."""
     f = Figures()
     for a in answers:
-        if not a["counted"] or (not include_flagged and a["flag"] == "burst"):
+        pending_burst = a["flag"] == "burst" and a.get("review") is None
+        if not a["counted"] or (not include_flagged and pending_burst):
             continue
         f.n += 1
         f.top2 += a["score"] >= a["scale"] - 1
@@ -232,7 +239,7 @@ def reasons_from_answers(answers: list[dict]) -> dict[tuple[str, str], int]:
 
 CSV_COLUMNS = ("uuid", "answered_at", "day", "branch_id", "desk", "tablet_id", "administrator", "survey_id",
                "version", "main", "score", "scale", "score_1_5", "follow_ups", "nps", "comment", "counted",
-               "flag", "received_at")
+               "flag", "received_at", "burst_review")
 
 
 def csv_rows(store: SurveyStore, filters: Filters, admin_names: dict[int, str]):
@@ -240,17 +247,18 @@ def csv_rows(store: SurveyStore, filters: Filters, admin_names: dict[int, str]):
     answers streams without being held in memory."""
     where, params = filters.where()
     if not filters.include_flagged:
-        where += " AND (flag IS NULL OR flag != 'burst')"
+        where += PENDING_BURST_EXCLUDED
     cursor = store._db().execute(
         f"SELECT uuid, answered_at, day, branch_id, desk, tablet_id, admin_id, survey_id, version, main, score, "
-        f"scale, path, nps, comment, counted, flag, received_at FROM answers WHERE {where} ORDER BY answered_at",
+        f"scale, path, nps, comment, counted, flag, received_at, review FROM answers WHERE {where} "
+        "ORDER BY answered_at",
         params)
     zone = store.zone
     for r in cursor:
         (uuid, at, day, branch, desk, tablet, admin, survey, version, main, score, scale, path, nps, comment,
-         counted, flag, received) = r
+         counted, flag, received, review) = r
         yield (uuid, datetime.fromtimestamp(at, zone).isoformat(timespec="seconds"), day, branch, desk, tablet,
                admin_names.get(admin, ""), survey, version, main, score, scale, f"{score5(score, scale):.2f}",
                " ".join(f"{q}={o}" for q, o in json.loads(path)), "" if nps is None else nps,
                mask_personal(comment) if comment else "", counted, flag or "",
-               datetime.fromtimestamp(received, zone).isoformat(timespec="seconds"))
+               datetime.fromtimestamp(received, zone).isoformat(timespec="seconds"), review or "")

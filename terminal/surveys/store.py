@@ -7,6 +7,10 @@ nothing (the tablet-made UUID is the primary key).
 
 Forwarding seam for the monitoring agent: ``pending_for_forwarding(limit)`` returns answers not
 yet forwarded, ``mark_forwarded(uuids)`` records that the hub has them.
+
+Bursts (see ``antigaming``) get an identity in ``bursts``; a manager's review records its decision
+there and on each answer (``review``), so the original ``flag`` is never rewritten. The schema
+version is SQLite's ``user_version``; ``_migrate`` brings an older file up to date on opening.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from terminal.staff import hash_pin, valid_pin
 from terminal.surveys import antigaming
-from terminal.surveys.antigaming import BURST, REPEAT, Recent, Rules
+from terminal.surveys.antigaming import BURST, EXCLUDED, GENUINE, REPEAT, REVIEW_DECISIONS, Recent, Rules
 from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definition, DefinitionError,
                                           parse)
 
@@ -64,7 +68,7 @@ CREATE TABLE IF NOT EXISTS answers (
   answered_at REAL NOT NULL, day TEXT NOT NULL, received_at REAL NOT NULL,
   main TEXT NOT NULL, score INTEGER NOT NULL, scale INTEGER NOT NULL, path TEXT NOT NULL DEFAULT '[]',
   nps INTEGER, comment TEXT, lang TEXT, counted INTEGER NOT NULL, flag TEXT, repeat_of TEXT,
-  forwarded_at REAL) WITHOUT ROWID;
+  forwarded_at REAL, burst_id INTEGER, review TEXT) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS answers_tablet_time ON answers(tablet_id, counted, answered_at);
 CREATE INDEX IF NOT EXISTS answers_day ON answers(day, branch_id);
 CREATE INDEX IF NOT EXISTS answers_comments ON answers(answered_at) WHERE comment IS NOT NULL;
@@ -77,6 +81,7 @@ CREATE TABLE IF NOT EXISTS stats (
   c4 INTEGER NOT NULL DEFAULT 0, c5 INTEGER NOT NULL DEFAULT 0,
   nps_n INTEGER NOT NULL DEFAULT 0, nps_pro INTEGER NOT NULL DEFAULT 0, nps_det INTEGER NOT NULL DEFAULT 0,
   comments INTEGER NOT NULL DEFAULT 0, repeats INTEGER NOT NULL DEFAULT 0,
+  reviewed_genuine INTEGER NOT NULL DEFAULT 0, reviewed_excluded INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (day, branch_id, desk, tablet_id, admin_id, burst)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reason_stats (
   day TEXT NOT NULL, branch_id TEXT NOT NULL, desk TEXT NOT NULL, tablet_id INTEGER NOT NULL,
@@ -87,6 +92,11 @@ CREATE TABLE IF NOT EXISTS reason_stats (
 -- Reasons are ranked by option over long periods: this index lets SQLite group without sorting.
 CREATE INDEX IF NOT EXISTS reason_by_option ON reason_stats(survey_id, version, question_id, option_id, day,
   branch_id, desk, admin_id, burst, n);
+-- One row per burst of identical answers; decision NULL while it waits for review.
+CREATE TABLE IF NOT EXISTS bursts (
+  id INTEGER PRIMARY KEY, tablet_id INTEGER NOT NULL, main TEXT NOT NULL, created_at REAL NOT NULL,
+  decision TEXT, reviewed_at REAL, reviewed_by TEXT, reviewer_id INTEGER, answers_reviewed INTEGER);
+CREATE INDEX IF NOT EXISTS bursts_pending ON bursts(decision);
 CREATE TABLE IF NOT EXISTS rejections (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, tablet_id INTEGER, uuid TEXT, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
@@ -94,10 +104,20 @@ CREATE TABLE IF NOT EXISTS media (
   alt_en TEXT NOT NULL, duration_s INTEGER NOT NULL, position INTEGER NOT NULL, size INTEGER NOT NULL,
   created_at REAL NOT NULL);
 """
+# 1: the first release (user_version 0); 2: burst identities and reviews.
+SCHEMA_VERSION = 2
 
 
 class SurveyInputError(ValueError):
     """Bad input from service mode (a clear message for the form)."""
+
+
+class BurstReviewError(SurveyInputError):
+    """A review that cannot be recorded; ``code`` says why (nothing was changed)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,7 @@ class SurveyStore:
         self._pin_failures: dict[int, list[float]] = {}
         db = self._db()
         db.executescript(SCHEMA)
+        self._migrate()
 
     # --- plumbing ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -204,6 +225,49 @@ class SurveyStore:
                 return False
 
         return _Tx()
+
+    def _migrate(self) -> None:
+        """Bring a file written by an older release up to ``SCHEMA_VERSION``, in one transaction
+        (a second process opening the file at the same time waits and then finds it done)."""
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
+            for table, column, kind in (("answers", "burst_id", "INTEGER"), ("answers", "review", "TEXT"),
+                                        ("stats", "reviewed_genuine", "INTEGER NOT NULL DEFAULT 0"),
+                                        ("stats", "reviewed_excluded", "INTEGER NOT NULL DEFAULT 0")):
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            db.execute("CREATE INDEX IF NOT EXISTS answers_burst ON answers(burst_id) WHERE burst_id IS NOT NULL")
+            self._identify_legacy_bursts(db)
+            # The roll-ups need no rebuild: every old burst is still pending (burst=1) and the two
+            # new columns start at 0, which is what a recomputation gives.
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _identify_legacy_bursts(self, db: sqlite3.Connection) -> None:
+        """Answers flagged ``burst`` before bursts had an identity: each unbroken run of them on a
+        tablet (same main answer, consecutive among its counted answers, within the burst window)
+        becomes one pending burst."""
+        rows = db.execute(
+            "SELECT uuid, tablet_id, answered_at, main, flag, received_at FROM answers WHERE counted=1 AND "
+            "burst_id IS NULL AND tablet_id IN (SELECT DISTINCT tablet_id FROM answers WHERE flag='burst') "
+            "ORDER BY tablet_id, answered_at").fetchall()
+        runs: list[list[tuple]] = []
+        previous = None
+        for row in rows:
+            uuid, tablet_id, answered_at, main, flag, received_at = row
+            if flag != BURST:
+                previous = None
+                continue
+            if (previous is None or previous[1] != tablet_id or previous[3] != main
+                    or answered_at - previous[2] > self.rules.burst_window_s):
+                runs.append([])
+            runs[-1].append(row)
+            previous = row
+        for run in runs:
+            cur = db.execute("INSERT INTO bursts(tablet_id, main, created_at) VALUES (?,?,?)",
+                             (run[0][1], run[0][3], max(r[5] for r in run)))
+            db.executemany("UPDATE answers SET burst_id=? WHERE uuid=?", [(cur.lastrowid, r[0]) for r in run])
 
     def day_of(self, ts: float) -> str:
         return datetime.fromtimestamp(ts, self.zone).date().isoformat()
@@ -540,7 +604,7 @@ class SurveyStore:
             "ORDER BY answered_at DESC LIMIT ?", (tablet.id, a["answered_at"], max(rules.burst_size - 1, 1))
         ).fetchall()
         recent = [Recent(*r) for r in recent_rows]
-        counted, flag, repeat_of = 1, None, None
+        counted, flag, repeat_of, burst_id = 1, None, None, None
         burst_uuids: list[str] = []
         if antigaming.is_repeat(a["answered_at"], recent[0].answered_at if recent else None, rules):
             counted, flag, repeat_of = 0, REPEAT, recent[0].uuid
@@ -548,25 +612,50 @@ class SurveyStore:
             members = antigaming.burst_members(a["answered_at"], a["main"], recent, rules)
             if members is not None:
                 flag, burst_uuids = BURST, members
+                burst_id = self._burst_for(db, tablet.id, a["main"], [r.uuid for r in recent[:rules.burst_size - 1]],
+                                           now)
         row = {**a, "tablet_id": tablet.id, "branch_id": tablet.branch_id, "desk": tablet.desk,
                "day": self.day_of(a["answered_at"]), "received_at": now, "counted": counted, "flag": flag,
-               "repeat_of": repeat_of, "path": json.dumps(a["path"], ensure_ascii=False)}
+               "repeat_of": repeat_of, "path": json.dumps(a["path"], ensure_ascii=False), "burst_id": burst_id,
+               "review": None}
         db.execute(
             "INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, "
-            "answered_at, day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, repeat_of) "
-            "VALUES (:uuid,:tablet_id,:branch_id,:desk,:survey_id,:version,:shift_id,:admin_id,:answered_at,:day,"
-            ":received_at,:main,:score,:scale,:path,:nps,:comment,:lang,:counted,:flag,:repeat_of)", row)
+            "answered_at, day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, repeat_of, "
+            "burst_id) VALUES (:uuid,:tablet_id,:branch_id,:desk,:survey_id,:version,:shift_id,:admin_id,"
+            ":answered_at,:day,:received_at,:main,:score,:scale,:path,:nps,:comment,:lang,:counted,:flag,:repeat_of,"
+            ":burst_id)", row)
         self._rollup(db, row, +1)
         for uuid in burst_uuids:
             member = self._row(db, uuid)
             self._rollup(db, member, -1)
-            db.execute("UPDATE answers SET flag=? WHERE uuid=?", (BURST, uuid))
-            member["flag"] = BURST
+            # Forwarded unflagged: the hub must get it again with its flag.
+            db.execute("UPDATE answers SET flag=?, burst_id=?, forwarded_at=NULL WHERE uuid=?", (BURST, burst_id, uuid))
+            member.update(flag=BURST, burst_id=burst_id)
             self._rollup(db, member, +1)
+
+    @staticmethod
+    def _burst_for(db: sqlite3.Connection, tablet_id: int, main: str, run: list[str], now: float) -> int:
+        """The pending burst a new burst answer joins: the one its run already belongs to, or a new
+        one. A run reviewed already is not reopened (the decision covers the answers the manager
+        saw); its continuation waits for a review of its own. Two pending bursts that a late
+        answer joins up become one (the emptied row was never reviewed, so no history is lost)."""
+        marks = ",".join("?" * len(run))
+        pending = [r[0] for r in db.execute(
+            f"SELECT DISTINCT a.burst_id FROM answers a JOIN bursts b ON b.id = a.burst_id "
+            f"WHERE a.uuid IN ({marks}) AND b.decision IS NULL ORDER BY a.burst_id", run)]
+        if not pending:
+            return db.execute("INSERT INTO bursts(tablet_id, main, created_at) VALUES (?,?,?)",
+                              (tablet_id, main, now)).lastrowid
+        target = pending[0]
+        for other in pending[1:]:
+            # Both pending: the roll-up key (burst=1) does not change.
+            db.execute("UPDATE answers SET burst_id=? WHERE burst_id=?", (target, other))
+            db.execute("DELETE FROM bursts WHERE id=? AND decision IS NULL", (other,))
+        return target
 
     _ROW_COLUMNS = ("uuid", "tablet_id", "branch_id", "desk", "survey_id", "version", "shift_id", "admin_id",
                     "answered_at", "day", "received_at", "main", "score", "scale", "path", "nps", "comment",
-                    "lang", "counted", "flag", "repeat_of", "forwarded_at")
+                    "lang", "counted", "flag", "repeat_of", "forwarded_at", "burst_id", "review")
 
     def _row(self, db: sqlite3.Connection, uuid: str) -> dict:
         values = db.execute(f"SELECT {', '.join(self._ROW_COLUMNS)} FROM answers WHERE uuid=?", (uuid,)).fetchone()
@@ -574,12 +663,16 @@ class SurveyStore:
 
     @staticmethod
     def _rollup(db: sqlite3.Connection, row: dict, sign: int) -> None:
-        """Add (+1) or remove (-1) one answer's share of the daily roll-ups."""
+        """Add (+1) or remove (-1) one answer's share of the daily roll-ups. The key's ``burst`` is
+        1 for an answer of a burst still waiting for review."""
+        review = row.get("review")
         key = (row["day"], row["branch_id"], row["desk"], row["tablet_id"], row["admin_id"],
-               1 if row["flag"] == BURST else 0)
+               1 if row["flag"] == BURST and review is None else 0)
         if not row["counted"]:
-            db.execute("INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, repeats) "
-                       "VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET repeats = repeats + excluded.repeats",
+            # Not counted: a repeated press, or a burst answer kept excluded after review.
+            column = "reviewed_excluded" if review == EXCLUDED else "repeats"
+            db.execute(f"INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, {column}) "
+                       f"VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET {column} = {column} + excluded.{column}",
                        (*key, sign))
             return
         score, scale = row["score"], row["scale"]
@@ -587,14 +680,17 @@ class SurveyStore:
         nps = row["nps"]
         db.execute(
             "INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, n, top2, sum_score5, "
-            "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments, reviewed_genuine) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT DO UPDATE SET n=n+excluded.n, top2=top2+excluded.top2, "
             "sum_score5=sum_score5+excluded.sum_score5, c1=c1+excluded.c1, c2=c2+excluded.c2, c3=c3+excluded.c3, "
             "c4=c4+excluded.c4, c5=c5+excluded.c5, nps_n=nps_n+excluded.nps_n, nps_pro=nps_pro+excluded.nps_pro, "
-            "nps_det=nps_det+excluded.nps_det, comments=comments+excluded.comments",
+            "nps_det=nps_det+excluded.nps_det, comments=comments+excluded.comments, "
+            "reviewed_genuine=reviewed_genuine+excluded.reviewed_genuine",
             (*key, sign, sign if score >= scale - 1 else 0, sign * score5(score, scale), *counts,
              sign if nps is not None else 0, sign if nps is not None and nps >= 9 else 0,
-             sign if nps is not None and nps <= 6 else 0, sign if row["comment"] else 0))
+             sign if nps is not None and nps <= 6 else 0, sign if row["comment"] else 0,
+             sign if review == GENUINE else 0))
         path = json.loads(row["path"]) if isinstance(row["path"], str) else row["path"]
         for question_id, option_id in path:
             db.execute("INSERT INTO reason_stats VALUES (?,?,?,?,?,?,?,?,?,?,?) "
@@ -607,18 +703,89 @@ class SurveyStore:
             db.execute("DELETE FROM stats")
             db.execute("DELETE FROM reason_stats")
             db.execute(
-                "INSERT INTO stats SELECT day, branch_id, desk, tablet_id, admin_id, flag IS 'burst', "
+                "INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, n, top2, sum_score5, "
+                "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments, repeats, reviewed_genuine, reviewed_excluded) "
+                "SELECT day, branch_id, desk, tablet_id, admin_id, flag IS 'burst' AND review IS NULL, "
                 "SUM(counted), SUM(counted AND score >= scale - 1), "
                 "TOTAL(CASE WHEN counted THEN 1 + (score - 1) * 4.0 / (scale - 1) END), "
                 "SUM(counted AND score=1), SUM(counted AND score=2), SUM(counted AND score=3), "
                 "SUM(counted AND score=4), SUM(counted AND score=5), SUM(counted AND nps IS NOT NULL), "
-                "SUM(counted AND COALESCE(nps >= 9, 0)), SUM(counted AND COALESCE(nps <= 6, 0)), SUM(counted AND comment IS NOT NULL), "
-                "SUM(NOT counted) FROM answers GROUP BY 1, 2, 3, 4, 5, 6")
+                "SUM(counted AND COALESCE(nps >= 9, 0)), SUM(counted AND COALESCE(nps <= 6, 0)), "
+                "SUM(counted AND comment IS NOT NULL), SUM(NOT counted AND review IS NOT 'excluded'), "
+                "SUM(counted AND review IS 'genuine'), SUM(NOT counted AND review IS 'excluded') "
+                "FROM answers GROUP BY 1, 2, 3, 4, 5, 6")
             db.execute(
                 "INSERT INTO reason_stats SELECT a.day, a.branch_id, a.desk, a.tablet_id, a.admin_id, "
-                "a.flag IS 'burst', a.survey_id, a.version, json_extract(p.value, '$[0]'), "
+                "a.flag IS 'burst' AND a.review IS NULL, a.survey_id, a.version, json_extract(p.value, '$[0]'), "
                 "json_extract(p.value, '$[1]'), COUNT(*) FROM answers a, json_each(a.path) p "
                 "WHERE a.counted = 1 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10")
+
+    # --- review of bursts --------------------------------------------------------------------
+    _BURST_SELECT = (
+        "SELECT b.id, b.tablet_id, t.label, MIN(a.branch_id), MIN(a.desk), b.main, MAX(a.survey_id), "
+        "MAX(a.version), MIN(a.answered_at), MAX(a.answered_at), COUNT(a.uuid), GROUP_CONCAT(DISTINCT a.admin_id), "
+        "b.created_at, b.decision, b.reviewed_at, b.reviewed_by, b.reviewer_id, b.answers_reviewed "
+        "FROM bursts b JOIN answers a ON a.burst_id = b.id LEFT JOIN tablets t ON t.id = b.tablet_id ")
+
+    @staticmethod
+    def _burst_dict(r) -> dict:
+        return {"id": r[0], "tablet_id": r[1], "tablet_label": r[2], "branch_id": r[3], "desk": r[4], "main": r[5],
+                "survey_id": r[6], "version": r[7], "first_at": r[8], "last_at": r[9], "answers": r[10],
+                "admin_ids": sorted(int(x) for x in str(r[11]).split(",")) if r[11] is not None else [],
+                "created_at": r[12], "decision": r[13], "reviewed_at": r[14], "reviewed_by": r[15],
+                "reviewer_id": r[16], "answers_reviewed": r[17]}
+
+    def burst(self, burst_id: int) -> dict | None:
+        row = self._db().execute(self._BURST_SELECT + "WHERE b.id=? GROUP BY b.id", (burst_id,)).fetchone()
+        return self._burst_dict(row) if row else None
+
+    def pending_bursts(self, limit: int = 20, offset: int = 0) -> tuple[int, list[dict]]:
+        """(how many bursts wait for review, one page of them, newest last answer first)."""
+        db = self._db()
+        total = db.execute("SELECT COUNT(*) FROM bursts b WHERE decision IS NULL AND "
+                           "EXISTS (SELECT 1 FROM answers a WHERE a.burst_id = b.id)").fetchone()[0]
+        rows = db.execute(self._BURST_SELECT + "WHERE b.decision IS NULL GROUP BY b.id "
+                          "ORDER BY MAX(a.answered_at) DESC, b.id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return total, [self._burst_dict(r) for r in rows]
+
+    def reviewed_bursts(self, limit: int = 10) -> list[dict]:
+        rows = self._db().execute(self._BURST_SELECT + "WHERE b.decision IS NOT NULL GROUP BY b.id "
+                                  "ORDER BY b.reviewed_at DESC, b.id DESC LIMIT ?", (limit,)).fetchall()
+        return [self._burst_dict(r) for r in rows]
+
+    def review_burst(self, burst_id: int, decision: str, reviewer: str, reviewer_id: int | None = None,
+                     expected_answers: int | None = None, now: float | None = None) -> dict:
+        """Record a manager's decision on a pending burst, in one transaction: ``genuine`` makes its
+        answers ordinary counted answers, ``excluded`` takes them out of every count. The answers
+        keep their ``burst`` flag; the roll-ups move exactly. ``expected_answers`` is the number
+        the manager saw: if more arrived since, nothing is decided. Returns the burst as recorded."""
+        if decision not in REVIEW_DECISIONS:
+            raise BurstReviewError("bad_decision", f"decision must be one of {', '.join(REVIEW_DECISIONS)}")
+        now = time.time() if now is None else now
+        with self._write() as db:
+            burst = db.execute("SELECT decision FROM bursts WHERE id=?", (burst_id,)).fetchone()
+            uuids = [r[0] for r in db.execute("SELECT uuid FROM answers WHERE burst_id=? ORDER BY answered_at",
+                                              (burst_id,))]
+            if burst is None or not uuids:
+                raise BurstReviewError("unknown_burst", f"there is no burst {burst_id}")
+            if burst[0] is not None:
+                raise BurstReviewError("already_reviewed", f"burst {burst_id} was already reviewed: {burst[0]}")
+            if expected_answers is not None and expected_answers != len(uuids):
+                raise BurstReviewError("burst_changed", f"burst {burst_id} now has {len(uuids)} answers, "
+                                                        f"not {expected_answers}")
+            for uuid in uuids:
+                member = self._row(db, uuid)
+                self._rollup(db, member, -1)
+                member["review"] = decision
+                if decision == EXCLUDED:
+                    member["counted"] = 0
+                # forwarded_at cleared: the hub counted these answers as flagged; it must learn the decision.
+                db.execute("UPDATE answers SET review=?, counted=?, forwarded_at=NULL WHERE uuid=?",
+                           (decision, member["counted"], uuid))
+                self._rollup(db, member, +1)
+            db.execute("UPDATE bursts SET decision=?, reviewed_at=?, reviewed_by=?, reviewer_id=?, answers_reviewed=? "
+                       "WHERE id=?", (decision, now, reviewer, reviewer_id, len(uuids), burst_id))
+        return self.burst(burst_id)
 
     def answer(self, uuid: str) -> dict | None:
         db = self._db()
@@ -689,5 +856,5 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["SurveyStore", "Tablet", "Administrator", "Shift", "Rejected", "SurveyInputError", "DefinitionError",
-           "token_hash", "score5", "MAX_BATCH"]
+__all__ = ["SurveyStore", "Tablet", "Administrator", "Shift", "Rejected", "SurveyInputError", "BurstReviewError",
+           "DefinitionError", "token_hash", "score5", "MAX_BATCH", "SCHEMA_VERSION"]

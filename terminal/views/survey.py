@@ -1,6 +1,6 @@
 """Tablet quality surveys on the web: the tablet app (/tablet/…), its sync API (/api/survey/…)
 and the service-mode pages (/service/surveys/…: tablets, administrators, definitions, media,
-reports)."""
+reports, review of flagged bursts)."""
 from __future__ import annotations
 
 import base64
@@ -22,7 +22,8 @@ from terminal import i18n
 from terminal.surveys import charts, reports
 from terminal.surveys.antigaming import Rules
 from terminal.surveys.definitions import DefinitionError, client_view
-from terminal.surveys.store import MAX_BATCH, Rejected, SurveyInputError, SurveyStore, Tablet
+from terminal.surveys.store import (MAX_BATCH, BurstReviewError, Rejected, SurveyInputError, SurveyStore,
+                                    Tablet)
 from terminal.views.service import audit, register_section, require_role
 
 bp = Blueprint("survey", __name__)
@@ -57,6 +58,7 @@ TABLET_STRINGS = {
                               "Touch the screen to rate our service"),
     "tablet.lang": ("English", "Українська"),
     "tablet.contrast": ("Контраст", "Contrast"),
+    "tablet.text_size": ("Розмір тексту: {pct} %", "Text size: {pct} %"),
     "tablet.staff": ("Адміністратор", "Administrator"),
     "tablet.staff.title": ("Зміна адміністратора", "Administrator shift"),
     "tablet.staff.on_duty": ("Зараз працює: {name}", "On duty: {name}"),
@@ -201,6 +203,54 @@ i18n.register({
     "survey.report.nobody": ("без зміни", "no shift"),
     "survey.report.summary": ("Підсумок", "Summary"),
     "survey.report.trend_table": ("Дані графіка", "Chart data"),
+    "survey.report.reviewed": ("Перевірено керівником: зараховано як справжні — {genuine}, залишено поза звітами — {excluded}.",
+                               "Reviewed by a manager: counted as genuine — {genuine}, kept excluded — {excluded}."),
+    "survey.report.review_link": ("Перевірити позначені серії", "Review flagged bursts"),
+    "survey.section.bursts": ("Перевірка серій однакових відповідей", "Review flagged bursts"),
+    "survey.bursts.intro": ("Серія — це {size} або більше однакових відповідей поспіль на одному планшеті протягом {window} с. "
+                            "Такі відповіді нічого не втрачають: вони чекають на ваше рішення.",
+                            "A burst is {size} or more identical answers in a row on one tablet within {window} s. "
+                            "Nothing in them is lost: they wait for your decision."),
+    "survey.bursts.genuine_help": ("«Справжні — зарахувати»: відповіді враховуються в усіх звітах як звичайні.",
+                                   "“Genuine — count them”: the answers are counted in every report like any other."),
+    "survey.bursts.excluded_help": ("«Залишити поза звітами»: відповіді не враховуються ніколи, навіть якщо у звіті позначено "
+                                    "«Враховувати позначені для перевірки серії». Вони залишаються збереженими (і в експорті CSV).",
+                                    "“Keep excluded”: the answers are never counted, even when “Include bursts flagged for review” "
+                                    "is ticked in a report. They stay stored (and in the CSV export)."),
+    "survey.bursts.pending_help": ("Серії, що чекають на перевірку, звіти показують згідно з цим прапорцем. Рішення остаточне "
+                                   "і записується до журналу дій.",
+                                   "Bursts waiting for review follow that tick box in the reports. A decision is final and "
+                                   "is written to the audit log."),
+    "survey.bursts.pending": ("Чекають на перевірку", "Waiting for review"),
+    "survey.bursts.count": ("Серій, що чекають на перевірку: {total}. Показано {first}–{last}.",
+                            "Bursts waiting for review: {total}. Showing {first}–{last}."),
+    "survey.bursts.none": ("Немає серій, що чекають на перевірку.", "No bursts are waiting for review."),
+    "survey.bursts.tablet": ("Планшет", "Tablet"),
+    "survey.bursts.span": ("Час (перша — остання)", "Time (first — last)"),
+    "survey.bursts.answer": ("Повторена відповідь", "Repeated answer"),
+    "survey.bursts.answers": ("Відповідей", "Answers"),
+    "survey.bursts.decision": ("Рішення", "Decision"),
+    "survey.bursts.genuine": ("Справжні — зарахувати", "Genuine — count them"),
+    "survey.bursts.excluded": ("Залишити поза звітами", "Keep excluded"),
+    "survey.bursts.decided.genuine": ("зараховано як справжні", "counted as genuine"),
+    "survey.bursts.decided.excluded": ("залишено поза звітами", "kept excluded"),
+    "survey.bursts.done.genuine": ("Серію зараховано: {n} відповідей тепер враховуються у звітах.",
+                                   "Burst counted: {n} answers now count in the reports."),
+    "survey.bursts.done.excluded": ("Серію залишено поза звітами: {n} відповідей не враховуються.",
+                                    "Burst kept excluded: {n} answers are not counted."),
+    "survey.bursts.recent": ("Нещодавно перевірені", "Recently reviewed"),
+    "survey.bursts.reviewed_by": ("Хто і коли", "Who and when"),
+    "survey.bursts.previous": ("Попередня сторінка", "Previous page"),
+    "survey.bursts.next": ("Наступна сторінка", "Next page"),
+    "survey.bursts.pages": ("Сторінки", "Pages"),
+    "survey.bursts.error.unknown_burst": ("Такої серії немає. Нічого не змінено.", "There is no such burst. Nothing was changed."),
+    "survey.bursts.error.already_reviewed": ("Цю серію вже перевірено раніше. Нічого не змінено.",
+                                             "This burst was already reviewed. Nothing was changed."),
+    "survey.bursts.error.burst_changed": ("Поки сторінка була відкрита, до серії додалися відповіді. Нічого не змінено — "
+                                          "перегляньте серію ще раз.",
+                                          "Answers joined this burst while the page was open. Nothing was changed — "
+                                          "please look at it again."),
+    "survey.bursts.error.bad_decision": ("Невідоме рішення. Нічого не змінено.", "Unknown decision. Nothing was changed."),
     "survey.error.token": ("Невідомий або відкликаний ключ планшета.", "Unknown or revoked tablet key."),
     "survey.error.bad_request": ("Запит має неправильний формат.", "The request is malformed."),
 })
@@ -223,6 +273,7 @@ def init_app(app: Flask) -> None:
     register_section(app, "survey.definitions", "survey.section.definitions", roles=roles, order=320)
     register_section(app, "survey.media_list", "survey.section.media", roles=roles, order=330)
     register_section(app, "survey.report_page", "survey.section.reports", roles=roles, order=340)
+    register_section(app, "survey.bursts_page", "survey.section.bursts", roles=roles, order=345)
 
 
 def store() -> SurveyStore:
@@ -701,3 +752,63 @@ def report_csv():
 
 def _fmt(value, digits=1):
     return "" if value is None else f"{value:.{digits}f}"
+
+
+# --- service mode: review of flagged bursts ------------------------------------------------------
+BURSTS_PER_PAGE = 20
+BURST_ERROR_STATUS = {"unknown_burst": 404, "already_reviewed": 409, "burst_changed": 409, "bad_decision": 400}
+
+
+def _burst_view(burst: dict, lang: str, admin_names: dict[int, str]) -> dict:
+    zone = store().zone
+    first = datetime.fromtimestamp(burst["first_at"], zone)
+    last = datetime.fromtimestamp(burst["last_at"], zone)
+    definition = store().definition(burst["survey_id"], burst["version"])
+    return {**burst,
+            "span": first.strftime("%d.%m.%Y %H:%M:%S") + " — " + last.strftime(
+                "%H:%M:%S" if last.date() == first.date() else "%d.%m.%Y %H:%M:%S"),
+            "main_label": definition.label("main", burst["main"], lang) if definition else burst["main"],
+            "admins": [admin_names.get(a) or i18n.gettext("survey.report.nobody") for a in burst["admin_ids"]]}
+
+
+def _bursts_page(error=None, status=200):
+    lang = g.get("lang", "uk")
+    page = request.args.get("page", "1")
+    page = max(1, int(page)) if page.isdigit() else 1
+    total, bursts = store().pending_bursts(BURSTS_PER_PAGE, (page - 1) * BURSTS_PER_PAGE)
+    pages = max(1, -(-total // BURSTS_PER_PAGE))
+    if page > pages:   # a stale page number after reviews emptied the last page
+        page = pages
+        total, bursts = store().pending_bursts(BURSTS_PER_PAGE, (page - 1) * BURSTS_PER_PAGE)
+    admin_names = _admin_names()
+    first = (page - 1) * BURSTS_PER_PAGE + 1
+    return render_template(
+        "survey/service_bursts.html", bursts=[_burst_view(b, lang, admin_names) for b in bursts],
+        reviewed=[_burst_view(b, lang, admin_names) for b in store().reviewed_bursts(10)],
+        total=total, page=page, pages=pages, first=first, last=first + len(bursts) - 1,
+        names=branch_names(lang), rules=store().rules, error=error), status
+
+
+@bp.get("/service/surveys/bursts")
+@require_role("manager")
+def bursts_page():
+    return _bursts_page()
+
+
+@bp.post("/service/surveys/bursts/<int:burst_id>/review")
+@require_role("manager")
+def review_burst(burst_id: int):
+    decision = request.form.get("decision", "")
+    seen = request.form.get("answers", "")
+    try:
+        # The number of answers the manager saw: a decision never covers answers they did not see.
+        burst = store().review_burst(burst_id, decision, reviewer=g.staff.name, reviewer_id=g.staff.id,
+                                     expected_answers=int(seen) if seen.isdigit() else -1)
+    except BurstReviewError as exc:
+        log.info("burst review refused: burst=%s decision=%r: %s", burst_id, decision[:20], exc.code)
+        return _bursts_page(error=i18n.gettext("survey.bursts.error." + exc.code),
+                            status=BURST_ERROR_STATUS.get(exc.code, 400))
+    audit("survey.burst.review", burst=burst_id, decision=decision, answers=burst["answers"],
+          tablet=burst["tablet_id"], branch=burst["branch_id"], desk=burst["desk"])
+    flash(i18n.gettext("survey.bursts.done." + decision, n=burst["answers"]))
+    return redirect(url_for("survey.bursts_page"))

@@ -8,7 +8,6 @@
   var API = body.dataset.api;
   var TOKEN_KEY = "cnap-survey-token";
   var CONFIG_KEY = "cnap-survey-config";
-  var PREFS_KEY = "cnap-survey-prefs";
   var config = null;
   var lang = "uk";
   var current = null;          // the answer being given
@@ -208,6 +207,7 @@
     document.title = config ? tr(config.survey.title) : document.title;
     var osk = $("osk");
     if (osk) osk.dataset.lang = lang;
+    applyTextSize();
   }
 
   function renderMain() {
@@ -239,6 +239,7 @@
 
   function startMain() {
     current = null;
+    forgetVisitor();
     clearTimeout(stepTimer);
     renderMain();
     show("main");
@@ -327,6 +328,16 @@
     show("comment");
   }
 
+  // With larger text the on-screen keyboard can cover the comment field: lift the field above it.
+  function revealComment() {
+    var osk = $("osk");
+    if (!osk || osk.hidden) return;
+    var box = $("comment").getBoundingClientRect();
+    var room = osk.getBoundingClientRect().top;     // what is left of the screen above the keyboard
+    var shift = box.top < 0 || box.height + 16 > room ? box.top - 8 : Math.max(0, box.bottom + 8 - room);
+    if (shift) window.scrollBy(0, shift);
+  }
+
   function skip() {
     var state = body.dataset.state;
     if (state === "followup") {
@@ -363,6 +374,7 @@
   }
 
   function startAttract() {
+    forgetVisitor();   // nobody is in front of the tablet any more
     var overlay = $("attract");
     overlay.hidden = false;
     body.dataset.attract = "on";
@@ -455,19 +467,45 @@
   }
 
   // ---- preferences ------------------------------------------------------------------------------
-  function loadPrefs() {
-    var prefs = {};
-    try { prefs = JSON.parse(localStorage.getItem(PREFS_KEY) || "{}"); } catch (e) { prefs = {}; }
-    document.documentElement.classList.toggle("contrast", !!prefs.contrast);
-    $("contrast-toggle").setAttribute("aria-pressed", String(!!prefs.contrast));
-    return prefs;
+  // Language, contrast and text size belong to the visitor in front of the tablet, as on the
+  // kiosk: they live in memory only (no server round trip, nothing stored) and are dropped when
+  // that visitor's survey ends (thank-you → first question, a walk-away timeout) or the attract
+  // loop starts, so the next visitor finds the tablet as the desk set it up. Text sizes reuse the
+  // kiosk's html.size-NNN classes; tablet.css scales them from the tablet's own base size.
+  var TEXT_SIZES = [100, 150, 200];
+  var textSize = 100;
+  var contrast = false;
+  function applyContrast() {
+    document.documentElement.classList.toggle("contrast", contrast);
+    $("contrast-toggle").setAttribute("aria-pressed", String(contrast));
   }
   function toggleContrast() {
-    var prefs = loadPrefs();
-    prefs.contrast = !prefs.contrast;
-    localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
-    loadPrefs();
+    contrast = !contrast;
+    applyContrast();
   }
+  function applyTextSize() {
+    var root = document.documentElement;
+    TEXT_SIZES.forEach(function (size) { root.classList.toggle("size-" + size, size === textSize && size !== 100); });
+    $("size-toggle").dataset.size = String(textSize);
+    var label = $("size-label");
+    // Before the configuration arrives the page's own (Ukrainian) string is all there is.
+    label.textContent = config ? t("tablet.text_size", { pct: textSize })
+                               : label.dataset.template.replace("{pct}", textSize);
+  }
+  function cycleTextSize() {
+    textSize = TEXT_SIZES[(TEXT_SIZES.indexOf(textSize) + 1) % TEXT_SIZES.length];
+    applyTextSize();
+  }
+  function forgetVisitor() {
+    if (contrast) { contrast = false; applyContrast(); }
+    if (textSize !== TEXT_SIZES[0]) { textSize = TEXT_SIZES[0]; applyTextSize(); }
+    if (lang !== "uk") {
+      lang = "uk";
+      applyLanguage();
+      if (body.dataset.state === "main") renderMain();   // under the attract loop
+    }
+  }
+
   function toggleLanguage() {
     lang = lang === "uk" ? "en" : "uk";
     applyLanguage();
@@ -515,6 +553,7 @@
   function wire() {
     $("lang-toggle").addEventListener("click", toggleLanguage);
     $("contrast-toggle").addEventListener("click", toggleContrast);
+    $("size-toggle").addEventListener("click", cycleTextSize);
     $("staff-open").addEventListener("click", openStaff);
     $("staff-back").addEventListener("click", startMain);
     $("shift-form").addEventListener("submit", startShift);
@@ -524,6 +563,9 @@
       current.comment = text ? text.slice(0, config.survey.comment_max) : null;
       body.dataset.commentDone = current.uuid;
       finish(true);
+    });
+    ["focus", "click"].forEach(function (name) {
+      $("comment").addEventListener(name, function () { requestAnimationFrame(revealComment); });
     });
     document.querySelectorAll(".step-skip").forEach(function (b) { b.addEventListener("click", skip); });
     $("fullscreen").addEventListener("click", function () {
@@ -544,7 +586,6 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     wire();
-    loadPrefs();
     adoptTokenFromLink();
     registerServiceWorker();
     if (!token()) { showUnpaired(false); return; }
