@@ -78,6 +78,16 @@
       show(wanted === "digits" ? "digits" : (letterLayouts.indexOf(current) >= 0 ? current : "uk"));
       osk.hidden = false;
       document.body.classList.add("osk-open");
+      requestAnimationFrame(function () { reveal(input); });
+    }
+    // The field being typed into stays in view above the keyboard (with large text it would be
+    // covered); main's bottom padding while the keyboard is open leaves room to scroll.
+    function reveal(input) {
+      if (osk.hidden) return;
+      var room = osk.getBoundingClientRect().top;
+      var box = input.getBoundingClientRect();
+      var shift = box.top < 0 || box.height + 16 > room ? box.top - 8 : Math.max(0, box.bottom + 8 - room);
+      if (shift) window.scrollBy(0, shift);
     }
     function close() { osk.hidden = true; document.body.classList.remove("osk-open"); }
     function emit() { target.dispatchEvent(new Event("input", { bubbles: true })); }

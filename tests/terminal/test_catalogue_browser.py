@@ -100,6 +100,49 @@ def test_axe_clean_in_high_contrast_at_200_percent_text(live_server, page, app):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
 
 
+KEYBOARD_GEOMETRY = """() => {
+    const osk = document.getElementById('osk').getBoundingClientRect();
+    const layout = document.querySelector('#osk .osk-layout:not([hidden])');
+    const rows = [...layout.querySelectorAll('.osk-row')].map(row =>
+        [...row.querySelectorAll('.osk-key')].map(k => k.getBoundingClientRect()));
+    const field = document.activeElement.getBoundingClientRect();
+    return {top: osk.top, height: osk.height, viewport: window.innerHeight,
+            rowTops: rows.map(keys => [...new Set(keys.map(k => Math.round(k.top)))].length),
+            smallest: Math.min(...rows.flat().map(k => Math.min(k.width, k.height))),
+            fieldBottom: field.bottom, fieldTop: field.top,
+            sideways: document.documentElement.scrollWidth > window.innerWidth + 1};
+}"""
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 1080, "height": 1920}],
+                         ids=["landscape", "portrait"])
+def test_keyboard_keeps_its_rows_and_the_field_in_view_at_200_percent(live_server, browser, viewport):
+    context = browser.new_context(viewport=viewport, has_touch=True, locale="uk-UA")
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/")
+        sizes = {}
+        for step in range(5):   # 100 % and each step up to 200 %
+            page.locator("#q").tap()
+            expect(page.locator("#osk")).to_be_visible()
+            geometry = page.evaluate(KEYBOARD_GEOMETRY)
+            sizes[page.locator("html").get_attribute("class") or "size-100"] = geometry
+            assert geometry["rowTops"] == [1] * len(geometry["rowTops"]), geometry   # no row wraps
+            assert geometry["smallest"] >= 44, geometry
+            assert geometry["height"] <= 0.6 * geometry["viewport"], geometry
+            assert geometry["fieldTop"] >= 0 and geometry["fieldBottom"] <= geometry["top"], geometry
+            assert not geometry["sideways"], geometry
+            page.locator('#osk [data-action="hide"]').tap()
+            expect(page.locator("#osk")).to_be_hidden()
+            if step < 4:
+                page.get_by_role("button", name="Більший текст").click()
+        assert "size-200" in sizes
+        # The keyboard is the same size at 200 % as at 100 %: text grew, the keyboard did not.
+        assert sizes["size-200"]["height"] == pytest.approx(sizes["size-100"]["height"], rel=0.15)
+    finally:
+        context.close()
+
+
 def test_touch_targets_are_at_least_44px(live_server, page, app):
     cat, service, package = first_ids(app)
     for path in ("/", f"/service/{service.id}"):

@@ -328,16 +328,6 @@
     show("comment");
   }
 
-  // With larger text the on-screen keyboard can cover the comment field: lift the field above it.
-  function revealComment() {
-    var osk = $("osk");
-    if (!osk || osk.hidden) return;
-    var box = $("comment").getBoundingClientRect();
-    var room = osk.getBoundingClientRect().top;     // what is left of the screen above the keyboard
-    var shift = box.top < 0 || box.height + 16 > room ? box.top - 8 : Math.max(0, box.bottom + 8 - room);
-    if (shift) window.scrollBy(0, shift);
-  }
-
   function skip() {
     var state = body.dataset.state;
     if (state === "followup") {
@@ -563,9 +553,6 @@
       current.comment = text ? text.slice(0, config.survey.comment_max) : null;
       body.dataset.commentDone = current.uuid;
       finish(true);
-    });
-    ["focus", "click"].forEach(function (name) {
-      $("comment").addEventListener(name, function () { requestAnimationFrame(revealComment); });
     });
     document.querySelectorAll(".step-skip").forEach(function (b) { b.addEventListener("click", skip); });
     $("fullscreen").addEventListener("click", function () {
