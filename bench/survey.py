@@ -1,10 +1,12 @@
 """Survey benchmark. Last line: ``answers_per_s=… sync_10000_s=… report_p99_ms=…``.
 
 * answers_per_s — sustained ingestion over real HTTP on loopback: 100 simulated tablets (threads,
-  keep-alive connections) against the kiosk app served by werkzeug in a separate process. Like
-  tablet.js, each request carries what queued up since the last confirmation: under this load
-  that is 10 answers a request (BATCH). With one answer per request the same setup manages
-  about 400 answers/s — werkzeug's per-request cost, not SQLite, is the limit (printed too).
+  keep-alive connections) against the kiosk app served by waitress (as `cnap kiosk` serves it)
+  in a separate process. Like tablet.js, each request carries what queued up since the last
+  confirmation: under this load that is 10 answers a request (BATCH). With one answer per
+  request the same setup manages about 330 answers/s (printed too): each request costs ~1.4 ms
+  of Python in the server (HTTP, Flask, one SQLite transaction; measured in-process) on one core
+  under the GIL, on a 2-core machine shared with the 100 simulated tablets.
 * sync_10000_s — one tablet that was offline flushes 10,000 queued answers in batches of 500 (the
   batch size tablet.js uses), over HTTP.
 * report_p99_ms — the report page (HTML with charts) over a year of data (≥ 500,000 answers in
