@@ -141,7 +141,6 @@ def build_blocks(payment: Payment, ctx: ReceiptContext, *, kind: str = "receipt"
     if payment.voucher_out_kop:
         for piece in _wrap(VOUCHER_RULE, width):
             blocks.append(("text", piece, {}))
-    # the QR goes last: text printed after a raster image loses its code page on some printers
     blocks.append(("text", "Перевірка / verify: " + verify_url(ctx, payment), {"align": "center"}))
     blocks.append(("qr", verify_url(ctx, payment)))
     blocks.append(("feed", 3))

@@ -183,7 +183,7 @@ class ReceiptPrinter:
 
         printer = Capture(None, escpos_profile=self.profile["escpos_profile"],
                           width_dots=int(self.profile["width_dots"]))
-        printer._raw(b"\x1b@" + bytes([c.ESC, ord("t"), c.CODE_PAGES[self.code_page]]))
+        printer._raw(b"\x1b@" + self._select_code_page())
         for block in blocks:
             kind = block[0]
             if kind == "text":
@@ -202,6 +202,9 @@ class ReceiptPrinter:
             elif kind == "qr":
                 printer.set(align="center")
                 printer.qr(str(block[1]), native=False, size=int(block[2]) if len(block) > 2 else 6)
+                # python-escpos sends ESC t 0 (PC437) before a raster image: select our code page
+                # again, or Cyrillic after the QR would print as PC437 garbage on a real printer.
+                printer._raw(self._select_code_page())
                 printer.set(align="left")
             elif kind == "feed":
                 lines = max(0, min(255, int(block[1]) if len(block) > 1 else 1))
@@ -211,6 +214,9 @@ class ReceiptPrinter:
             else:
                 raise ValueError(f"unknown block {kind!r}")
         return bytes(out)
+
+    def _select_code_page(self) -> bytes:
+        return bytes([c.ESC, ord("t"), c.CODE_PAGES[self.code_page]])
 
     def encode_text(self, text: str) -> bytes:
         """Encode in the profile's code page; typography it lacks degrades to ASCII, not '?'."""

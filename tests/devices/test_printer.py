@@ -93,6 +93,7 @@ RECEIPT = [
     ("text", UKRAINIAN, {}),
     ("text", "Сума: 200.00 грн", {"align": "right"}),
     ("qr", "https://bank.gov.ua/qr/QkNECjAwMgox"),
+    ("text", "Після QR: їжак ґанок Є"),   # python-escpos switches to PC437 for the image
     ("feed", 2),
     ("cut",),
 ]
@@ -108,6 +109,7 @@ def test_ukrainian_receipt_prints_in_the_profile_code_page(rig, code_page):
     assert "ЦНАП м. Київ" in text
     assert "і ї є ґ І Ї Є Ґ" in text
     assert "Сума: 200.00 грн" in text
+    assert "Після QR: їжак ґанок Є" in text
     assert "[image " in text and text.rstrip().endswith("--- cut ---")
     title = next(line for line in sim.lines if line.get("text") == "ЦНАП м. Київ")
     assert title["bold"] and title["align"] == "center" and title["size"] == (2, 2)
