@@ -249,6 +249,26 @@ def test_receipt_verification_page(kiosk):
     assert kiosk.client.get(f"/receipt/{payment.receipt_no}?c=0000000000").status_code == 404
 
 
+def test_the_printed_qr_code_opens_the_receipt_verification(kiosk):
+    import zxingcpp
+    from urllib.parse import urlsplit
+
+    kiosk.printer.clear()
+    kiosk.payer()
+    kiosk.begin("card")
+    kiosk.settle()
+    payment = kiosk.payment()
+    wait_until(lambda: kiosk.printer.images(), what="receipt printed")
+    (image,) = kiosk.printer.images()
+    (decoded,) = [r.text for r in zxingcpp.read_barcodes(image)]   # read as a phone camera would
+    assert decoded.startswith(kiosk.app.config["RECEIPT_VERIFY_URL"] + str(payment.receipt_no) + "?c=")
+    url = urlsplit(decoded)
+    page = kiosk.client.get(f"{url.path}?{url.query}")
+    assert page.status_code == 200 and "Квитанція справжня" in page.get_data(as_text=True)
+    # the same address is printed above the code (wrapped to the paper width)
+    assert decoded in kiosk.printer.received_text().replace("\n", "")
+
+
 def test_validator_lost_stops_cash_honestly_and_comes_back(kiosk):
     kiosk.validator.set_silent(True)   # unplugged or dead: no answer to any poll
     wait_until(lambda: not kiosk.till.availability()["cash"], timeout=40, what="validator declared lost")
