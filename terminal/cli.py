@@ -43,7 +43,7 @@ def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str]) -> Non
         time.sleep(2)
 
 
-def run_kiosk(args, extra_config: dict | None = None) -> int:
+def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
     from terminal import close_app, create_app
 
     config = dict(extra_config or {})
@@ -54,6 +54,8 @@ def run_kiosk(args, extra_config: dict | None = None) -> int:
                               threads=app.config["HTTP_THREADS"])
     url = server.url + "/"
     try:
+        if on_ready is not None:
+            on_ready(app, url)
         from terminal import shell  # the only module that imports webview
 
         if not args.no_window and shell.display_available():
@@ -89,9 +91,30 @@ def cmd_demo(args) -> int:
               "CARD_TERMINAL_URL": sims.urls["card_terminal"],
               "PRINTER_URL": sims.urls["printer"]}
     try:
-        return run_kiosk(args, config)
+        return run_kiosk(args, config, on_ready=print_demo_tablet)
     finally:
         sims.stop()
+
+
+DEMO_TABLET, DEMO_DESK, DEMO_ADMIN, DEMO_PIN = "Демо-планшет", "Вікно 1", "Олена К. (демо)", "4321"
+
+
+def print_demo_tablet(app, url: str) -> None:
+    """A desk tablet ready to open in a second browser window, so the demo shows surveys too.
+    Its link is new on every start (tokens are stored hashed; the old link stops working)."""
+    from flask import url_for
+
+    store = app.extensions["cnap_surveys"]
+    branch = app.extensions["cnap_catalogue"].branches[0].id
+    tablet = next((t for t in store.tablets() if t.label == DEMO_TABLET), None)
+    token = store.reissue_token(tablet.id) if tablet else store.register_tablet(DEMO_TABLET, branch, DEMO_DESK,
+                                                                               "desk")[1]
+    if not any(a.name == DEMO_ADMIN for a in store.administrators()):
+        store.add_administrator(DEMO_ADMIN, branch, DEMO_PIN)
+    with app.test_request_context():
+        path = url_for("survey.tablet_app")
+    print(f"cnap demo: desk tablet at {url.rstrip('/')}{path}#token={token} "
+          f"(administrator PIN {DEMO_PIN})", flush=True)
 
 
 def cmd_settings(args) -> int:

@@ -1,4 +1,5 @@
 """The front door: `cnap demo` serves the sample catalogue on simulators; `cnap settings`."""
+import json
 import os
 import re
 import signal
@@ -42,6 +43,13 @@ def test_demo_without_a_display_serves_the_catalogue_on_simulators(tmp_path):
         assert "Категорії послуг" in home
         health = urllib.request.urlopen(url + "healthz", timeout=10).read().decode()
         assert '"catalogue"' in health
+        # A desk tablet is ready too: its link carries a token the survey API accepts.
+        (tablet,) = [re.search(r"desk tablet at (\S+)#token=(\S+)", s) for s in seen if "desk tablet at" in s]
+        assert tablet.group(1) == url + "tablet/"
+        request = urllib.request.Request(url + "api/survey/config",
+                                         headers={"Authorization": f"Bearer {tablet.group(2)}"})
+        config = json.loads(urllib.request.urlopen(request, timeout=10).read())
+        assert config["tablet"]["label"] == "Демо-планшет"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
