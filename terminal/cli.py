@@ -50,8 +50,13 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
     if args.instance:
         config["INSTANCE_PATH"] = args.instance
     app = create_app(config)
-    server = BackgroundServer(app, app.config["HOST"], args.port if args.port is not None else app.config["PORT"],
-                              threads=app.config["HTTP_THREADS"])
+    host, port = app.config["HOST"], args.port if args.port is not None else app.config["PORT"]
+    try:
+        server = BackgroundServer(app, host, port, threads=app.config["HTTP_THREADS"])
+    except OSError as exc:  # port taken (a second kiosk?) or address not on this machine
+        close_app(app)
+        print(f"cnap kiosk: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     url = server.url + "/"
     try:
         if on_ready is not None:

@@ -57,3 +57,15 @@ def test_demo_without_a_display_serves_the_catalogue_on_simulators(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             raise AssertionError("cnap demo did not stop on Ctrl+C")
+
+
+def test_kiosk_on_a_taken_port_says_so_and_exits(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["kiosk", "--port", str(port), "--no-window", "--instance", str(tmp_path / "instance")])
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
