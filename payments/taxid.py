@@ -1,7 +1,18 @@
 """Payer identification: surname, РНОКПП (individual tax number) or passport, and masking.
 
-Personal data appears unmasked only on the receipt and in the bank registry; every other place
-(screens after entry, logs, service mode) uses the masks below."""
+Personal data appears unmasked only where the law needs it: the payer's surname on the receipt,
+surname and tax number in the bank registry. Every other place (screens after entry, the
+verification page, service mode, exports other than the registry, logs, the journal after the
+retention period) uses the masks below — this module is their only home:
+
+* ``mask_id``: any payer code (РНОКПП, passport booklet, ID card) keeps only its last 4
+  characters: ``3652504575`` -> ``******4575``, ``АК123456`` -> ``****3456``. The first five
+  digits of a РНОКПП are the date of birth, and a passport's series narrows down who holds it, so
+  neither is ever shown. Plain ``*``: it prints on every receipt printer code page.
+* ``mask_surname``: first and last letter of each word: ``Шевченко`` -> ``Ш******о``.
+* ``mask_payer``: the two together, ``Ш******о, ******4575`` — what screens show.
+Every mask is idempotent (masking a masked value changes nothing), so data redacted in the journal
+replays to the same text."""
 from __future__ import annotations
 
 import re
@@ -94,7 +105,7 @@ class Payer:
 
     @property
     def masked(self) -> str:
-        return f"{mask_surname(self.surname)}, {mask_id(self.id_value)}"
+        return mask_payer(self.to_plain())
 
     def to_plain(self) -> dict:
         return {"surname": self.surname, "id_kind": self.id_kind, "id_value": self.id_value}
@@ -127,10 +138,29 @@ def mask_surname(surname: str) -> str:
     return " ".join(words)
 
 
+MASK = "*"
+ID_VISIBLE = 4
+
+
 def mask_id(value: str) -> str:
-    """"3652504575" -> "36*****575"; passports keep the first two and last three characters."""
+    """"3652504575" -> "******4575"; passports and ID cards alike keep their last 4 characters."""
     if not value:
         return ""
-    if len(value) <= 5:
-        return "*" * len(value)
-    return value[:2] + "*" * (len(value) - 5) + value[-3:]
+    if len(value) <= ID_VISIBLE:
+        return MASK * len(value)
+    return MASK * (len(value) - ID_VISIBLE) + value[-ID_VISIBLE:]
+
+
+def mask_payer(payer) -> str:
+    """A payer (``Payer.to_plain()`` or the journal's ``payer`` dict) as screens show it."""
+    if not payer:
+        return ""
+    surname = mask_surname(payer.get("surname", ""))
+    code = mask_id(payer.get("id_value", ""))
+    return ", ".join(part for part in (surname, code) if part)
+
+
+def redacted_payer(payer) -> dict:
+    """The journal's ``payer`` dict once its retention is over: masked, and marked so."""
+    return {"surname": mask_surname(payer.get("surname", "")), "id_kind": payer.get("id_kind", ""),
+            "id_value": mask_id(payer.get("id_value", "")), "redacted": True}

@@ -22,7 +22,7 @@ from payments.commission import quote_for
 from payments.journal import Journal
 from payments.machine import Command, Event, Payment, Rejected, handle
 from payments.money import MoneyError
-from payments.taxid import Payer, mask_id, mask_surname
+from payments.taxid import Payer, mask_payer
 
 log = logging.getLogger("cnap.payments")
 
@@ -30,6 +30,7 @@ VOUCHER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 DEVICE_STREAM = "device"
 ENCASHMENT_STREAM = "encashment"
 SHIFT_STREAM = "shift"
+RETENTION_STREAM = "retention"
 VALIDATOR_FAULT_EVENTS = {"jammed", "cassette_full", "cassette_removed", "lost", "failure", "cheated"}
 VALIDATOR_OK_EVENTS = {"idle", "disabled", "online", "cassette_replaced"}
 
@@ -141,6 +142,8 @@ class Till:
             if pid.startswith("voucher:"):
                 if kind == "voucher_refunded":
                     self.refunds[pid[len("voucher:"):]] = (data.get("by", ""), record.at)
+                continue
+            if pid == RETENTION_STREAM:  # redactions of personal data (payments/retention.py)
                 continue
             if pid == DEVICE_STREAM or pid == "recovery":
                 if kind == "recovery_case":
@@ -649,7 +652,7 @@ class Till:
     def masked(self, payment: Payment) -> str:
         if not payment.payer:
             return ""
-        return f"{mask_surname(payment.payer.get('surname', ''))} {mask_id(payment.payer.get('id_value', ''))}"
+        return mask_payer(payment.payer)
 
 
 __all__ = ["Till", "TillConfig", "Busy", "Unavailable", "Voucher", "MoneyError"]

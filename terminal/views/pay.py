@@ -21,7 +21,7 @@ from payments.commission import quote_for
 from payments.machine import Rejected
 from payments.money import format_uah
 from payments.reports import shift_report
-from payments.taxid import Payer, collect_errors, mask_id, mask_surname
+from payments.taxid import Payer, collect_errors, mask_payer
 from payments.till import Busy, Unavailable
 from terminal import i18n
 from terminal.views.service import audit, register_section, require_role
@@ -312,7 +312,7 @@ def _confirm_context(draft, payment=None):
         abort(404)
     avail = till().availability()
     return {"s": service, "quote": quote_for(service.fee), "payer": draft["payer"],
-            "payer_masked": mask_surname(draft["payer"].surname), "id_masked": mask_id(draft["payer"].id_value),
+            "payer_masked": draft["payer"].masked,
             "avail": avail, "payment": payment,
             "bills": ", ".join(money(b) for b in sorted(avail["bill_table"]))}
 
@@ -481,8 +481,7 @@ def verify(number: str):
     if not ok:
         return render_template("pay/verify.html", ok=False, p=None), 404
     return render_template("pay/verify.html", ok=True, p=found,
-                           payer=f"{mask_surname(found.payer.get('surname', ''))} {mask_id(found.payer.get('id_value', ''))}"
-                           if found.payer else "")
+                           payer=mask_payer(found.payer))
 
 
 # ======================================================================== service mode
