@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from terminal import settings as settings_module
+from terminal import limits, settings as settings_module
 
 # Each area's view module exports ``bp`` (a Blueprint) and may export ``init_app(app)``.
 BLUEPRINTS = (
@@ -44,6 +44,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions.setdefault("cnap_health", {})
 
     logging.getLogger("cnap").setLevel(logging.INFO)
+    # Listener areas and body limits first: they must run before any area's request hooks.
+    limits.init_app(app)
 
     for name in BLUEPRINTS:
         module = import_module(name)

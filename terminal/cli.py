@@ -10,6 +10,7 @@ import threading
 from importlib import import_module
 
 from terminal import settings as settings_module
+from terminal import privacy
 from terminal.server import BackgroundServer
 
 # Areas add their own subcommands through ``add_commands(subparsers)``.
@@ -51,16 +52,26 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         config["INSTANCE_PATH"] = args.instance
     app = create_app(config)
     host, port = app.config["HOST"], args.port if args.port is not None else app.config["PORT"]
+    tablet_port = args.tablet_port if args.tablet_port is not None else app.config["TABLET_PORT"]
+    if args.port == 0 and args.tablet_port is None:
+        tablet_port = 0  # "any free port" is meant for both listeners (tests, a second demo)
     try:
-        server = BackgroundServer(app, host, port, threads=app.config["HTTP_THREADS"])
+        server = BackgroundServer(app, host, port, threads=app.config["HTTP_THREADS"],
+                                  tablet_host=app.config["TABLET_HOST"], tablet_port=tablet_port)
     except OSError as exc:  # port taken (a second kiosk?) or address not on this machine
         close_app(app)
-        print(f"cnap kiosk: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        where = "{}:{}".format(*getattr(exc, "listen_address", (host, port)))
+        print(f"cnap kiosk: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     url = server.url + "/"
+    if server.tablet_url:
+        # Service mode offers this as the tablets' server address (change it there for a LAN name).
+        app.config["TABLET_URL"] = server.tablet_url
+        print(f"cnap kiosk: desk tablets' listener on {server.tablet_url}/tablet/ "
+              f"(only the tablet app and the survey API)", flush=True)
     try:
         if on_ready is not None:
-            on_ready(app, url)
+            on_ready(app, (server.tablet_url or server.url) + "/")
         from terminal import shell  # the only module that imports webview
 
         if not args.no_window and shell.display_available():
@@ -106,7 +117,8 @@ DEMO_TABLET, DEMO_DESK, DEMO_ADMIN, DEMO_PIN = "Демо-планшет", "Ві�
 
 def print_demo_tablet(app, url: str) -> None:
     """A desk tablet ready to open in a second browser window, so the demo shows surveys too.
-    Its link is new on every start (tokens are stored hashed; the old link stops working)."""
+    Its link is new on every start (tokens are stored hashed; the old link stops working).
+    ``url`` is the tablets' listener when there is one."""
     from flask import url_for
 
     store = app.extensions["cnap_surveys"]
@@ -143,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("demo", cmd_demo, "run the kiosk on device simulators and sample data")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--port", type=int, default=None, help="web server port (0: any free port)")
+        p.add_argument("--tablet-port", type=int, default=None,
+                       help="desk tablets' listener port (0, or --port 0: any free port)")
         p.add_argument("--instance", default=None, help="instance folder (databases, cnap.toml)")
         p.add_argument("--no-window", action="store_true", help="serve only; do not open a window")
         p.add_argument("--windowed", action="store_true", help="a normal window instead of full screen")
@@ -156,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Whatever cnap writes (registry exports, journal, logs) may hold personal data: owner only.
+    privacy.restrict_umask()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     return args.func(args) or 0

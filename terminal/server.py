@@ -6,18 +6,46 @@ from __future__ import annotations
 
 import threading
 
+from terminal.limits import KIOSK, LISTENER_KEY, TABLET
+
+
+def on_listener(app, name: str):
+    """``app`` as served on one listener: the request carries which socket it came in on, so the
+    app can refuse areas by listener (terminal.limits), whatever the client says in its headers."""
+    def application(environ, start_response):
+        environ[LISTENER_KEY] = name
+        return app(environ, start_response)
+    return application
+
 
 class BackgroundServer:
-    """Serve ``app`` on ``host:port`` (0 picks a free port) until ``stop()``."""
+    """Serve ``app`` on ``host:port`` (0 picks a free port) until ``stop()``; with ``tablet_host``,
+    also on a second listener for desk tablets (``tablet_port``, 0: any free port). Both share one
+    event loop and one thread pool."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 8):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 8,
+                 tablet_host: str | None = None, tablet_port: int = 0):
+        from waitress import wasyncore
         from waitress.server import create_server
 
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="cnap-kiosk",
-                                     clear_untrusted_proxy_headers=True)
+        options = dict(threads=threads, ident="cnap-kiosk", clear_untrusted_proxy_headers=True)
+        self._server = create_server(on_listener(app, KIOSK), host=host, port=port, **options)
+        self._tablet_server = None
+        if tablet_host:
+            try:
+                self._tablet_server = create_server(on_listener(app, TABLET), map=self._server._map,
+                                                    _dispatcher=self._server.task_dispatcher,
+                                                    host=tablet_host, port=tablet_port, **options)
+            except OSError as exc:  # the main listener is open already: close it before saying why
+                wasyncore.close_all(self._server._map)
+                self._server.task_dispatcher.shutdown()
+                exc.listen_address = (tablet_host, tablet_port)
+                raise
         self.host = host
         self.port = self._server.effective_port
         self.url = f"http://{host}:{self.port}"
+        self.tablet_url = (f"http://{tablet_host}:{self._tablet_server.effective_port}"
+                           if self._tablet_server else None)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cnap-http", daemon=True)
         self._thread.start()

@@ -12,6 +12,7 @@ keeps the two in step, so a setting cannot exist undocumented.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -68,8 +69,27 @@ SETTINGS: tuple[Setting, ...] = (
     _s("kiosk", "HOST", "127.0.0.1", "Address the kiosk's web server listens on. Keep loopback "
        "unless desk tablets must reach it over the LAN."),
     _s("kiosk", "PORT", 8080, "TCP port of the kiosk's web server."),
+    _s("kiosk", "TABLET_HOST", "127.0.0.1", "Address of the desk tablets' own listener, which serves "
+       "only the tablet app (/tablet/…), the survey API (/api/survey/…) and the two static files they "
+       "load; anything else there is 404. Set it to this machine's LAN address (or 0.0.0.0) so desk "
+       "tablets reach it, and keep HOST on loopback. Empty: no tablet listener."),
+    _s("kiosk", "TABLET_PORT", 8081, "TCP port of the desk tablets' listener (0: any free port)."),
+    _s("kiosk", "SERVICE_NETWORKS", [], "Networks of other machines (CIDR, e.g. 192.168.10.0/24; "
+       "comma-separated in the environment) allowed to use service mode, /metrics and the catalogue "
+       "on the main listener when HOST is not loopback. The pay flow (/pay/…) answers only this "
+       "machine, whatever this says. Empty: only this machine; other clients of the main listener "
+       "get 403 for everything but the tablet pages."),
     _s("kiosk", "HTTP_THREADS", 8, "Worker threads of the web server (waitress); desk tablets and "
        "the kiosk screen share them."),
+    _s("kiosk", "MAX_CONTENT_LENGTH", 1024 * 1024, "Largest request body in bytes; larger gets 413. "
+       "A few routes allow more: attract-loop media uploads (50 MB + 1 MiB) and tablet answer "
+       "batches (2 MiB)."),
+    _s("kiosk", "MAX_FORM_MEMORY_SIZE", 1024 * 1024, "Largest non-file field of a multipart form, in "
+       "bytes (Flask/Werkzeug)."),
+    _s("kiosk", "MAX_FORM_PARTS", 100, "Most fields and files one multipart form may have "
+       "(Flask/Werkzeug); more gets 413."),
+    _s("kiosk", "MAX_JSON_DEPTH", 20, "Deepest nesting of arrays and objects a JSON request body may "
+       "have; deeper gets 400 before it is parsed."),
     _s("kiosk", "INSTANCE_PATH", "", "Folder for the SQLite files and the optional cnap.toml. "
        "Empty: ./instance under the working directory."),
     _s("kiosk", "TERMINAL_ID", "KIOSK-01", "Identifier of this terminal, printed on receipts and "
@@ -176,6 +196,14 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         raise SettingError("setting DEFAULT_LANGUAGE: must be uk or en")
     if not 1 <= values["HTTP_THREADS"] <= 64:
         raise SettingError("setting HTTP_THREADS: must be from 1 to 64")
+    if not 0 <= values["TABLET_PORT"] <= 65535:
+        raise SettingError("setting TABLET_PORT: must be from 0 to 65535")
+    for network in values["SERVICE_NETWORKS"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingError(f"setting SERVICE_NETWORKS: {network!r} is not a network "
+                               "such as 192.168.10.0/24") from None
     return values
 
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta
 
+from terminal.limits import ascii_int
 from terminal.surveys.antigaming import mask_personal
 from terminal.surveys.store import SurveyStore, score5
 
@@ -39,7 +40,7 @@ class Filters:
             date_from, date_to = date_to, date_from
         admin = args.get("admin", "")
         return cls(date_from, date_to, args.get("branch", ""), args.get("desk", ""),
-                   int(admin) if admin.isdigit() else None, args.get("flagged", "1") != "0")
+                   ascii_int(admin, 0, 2**62, default=None, name="admin"), args.get("flagged", "1") != "0")
 
     def where(self, prefix: str = "") -> tuple[str, list]:
         clauses, params = [f"{prefix}day BETWEEN ? AND ?"], [self.date_from.isoformat(), self.date_to.isoformat()]

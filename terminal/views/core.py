@@ -86,7 +86,7 @@ def init_app(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
             return jsonify(error=exc.name, message=exc.description), exc.code
-        key = {404: "not_found", 400: "bad_request"}.get(exc.code, "server")
+        key = {404: "not_found", 400: "bad_request", 403: "forbidden", 413: "too_large"}.get(exc.code, "server")
         return render_template("error.html", code=exc.code, key=key), exc.code
 
     @app.errorhandler(Exception)

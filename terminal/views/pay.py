@@ -24,6 +24,7 @@ from payments.reports import shift_report
 from payments.taxid import Payer, collect_errors, mask_payer
 from payments.till import Busy, Unavailable
 from terminal import i18n
+from terminal.limits import ascii_int
 from terminal.views.service import audit, register_section, require_role
 
 bp = Blueprint("pay", __name__)
@@ -420,10 +421,7 @@ def progress(payment_id: str):
 def status(payment_id: str):
     """Long poll: answers at once when ``since`` is behind, else when the payment changes."""
     _owned_payment(payment_id)
-    try:
-        since = int(request.args.get("since", "-1"))
-    except ValueError:
-        since = -1
+    since = ascii_int(request.args.get("since"), 0, 2**62, default=-1, name="since")
     t = till()
     if since >= 0:
         t.wait_change(since, LONG_POLL_S)

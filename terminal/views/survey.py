@@ -16,9 +16,10 @@ import qrcode
 import qrcode.image.svg
 from flask import (Blueprint, Flask, Response, abort, current_app, flash, g, jsonify, redirect,
                    render_template, request, send_from_directory, stream_with_context, url_for)
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from terminal import i18n
+from terminal.limits import ascii_int, body_limit, json_body
 from terminal.surveys import charts, reports
 from terminal.surveys.antigaming import Rules
 from terminal.surveys.definitions import DefinitionError, client_view
@@ -359,10 +360,6 @@ def _tablet_from_request() -> Tablet | tuple:
     return tablet
 
 
-def _json_body():
-    if request.content_length and request.content_length > MAX_API_BYTES:
-        return None
-    return request.get_json(silent=True)
 
 
 @bp.get("/api/survey/config")
@@ -388,12 +385,14 @@ def api_config():
 
 
 @bp.post("/api/survey/answers")
+@body_limit(MAX_API_BYTES)
 def api_answers():
     tablet = _tablet_from_request()
     if not isinstance(tablet, Tablet):
         return tablet
-    body = _json_body()
-    if not isinstance(body, dict):
+    try:
+        body = json_body()
+    except BadRequest:
         log.warning("survey API: malformed batch from tablet %s", tablet.id)
         return _api_error(400, "bad_batch", "send a JSON object {sent_at, answers: [...]}")
     try:
@@ -409,7 +408,7 @@ def api_shift_start():
     tablet = _tablet_from_request()
     if not isinstance(tablet, Tablet):
         return tablet
-    body = _json_body() or {}
+    body = json_body(default={})
     pin = body.get("pin") if isinstance(body.get("pin"), str) else ""
     if store().pin_locked_for(tablet.id):
         return _api_error(429, "locked", "too many wrong PINs; wait a minute")
@@ -437,10 +436,15 @@ def _qr_data_uri(text: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(image.to_string()).decode()
 
 
+def _tablets_base() -> str:
+    """Where tablets reach this kiosk: its tablets' listener when one runs (set by cnap kiosk)."""
+    return current_app.config.get("TABLET_URL") or request.host_url
+
+
 def _tablet_link(token: str, base: str) -> str:
-    base = base.strip() or request.host_url
+    base = base.strip() or _tablets_base()
     if not re.match(r"^https?://[^\s/]+/?$", base):
-        base = request.host_url
+        base = _tablets_base()
     return base.rstrip("/") + url_for("survey.tablet_app") + "#token=" + token
 
 
@@ -448,7 +452,7 @@ def _tablets_page(link=None, link_label=None, status=200, error=None):
     lang = g.get("lang", "uk")
     return render_template("survey/service_tablets.html", tablets=store().tablets(), surveys=store().surveys(),
                            branches=branches(), names=branch_names(lang), link=link, link_label=link_label,
-                           qr=_qr_data_uri(link) if link else None, base=request.host_url, error=error,
+                           qr=_qr_data_uri(link) if link else None, base=_tablets_base(), error=error,
                            rejections=store().rejections(20)), status
 
 
@@ -599,7 +603,7 @@ def export_definition(survey_id: str, version: int):
 def activate_definition(survey_id: str):
     version = request.form.get("version", "")
     try:
-        store().activate_version(survey_id, int(version) if version.isdigit() else -1)
+        store().activate_version(survey_id, ascii_int(version, 1, 2**31, default=-1, name="version"))
     except SurveyInputError as exc:
         return _definitions_page(problems=[str(exc)], status=400)
     audit("survey.definition.activate", survey=survey_id, version=version)
@@ -618,6 +622,7 @@ def media_list():
 
 
 @bp.post("/service/surveys/media")
+@body_limit(MAX_MEDIA_BYTES + 1024 * 1024)  # the file plus its form fields
 @require_role("manager")
 def media_upload():
     try:
@@ -633,7 +638,7 @@ def media_upload():
     if not alt_uk or not alt_en or len(alt_uk) > 300 or len(alt_en) > 300:
         return _media_page(i18n.gettext("survey.media.alt_missing"), 400)
     duration = request.form.get("duration", "8")
-    duration_s = min(120, max(3, int(duration))) if duration.isdigit() else 8
+    duration_s = min(120, max(3, ascii_int(duration, 0, 10**6, default=8, name="duration")))
     data = upload.stream.read(MAX_MEDIA_BYTES + 1)
     if len(data) > MAX_MEDIA_BYTES:
         return _media_page(i18n.gettext("survey.media.too_big"), 413)
@@ -774,7 +779,7 @@ def _burst_view(burst: dict, lang: str, admin_names: dict[int, str]) -> dict:
 def _bursts_page(error=None, status=200):
     lang = g.get("lang", "uk")
     page = request.args.get("page", "1")
-    page = max(1, int(page)) if page.isdigit() else 1
+    page = max(1, ascii_int(page, 0, 10**6, default=1, name="page"))
     total, bursts = store().pending_bursts(BURSTS_PER_PAGE, (page - 1) * BURSTS_PER_PAGE)
     pages = max(1, -(-total // BURSTS_PER_PAGE))
     if page > pages:   # a stale page number after reviews emptied the last page
@@ -803,7 +808,7 @@ def review_burst(burst_id: int):
     try:
         # The number of answers the manager saw: a decision never covers answers they did not see.
         burst = store().review_burst(burst_id, decision, reviewer=g.staff.name, reviewer_id=g.staff.id,
-                                     expected_answers=int(seen) if seen.isdigit() else -1)
+                                     expected_answers=ascii_int(seen, 0, 10**9, default=-1, name="answers"))
     except BurstReviewError as exc:
         log.info("burst review refused: burst=%s decision=%r: %s", burst_id, decision[:20], exc.code)
         return _bursts_page(error=i18n.gettext("survey.bursts.error." + exc.code),

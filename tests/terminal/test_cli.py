@@ -43,11 +43,13 @@ def test_demo_without_a_display_serves_the_catalogue_on_simulators(tmp_path):
         assert "Категорії послуг" in home
         health = urllib.request.urlopen(url + "healthz", timeout=10).read().decode()
         assert '"catalogue"' in health
-        # A desk tablet is ready too: its link carries a token the survey API accepts.
-        (tablet,) = [re.search(r"desk tablet at (\S+)#token=(\S+)", s) for s in seen if "desk tablet at" in s]
-        assert tablet.group(1) == url + "tablet/"
-        request = urllib.request.Request(url + "api/survey/config",
-                                         headers={"Authorization": f"Bearer {tablet.group(2)}"})
+        # A desk tablet is ready too, on the tablets' own listener: its link carries a token the
+        # survey API there accepts.
+        (tablet,) = [re.search(r"desk tablet at (http://127\.0\.0\.1:(\d+)/)tablet/#token=(\S+)", s)
+                     for s in seen if "desk tablet at" in s]
+        assert tablet.group(1) != url
+        request = urllib.request.Request(tablet.group(1) + "api/survey/config",
+                                         headers={"Authorization": f"Bearer {tablet.group(3)}"})
         config = json.loads(urllib.request.urlopen(request, timeout=10).read())
         assert config["tablet"]["label"] == "Демо-планшет"
     finally:
@@ -66,6 +68,7 @@ def test_kiosk_on_a_taken_port_says_so_and_exits(tmp_path, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["kiosk", "--port", str(port), "--no-window", "--instance", str(tmp_path / "instance")])
+        code = main(["kiosk", "--port", str(port), "--tablet-port", "0", "--no-window",
+                     "--instance", str(tmp_path / "instance")])
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err

@@ -1,0 +1,173 @@
+"""Guards every request passes: which listener may reach which area, body size limits, and the
+parsers views use for numbers and JSON instead of int() and request.get_json().
+
+Listeners: ``terminal.server`` tags each request's WSGI environ with the socket it arrived on
+(``LISTENER_KEY``), never with anything the client sends (the Host header is the client's to
+choose). The desk tablets' listener reaches only the tablet area; the main listener serves
+everything to this machine, service mode and the catalogue also to ``SERVICE_NETWORKS``, and
+only the tablet area to anybody else.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from typing import Any, Callable
+
+from flask import Flask, abort, current_app, request
+
+from terminal import i18n
+
+i18n.register({
+    "error.forbidden.title": ("Доступ заборонено", "Access denied"),
+    "error.forbidden.body": ("Ця сторінка відкривається лише на самому терміналі.",
+                             "This page opens only on the terminal itself."),
+    "error.too_large.title": ("Завеликий запит", "Request too large"),
+    "error.too_large.body": ("Термінал не приймає стільки даних за один раз. Почніть спочатку.",
+                             "The terminal does not accept this much data at once. Please start again."),
+})
+
+LISTENER_KEY = "cnap.listener"
+KIOSK, TABLET = "kiosk", "tablet"
+
+# What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
+TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js"})
+TABLET_PREFIXES = ("/tablet/", "/api/survey/")
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+# --- numbers ---------------------------------------------------------------------------------------
+_REQUIRED: Any = object()
+
+
+def ascii_int(value: Any, lo: int = 0, hi: int = 2**53, *, default: Any = _REQUIRED,
+              name: str = "number") -> Any:
+    """A non-negative integer written in ASCII digits only, within [lo, hi]; anything else is a
+    400. int() alone accepts '٣', ' 3', '+3', '3_0' and raises on '²' (which str.isdigit() accepts),
+    so views call this instead. ``default`` (returned as is) stands for a missing or empty value."""
+    if value is None or value == "":
+        if default is not _REQUIRED:
+            return default
+        abort(400, description=f"{name}: a number is required")
+    if not isinstance(value, str) or not _ASCII_DIGITS.fullmatch(value):
+        abort(400, description=f"{name}: only the digits 0-9 are accepted")
+    number = int(value)
+    if not lo <= number <= hi:
+        abort(400, description=f"{name}: must be from {lo} to {hi}")
+    return number
+
+
+# --- JSON ------------------------------------------------------------------------------------------
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: inf would reach timestamps and sums
+        raise ValueError(text)
+    return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's json would accept NaN and Infinity
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when arrays/objects in a parsed document nest deeper than ``limit`` (iterative: a
+    recursive walk would fail on the very documents it is meant to refuse)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def json_body(*, kind: type = dict, default: Any = None) -> Any:
+    """The request's JSON body, checked: at most the route's body limit (413 beyond it), valid
+    UTF-8 JSON without NaN/Infinity, nested at most MAX_JSON_DEPTH deep, and of ``kind`` (dict or
+    list) — otherwise 400. An empty body gives ``default`` when one is given."""
+    raw = request.get_data(cache=True)  # bounded by max_content_length: 413 beyond it
+    if not raw.strip() and default is not None:
+        return default
+    try:
+        # The C parser recurses: a few thousand brackets raise RecursionError, which is caught
+        # here; shallower excess is measured below.
+        value = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        abort(400, description="the body is not valid JSON")
+    limit = current_app.config["MAX_JSON_DEPTH"]
+    if isinstance(value, (dict, list)) and json_depth_exceeds(value, limit):
+        abort(400, description=f"JSON nested deeper than {limit} levels")
+    if not isinstance(value, kind):
+        abort(400, description=f"a JSON {'object' if kind is dict else 'array'} is expected")
+    return value
+
+
+# --- per-route body limits -------------------------------------------------------------------------
+def body_limit(max_bytes: int) -> Callable:
+    """Let one view accept a larger (or demand a smaller) body than MAX_CONTENT_LENGTH. Applied
+    before any before_request hook (CSRF reads the form), so the form is parsed under this limit."""
+    def decorator(view):
+        view.max_body_bytes = max_bytes
+        return view
+    return decorator
+
+
+# --- listeners and areas ---------------------------------------------------------------------------
+def area_of(path: str, rule=None, view_args=None) -> str:
+    """'tablet' (any listener, any client), 'pay' (this machine only) or 'kiosk' (the rest)."""
+    target = rule.rule if rule is not None else path
+    if target == "/tablet" or target.startswith(TABLET_PREFIXES):
+        return TABLET
+    if rule is not None and rule.endpoint == "static":
+        return TABLET if (view_args or {}).get("filename") in TABLET_STATIC_FILES else KIOSK
+    if rule is None and path.startswith("/static/") and path[len("/static/"):] in TABLET_STATIC_FILES:
+        return TABLET
+    if target == "/pay" or target.startswith("/pay/"):
+        return "pay"
+    return KIOSK
+
+
+def client_address(remote_addr: str | None):
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def refusal(listener: str, area: str, remote_addr: str | None, networks) -> int | None:
+    """The status a request gets instead of its page (404 off the tablet listener, 403 for a
+    client not allowed on the main one), or None when it may go on."""
+    if area == TABLET:
+        return None
+    if listener == TABLET:
+        return 404  # on the tablets' listener nothing else exists
+    address = client_address(remote_addr)
+    if address is not None and address.is_loopback:
+        return None
+    if area != "pay" and address is not None and any(address in net for net in networks
+                                                     if net.version == address.version):
+        return None
+    return 403
+
+
+def init_app(app: Flask) -> None:
+    networks = tuple(ipaddress.ip_network(n, strict=False) for n in app.config["SERVICE_NETWORKS"])
+
+    # A url_value_preprocessor runs before every before_request hook (sessions, CSRF), so a refused
+    # request touches nothing, and a route's own body limit is in place before anyone reads the form.
+    @app.url_value_preprocessor
+    def _guard(endpoint, view_args):
+        listener = request.environ.get(LISTENER_KEY, KIOSK)
+        status = refusal(listener, area_of(request.path, request.url_rule, view_args),
+                         request.remote_addr, networks)
+        if status is not None:
+            abort(status)
+        view = app.view_functions.get(endpoint) if endpoint else None
+        limit = getattr(view, "max_body_bytes", None)
+        if limit is not None:
+            request.max_content_length = limit
