@@ -112,7 +112,7 @@ def cmd_demo(args) -> int:
         sims.stop()
 
 
-DEMO_TABLET, DEMO_DESK, DEMO_ADMIN, DEMO_PIN = "Демо-планшет", "Вікно 1", "Олена К. (демо)", "4321"
+DEMO_TABLET, DEMO_DESK, DEMO_ADMIN, DEMO_PIN = "Демо-планшет", "Вікно 1", "Олена К. (демо)", "432100"  # a 6–12 digit PIN, as every PIN
 
 
 def print_demo_tablet(app, url: str) -> None:
