@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from terminal import limits, settings as settings_module
+from terminal import privacy
 
 # Each area's view module exports ``bp`` (a Blueprint) and may export ``init_app(app)``.
 BLUEPRINTS = (
@@ -28,7 +29,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     wanted = (config or {}).get("INSTANCE_PATH") or env_instance or str(Path.cwd() / "instance")
     instance = Path(wanted).resolve()
     values = settings_module.load(config, instance_path=instance)
+    # The instance folder holds personal data: private to the kiosk's user (terminal/privacy.py).
+    privacy.restrict_umask()
     instance.mkdir(parents=True, exist_ok=True)
+    privacy.make_private(instance)
 
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.update(values)

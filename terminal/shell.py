@@ -4,8 +4,11 @@ This is the only module of the project that imports ``webview`` (pywebview, GTK/
 backend). A visitor must never leave the kiosk's pages: the window is full-screen, frameless and
 cannot be dragged; the context menu, developer tools, zoom and file URLs are off; and every
 navigation is checked against the kiosk's own origin by a ``decide-policy`` hook on the native
-WebKit2 view. Blocked navigations are logged with the target host only: paths and query strings
-can carry personal data.
+WebKit2 view. Responses the kiosk does not show as a page (downloads, attachments, PDFs, CSV…)
+are refused and the visitor stays where they were. No native dialog opens over the page: printing,
+file, colour and log-in choosers are refused. Closing the window (Alt+F4, a window manager) is
+refused too; only a deliberate stop (SIGTERM/SIGINT to this process) closes it. Blocked things
+are logged with the target host only: paths, query strings and file names can carry personal data.
 
 Manual run: ``python -m terminal.shell --url http://127.0.0.1:8080/ [--windowed]``.
 """
@@ -29,6 +32,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRY_LOAD_S = 2
 # How long the shell waits for the GTK main loop to install the navigation guard.
 _GUARD_INSTALL_TIMEOUT_S = 30
+# The only kinds of document the window shows (main page or frame). Everything else a link or a
+# server can send (CSV, PDF, JSON, plain text, images, archives…) is refused rather than shown or
+# saved: the kiosk's own pages are HTML, and sub-resources (images, CSS, fetch) are not affected.
+SHOWN_DOCUMENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
 # --- pure helpers (no GTK) ---------------------------------------------------------------
@@ -65,6 +72,22 @@ def is_allowed(uri: str, own_origin: str, allowed_origins: Iterable[str] = ()) -
         return False
     permitted = {_origin_of(origin) for origin in (own_origin, *allowed_origins)}
     return target in permitted
+
+
+def refusal_reason(mime_type: str, content_disposition: str | None) -> str | None:
+    """Why a response must not be shown in the window, or None when it may be shown.
+
+    A response is shown only when its type is one of ``SHOWN_DOCUMENT_TYPES`` and it is not a
+    download: any ``Content-Disposition`` other than ``inline`` counts as an attachment, as RFC 6266
+    says unknown disposition types must. The reason is safe to log (no file name)."""
+    kind = (mime_type or "").split(";", 1)[0].strip().lower()
+    disposition = (content_disposition or "").split(";", 1)[0].strip().lower()
+    if disposition and disposition != "inline":
+        return f"{kind or 'untyped'} attachment"
+    if kind not in SHOWN_DOCUMENT_TYPES:
+        return kind if re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}", kind) \
+            else "untyped response"
+    return None
 
 
 def loggable_target(uri: str) -> str:
@@ -176,6 +199,12 @@ class _KioskGuard:
         view.connect("permission-request", self.on_permission_request)
         view.connect("load-changed", self.on_load_changed)
         view.connect("load-failed", self.on_load_failed)
+        # Native dialogs open as windows of their own over the kiosk; the print dialog and the file
+        # chooser browse the disk and can open other programs. None of them is ever shown.
+        view.connect("print", self.on_print)
+        view.connect("run-file-chooser", self.on_native_dialog, "file chooser")
+        view.connect("run-color-chooser", self.on_native_dialog, "colour chooser")
+        view.connect("authenticate", self.on_native_dialog, "log-in dialog")
         # pywebview asks WebKit to download what it cannot show; a kiosk never saves files. The
         # web context can outlive the view, so its handler holds no reference to the guard.
         context = view.get_context()
@@ -184,34 +213,63 @@ class _KioskGuard:
 
     def on_decide_policy(self, view, decision, decision_type) -> bool:
         try:
-            return self._decide(decision, decision_type)
+            return self._decide(view, decision, decision_type)
         except Exception:
             # Fail closed: a bug in the guard must not let a navigation through.
             log.exception("kiosk: navigation guard failed; blocking")
             decision.ignore()
             return True
 
-    def _decide(self, decision, decision_type) -> bool:
+    def _decide(self, view, decision, decision_type) -> bool:
         _, WebKit2 = _webkit()
+        if decision_type == WebKit2.PolicyDecisionType.RESPONSE:
+            return self._decide_response(decision)
         if decision_type not in (
             WebKit2.PolicyDecisionType.NAVIGATION_ACTION,
             WebKit2.PolicyDecisionType.NEW_WINDOW_ACTION,
         ):
-            return False
+            decision.ignore()  # a decision type this guard does not know: fail closed
+            return True
         action = decision.get_navigation_action()
         uri = action.get_request().get_uri() or ""
         new_window = decision_type == WebKit2.PolicyDecisionType.NEW_WINDOW_ACTION
         if not new_window and is_allowed(uri, self.url, self.allowed_origins):
-            return False
+            decision.use()
+            return True
         decision.ignore()
-        # A second window is never opened; pywebview's own handler (connected earlier) loads an
-        # allowed _blank target into this window instead, and that load is checked here again.
+        # A second window is never opened; an allowed _blank target is loaded into this window
+        # instead, and that load is checked here again.
         if new_window and is_allowed(uri, self.url, self.allowed_origins):
+            view.load_uri(uri)
             return True
         kind = "new-window" if new_window else "navigation"
         nav_type = action.get_navigation_type().value_nick
         log.warning("kiosk: blocked %s (%s) to %s", kind, nav_type, loggable_target(uri))
         return True  # handled: later handlers must not override the decision
+
+    def _decide_response(self, decision) -> bool:
+        response = decision.get_response()
+        headers = response.get_http_headers()  # None for about:, data: and the like
+        disposition = headers.get_one("Content-Disposition") if headers is not None else None
+        reason = refusal_reason(response.get_mime_type() or "", disposition)
+        if reason is None and not decision.is_mime_type_supported():
+            reason = f"{response.get_mime_type()} (not displayable)"
+        if reason is None:
+            decision.use()
+            return True
+        # Ignoring the response keeps the page the visitor is on; nothing is shown or saved.
+        decision.ignore()
+        log.warning("kiosk: blocked response (%s) from %s", reason, loggable_target(response.get_uri() or ""))
+        return True
+
+    def on_print(self, _view, _operation) -> bool:
+        log.warning("kiosk: blocked print dialog")
+        return True  # handled: WebKit shows no dialog and prints nothing
+
+    def on_native_dialog(self, _view, request, what: str) -> bool:
+        request.cancel()
+        log.warning("kiosk: blocked %s", what)
+        return True
 
     def on_create(self, _view, action):
         nav_type = action.get_navigation_type().value_nick
@@ -273,6 +331,7 @@ def run_kiosk(
     fullscreen: bool = True,
     allowed_origins: Iterable[str] = (),
     on_ready: Callable[[Callable[[], None]], None] | None = None,
+    exit_with_parent: bool = False,
 ) -> None:
     """Open the kiosk window on ``url`` and block until it is closed.
 
@@ -281,6 +340,8 @@ def run_kiosk(
     gives an ordinary decorated 1280×800 window for development. ``on_ready(close)`` is called
     once, in a worker thread, after the kiosk page has loaded; ``close()`` closes the window.
     SIGTERM and SIGINT also close the window, so ``run_kiosk`` returns and the caller cleans up.
+    Those are the only ways to close it: Alt+F4 and other close requests are refused.
+    ``exit_with_parent`` closes the window when the process that started it goes away.
     """
     if _origin_of(url) is None:
         raise ValueError(f"kiosk URL must be an http(s) URL, got {loggable_target(url)}")
@@ -311,9 +372,20 @@ def run_kiosk(
         background_color="#FFFFFF",
     )
     failure: list[str] = []
+    stopping = threading.Event()  # set only by a deliberate stop; any other close is refused
 
     def close() -> None:
+        stopping.set()
         GLib.idle_add(_close_native, window)
+
+    def on_closing() -> bool:
+        if stopping.is_set():
+            return True
+        # Alt+F4, the window manager's close button or a close message: the kiosk stays open.
+        log.warning("kiosk: refused to close the window (only a deliberate stop closes it)")
+        return False  # pywebview cancels the close
+
+    window.events.closing += on_closing
 
     def install_guard(done: threading.Event) -> bool:
         try:
@@ -321,6 +393,9 @@ def run_kiosk(
             if view is None:
                 failure.append("no WebKit2.WebView inside the pywebview window")
             else:
+                # pywebview's own decide-policy handler runs first and would decide responses
+                # (show or download) before the guard sees them; the guard takes over its job.
+                _disconnect_pywebview_policy(view, window)
                 guard.install(view)
         except Exception as exc:  # a window without the guard must not stay open
             failure.append(f"installing the navigation guard failed: {exc!r}")
@@ -349,14 +424,37 @@ def run_kiosk(
 
     def on_signal() -> bool:
         log.info("kiosk: signal received, closing the window")
+        stopping.set()
         _close_native(window)
         return True  # keep the handler for a second signal
 
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, on_signal)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, on_signal)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def parent_gone() -> bool:
+            if os.getppid() == parent:
+                return True
+            log.warning("kiosk: the supervising process is gone; closing the window")
+            on_signal()
+            return False
+
+        # A window must not outlive `cnap kiosk` (a restarted kiosk would open a second one).
+        GLib.timeout_add_seconds(1, parent_gone)
     webview.start(after_start, gui="gtk", debug=False, private_mode=True)
     if failure:
         raise RuntimeError(f"kiosk shell: {failure[0]}")
+
+
+def _disconnect_pywebview_policy(view, window) -> None:
+    from webview.platforms import gtk as pywebview_gtk
+
+    browser = pywebview_gtk.BrowserView.instances.get(window.uid)
+    if browser is None or browser.webview is not view:
+        raise RuntimeError("pywebview's view for this window was not found")
+    if view.disconnect_by_func(browser.on_navigation) != 1:
+        raise RuntimeError("pywebview's decide-policy handler was not found")
 
 
 def _close_native(window) -> bool:
@@ -379,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ORIGIN",
         help="another origin the window may navigate to (repeatable)",
     )
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="close the window when the process that started it exits (used by cnap kiosk)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if _origin_of(args.url) is None:
@@ -386,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     if not display_available():
         print("kiosk shell: no usable display ($DISPLAY or $WAYLAND_DISPLAY)", file=sys.stderr)
         return 2
-    run_kiosk(args.url, fullscreen=not args.windowed, allowed_origins=args.allow_origin)
+    run_kiosk(args.url, fullscreen=not args.windowed, allowed_origins=args.allow_origin,
+              exit_with_parent=args.exit_with_parent)
     return 0
 
 

@@ -57,6 +57,14 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Content-Security-Policy",
                                     "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                     "script-src 'self'; frame-ancestors 'none'")
+        # Pages and JSON may carry personal data or voucher codes: no browser cache keeps them
+        # (a kiosk's next visitor, a shared tablet). Static files stay cacheable, and a view
+        # that chose its own policy for content without personal data (tablet app shell,
+        # content-addressed media) keeps it. same-origin, not no-referrer: our own CSRF checks
+        # may read the Referer; other origins never see a URL with a receipt number or check code.
+        if request.endpoint != "static" and not (request.endpoint or "").endswith(".static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
     @app.context_processor

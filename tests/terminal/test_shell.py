@@ -164,10 +164,14 @@ def x_display(tmp_path_factory):
             pytest.fail("Xvfb did not start")
         display = f":{number}"
         env = {**os.environ, "DISPLAY": display}
-        wm_log = tmp_path_factory.mktemp("wm") / "matchbox.log"
+        wm_dir = tmp_path_factory.mktemp("wm")
+        wm_log = wm_dir / "matchbox.log"
+        # Alt+F4 closes the focused window, as in most window managers (matchbox's own is Alt+c).
+        kbdconfig = wm_dir / "kbdconfig"
+        kbdconfig.write_text("<alt>F4=close\n<alt>c=close\n")
         with open(wm_log, "w") as wm_output:
             processes.append(subprocess.Popen(
-                ["matchbox-window-manager", "-use_titlebar", "no"], env=env,
+                ["matchbox-window-manager", "-use_titlebar", "no", "-kbdconfig", str(kbdconfig)], env=env,
                 stdout=wm_output, stderr=subprocess.STDOUT,
             ))
 
@@ -194,9 +198,11 @@ class RecordingServer:
     """A loopback HTTP server that serves fixed pages and records every request path."""
 
     def __init__(self, pages: dict[str, str], listen: bool = True, binary: dict[str, bytes] | None = None,
-                 redirects: dict[str, str] | None = None):
+                 redirects: dict[str, str] | None = None, typed: dict[str, tuple] | None = None):
         self.pages = pages
         self.binary = binary or {}
+        # path -> (status, headers, body): responses with their own type, disposition or status.
+        self.typed = typed or {}
         self.redirects = redirects or {}
         self.hits: list[str] = []
         recorder = self
@@ -210,6 +216,15 @@ class RecordingServer:
                     self.send_header("Location", recorder.redirects[path])
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if path in recorder.typed:
+                    status, headers, body = recorder.typed[path]
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                     return
                 if path in recorder.binary:
                     data, kind = recorder.binary[path], "application/octet-stream"
@@ -428,7 +443,7 @@ def test_window_is_full_screen_and_every_way_out_is_blocked(sites, run_shell, x_
         ("file", None),
         ("popup", "blocked new-window (other) to " + outside.origin),
         ("blank", "blocked new-window (link-clicked) to " + outside.origin),
-        ("download", "blocked download from " + own.origin),
+        ("download", "blocked response (application/octet-stream) from " + own.origin),
         ("redirect", "blocked navigation (link-clicked) to " + outside.origin),
     ]
     for name, expected in expectations:
@@ -441,7 +456,7 @@ def test_window_is_full_screen_and_every_way_out_is_blocked(sites, run_shell, x_
             continue
         _wait_for(lambda: [line for line in shell.blocked_lines()[seen:] if line.endswith(expected)],
                   15, f"the {name} navigation to be blocked")
-    assert all(line.endswith((outside.origin, "download from " + own.origin)) for line in shell.blocked_lines())
+    assert all(line.endswith((outside.origin, " from " + own.origin)) for line in shell.blocked_lines())
     assert not list((tmp_path / "home").rglob("ledger*")), "the download was saved"
 
     # The page is still there and still responds to touch.
@@ -572,3 +587,196 @@ def test_cnap_kiosk_opens_the_catalogue_in_its_own_window_process(x_display, tmp
         if kiosk.poll() is None:
             kiosk.kill()
             kiosk.wait()
+
+
+# --- no dialog, no download, no way to close ---------------------------------------------------
+
+CYAN = (0, 255, 255)  # an ordinary page of the kiosk, reached by the control link
+ROW_Y = (70, 170, 270)
+
+
+def target_page(boxes: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
+    """A magenta page with one 100×60 black target per entry (rows of eight), and its targets."""
+    targets = {name: (90 + 140 * (index % 8), ROW_Y[index // 8]) for index, name in enumerate(boxes)}
+    styled = "".join(
+        f'<div style="position:absolute;left:{x - 50}px;top:{y - 30}px;width:100px;height:60px">'
+        + html.replace("<a ", '<a style="display:block;width:100%;height:100%;background:#000" ')
+              .replace("<button ", '<button style="width:100%;height:100%;background:#000;border:0" ')
+              .replace("<input ", '<input style="width:100%;height:100%;background:#000;border:0;opacity:1" ')
+        + "</div>"
+        for name, html in boxes.items()
+        for x, y in [targets[name]]
+    )
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>kiosk</title></head>
+<body style="margin:0;background:#ff00ff;height:100vh;overflow:hidden">{styled}
+<script>addEventListener('load', () => requestAnimationFrame(() => requestAnimationFrame(
+  () => fetch('/ready'))));</script></body></html>"""
+    return page, targets
+
+
+def visible_windows(display: str) -> set[str]:
+    """Ids of every mapped window on the screen (a dialog is a new one)."""
+    result = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", ""],
+                            env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=10)
+    return set(result.stdout.split())
+
+
+def assert_only_page_on_screen(display: str, path: Path, targets: dict, windows_before: set[str]):
+    assert visible_windows(display) == windows_before, "a new window (dialog) appeared"
+    image = screenshot(display, path)
+    for box in [(0, 0, SCREEN_W, 1), (0, SCREEN_H - 1, SCREEN_W, SCREEN_H),
+                (0, 0, 1, SCREEN_H), (SCREEN_W - 1, 0, SCREEN_W, SCREEN_H)]:
+        assert colour_fraction(image, MAGENTA, box) == 1.0, f"edge {box} is not the kiosk page"
+    assert colour_fraction(image, MAGENTA) >= 1 - (len(targets) * 100 * 60) / (SCREEN_W * SCREEN_H) - 0.001
+
+
+def wait_for_log(shell: Shell, seen: int, expected: str, what: str):
+    _wait_for(lambda: [line for line in shell.blocked_lines()[seen:] if line.endswith(expected)], 15, what)
+
+
+def probe_answers(display: str, server: RecordingServer, targets: dict, what: str):
+    probes = server.hits.count("/probe")
+    click(display, *targets["probe"])
+    _wait_for(lambda: server.hits.count("/probe") > probes, 15, f"the kiosk page to answer after {what}")
+
+
+@pytest.mark.window
+def test_print_file_and_colour_choosers_never_open(run_shell, x_display, tmp_path):
+    page, targets = target_page({
+        "print": "<button onclick=\"window.print()\">print</button>",
+        "file": '<input type="file" aria-label="file">',
+        "files": '<input type="file" multiple webkitdirectory aria-label="folder">',
+        "colour": '<input type="color" aria-label="colour">',
+        "probe": "<button onclick=\"fetch('/probe')\">probe</button>",
+    })
+    own = RecordingServer({"/": page})
+    try:
+        shell = run_shell(own.origin + "/")
+        _wait_for(lambda: "/ready" in own.hits, 30, "the kiosk page to load")
+        wait_until_kiosk_page_fills_screen(x_display, tmp_path / "first.png")
+        windows = visible_windows(x_display)
+        assert windows, "xdotool sees no window at all"
+        for name, expected in [("print", "blocked print dialog"), ("file", "blocked file chooser"),
+                               ("files", "blocked file chooser"), ("colour", "blocked colour chooser")]:
+            seen = len(shell.blocked_lines())
+            click(x_display, *targets[name])
+            wait_for_log(shell, seen, expected, f"the {name} dialog to be refused")
+            probe_answers(x_display, own, targets, name)
+            assert_only_page_on_screen(x_display, tmp_path / f"{name}.png", targets, windows)
+        # A keyboard shortcut asks WebKit for the same print operation.
+        seen = len(shell.blocked_lines())
+        subprocess.run(["xdotool", "key", "ctrl+p"], env={**os.environ, "DISPLAY": x_display}, check=True)
+        probe_answers(x_display, own, targets, "ctrl+p")
+        assert_only_page_on_screen(x_display, tmp_path / "ctrl-p.png", targets, windows)
+        assert shell.process.poll() is None
+    finally:
+        own.stop()
+
+
+HTML_YELLOW = coloured_page("#ffff00").encode()
+
+
+@pytest.mark.window
+def test_downloads_and_documents_the_kiosk_does_not_show_are_refused(run_shell, x_display, tmp_path):
+    """Whatever WebKit could display or save, only HTML pages that are not attachments are shown."""
+    def typed(kind, body=HTML_YELLOW, disposition=None, status=200):
+        headers = {"Content-Type": kind}
+        if disposition:
+            headers["Content-Disposition"] = disposition
+        return status, headers, body
+
+    responses = {
+        "/report.csv": typed("text/csv; charset=utf-8", "uuid,surname\n1,Shevchenko\n".encode(),
+                             "attachment; filename=Shevchenko-registry.csv"),
+        "/html-attachment": typed("text/html", disposition='attachment; filename="page.html"'),
+        "/odd-disposition": typed("text/html", disposition="x-unknown; filename=page.html"),
+        "/doc.pdf": typed("application/pdf", b"%PDF-1.4\n%%EOF\n"),
+        "/data.json": typed("application/json", b'{"surname": "Shevchenko"}'),
+        "/plain.txt": typed("text/plain; charset=utf-8", b"Shevchenko 1234567890"),
+        "/picture.svg": typed("image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'),
+        "/blob.bin": typed("application/octet-stream", b"\x00\x01\x02"),
+        "/untyped": (200, {}, b"\x00\x01 no type at all"),
+        "/inline": typed("text/html; charset=utf-8", coloured_page("#00ffff").encode(), "inline"),
+    }
+    boxes = {name: f'<a href="/{name}">{name}</a>' for name in
+             ("report.csv", "html-attachment", "odd-disposition", "doc.pdf", "data.json", "plain.txt",
+              "picture.svg", "blob.bin", "untyped")}
+    boxes["download-attribute"] = '<a href="/page.html" download="page.html">save</a>'
+    boxes["script-blob"] = ("<button onclick=\"const a=document.createElement('a');"
+                            "a.href=window.URL.createObjectURL(new Blob(['Shevchenko'],{type:'text/csv'}));"
+                            "a.download='x.csv';document.body.append(a);a.click()\">blob</button>")
+    boxes["script-data"] = ("<button onclick=\"const a=document.createElement('a');"
+                            "a.href='data:text/csv,Shevchenko';a.download='y.csv';document.body.append(a);"
+                            "a.click()\">data</button>")
+    boxes["probe"] = "<button onclick=\"fetch('/probe')\">probe</button>"
+    boxes["inline"] = '<a href="/inline">inline</a>'  # the control: a page of the kiosk opens
+    page, targets = target_page(boxes)
+    own = RecordingServer({"/": page, "/page.html": coloured_page("#ffff00")}, typed=responses)
+    try:
+        shell = run_shell(own.origin + "/")
+        _wait_for(lambda: "/ready" in own.hits, 30, "the kiosk page to load")
+        wait_until_kiosk_page_fills_screen(x_display, tmp_path / "first.png")
+        windows = visible_windows(x_display)
+        expectations = {
+            "report.csv": "blocked response (text/csv attachment)",
+            "html-attachment": "blocked response (text/html attachment)",
+            "odd-disposition": "blocked response (text/html attachment)",
+            "doc.pdf": "blocked response (application/pdf)",
+            "data.json": "blocked response (application/json)",
+            "plain.txt": "blocked response (text/plain)",
+            "picture.svg": "blocked response (image/svg+xml)",
+            "blob.bin": "blocked response (application/octet-stream)",
+            "untyped": "blocked response (",
+            "download-attribute": "blocked download",
+            "script-blob": "to blob:",
+            "script-data": "to data:",
+        }
+        for name, expected in expectations.items():
+            seen = len(shell.blocked_lines())
+            hits = len(own.hits)
+            click(x_display, *targets[name])
+            _wait_for(lambda: [line for line in shell.blocked_lines()[seen:] if expected in line], 15,
+                      f"{name} to be refused")
+            if not name.startswith("script-"):
+                assert len(own.hits) > hits, f"{name}: the click did not reach the server"
+            probe_answers(x_display, own, targets, name)
+            assert_only_page_on_screen(x_display, tmp_path / f"{name}.png", targets, windows)
+        assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file() and "cache" not in str(p).lower()], \
+            "something was saved"
+        log = shell.log()
+        for secret in ("Shevchenko", "1234567890", "registry.csv", "page.html"):
+            assert secret not in log, f"{secret!r} leaked into the log"
+        # The control: an inline HTML page of the kiosk's own origin does open.
+        seen = len(shell.blocked_lines())
+        click(x_display, *targets["inline"])
+        _wait_for(lambda: colour_fraction(screenshot(x_display, tmp_path / "inline.png"), CYAN) > 0.9, 15,
+                  "the inline page to show")
+        assert shell.blocked_lines()[seen:] == []
+    finally:
+        own.stop()
+
+
+def press(display: str, keys: str):
+    subprocess.run(["xdotool", "key", keys], env={**os.environ, "DISPLAY": display}, check=True, timeout=10)
+
+
+@pytest.mark.window
+def test_alt_f4_and_close_requests_do_not_close_the_window(run_shell, x_display, tmp_path):
+    page, targets = target_page({"probe": "<button onclick=\"fetch('/probe')\">probe</button>"})
+    own = RecordingServer({"/": page})
+    try:
+        shell = run_shell(own.origin + "/")
+        _wait_for(lambda: "/ready" in own.hits, 30, "the kiosk page to load")
+        wait_until_kiosk_page_fills_screen(x_display, tmp_path / "first.png")
+        windows = visible_windows(x_display)
+        for attempt, keys in enumerate(["alt+F4", "alt+c", "alt+F4"]):
+            click(x_display, 640, 500)  # focus, as a visitor's touch would
+            press(x_display, keys)
+            _wait_for(lambda: shell.log().count("refused to close the window") > attempt, 15,
+                      f"{keys} to be refused")
+            probe_answers(x_display, own, targets, keys)
+            assert shell.process.poll() is None, f"{keys} ended the window process"
+            assert_only_page_on_screen(x_display, tmp_path / f"close{attempt}.png", targets, windows)
+        assert shell.stop() == 0  # a deliberate stop (SIGTERM) still closes it
+    finally:
+        own.stop()
