@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
-import time
 import threading
 from importlib import import_module
 
@@ -21,27 +21,48 @@ COMMAND_MODULES = (
 )
 
 
-def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str]) -> None:
+# Seconds before a window that ended without a stop request is opened again.
+REOPEN_DELAY_S = 2
+
+
+def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str], stop: threading.Event) -> None:
     """The native window runs in its own process: WebKit needs ~200 MB and may crash; neither
-    should touch the process that holds the payment journal. A window that dies is reopened."""
-    command = [sys.executable, "-m", "terminal.shell", "--url", url]
+    should touch the process that holds the payment journal. Only a deliberate stop (``stop`` set
+    by SIGTERM/SIGINT to `cnap kiosk` or by service mode) ends it: a window that crashed, was
+    killed or closed any other way is opened again."""
+    command = [sys.executable, "-m", "terminal.shell", "--url", url, "--exit-with-parent"]
     if not fullscreen:
         command.append("--windowed")
     for origin in allowed_origins:
         command += ["--allow-origin", origin]
     log = logging.getLogger("cnap.kiosk")
-    while True:
+    while not stop.is_set():
         child = subprocess.Popen(command)
-        try:
-            code = child.wait()
-        except KeyboardInterrupt:
-            child.terminate()
-            child.wait(10)
-            raise
-        if code == 0:  # closed on purpose (service mode, SIGTERM)
+        while child.poll() is None and not stop.wait(0.5):
+            pass
+        if stop.is_set():
+            child.terminate()  # the window closes itself on SIGTERM
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
             return
-        log.error("kiosk window exited with %s; reopening in 2 s", code)
-        time.sleep(2)
+        log.error("kiosk window ended (exit status %s) without a stop request; reopening in %s s",
+                  child.returncode, REOPEN_DELAY_S)
+        stop.wait(REOPEN_DELAY_S)
+
+
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """SIGTERM and SIGINT (Ctrl+C) are the command line's deliberate stop; returns the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def on_signal(signum, _frame):
+        logging.getLogger("cnap.kiosk").info("cnap kiosk: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    return {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
 
 
 def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
@@ -69,6 +90,14 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         app.config["TABLET_URL"] = server.tablet_url
         print(f"cnap kiosk: desk tablets' listener on {server.tablet_url}/tablet/ "
               f"(only the tablet app and the survey API)", flush=True)
+    stop = threading.Event()
+    previous_handlers = _stop_on_signals(stop)
+
+    def request_stop(reason: str) -> None:
+        logging.getLogger("cnap.kiosk").info("cnap kiosk: stop requested (%s)", reason)
+        stop.set()
+
+    app.extensions["cnap_kiosk_stop"] = request_stop  # service mode's "Stop the kiosk"
     try:
         if on_ready is not None:
             on_ready(app, (server.tablet_url or server.url) + "/")
@@ -77,15 +106,19 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         if not args.no_window and shell.display_available():
             print(f"cnap kiosk: window open on {url}", flush=True)
             run_window(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
-                       allowed_origins=app.config["ALLOWED_ORIGINS"])
+                       allowed_origins=app.config["ALLOWED_ORIGINS"], stop=stop)
         else:
             print(f"cnap kiosk: no display; open {url} in a browser (Ctrl+C stops)", flush=True)
-            threading.Event().wait()
+            while not stop.wait(1):
+                pass
     except KeyboardInterrupt:
         pass
     finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
         server.stop()
         close_app(app)
+    print("cnap kiosk: stopped", flush=True)
     return 0
 
 
