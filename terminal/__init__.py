@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask
+from flask_wtf.csrf import CSRFProtect
 
 from terminal import limits, settings as settings_module
 from terminal import privacy
@@ -39,7 +40,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["INSTANCE_PATH"] = str(instance)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Strict")
+    # Flask's defaults already hold these keys, so they are set, not setdefault-ed.
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SECURE"] = bool(app.config["HTTPS"])
+    # A form's CSRF token lives as long as the visitor's session; the idle reset ends both.
+    app.config["WTF_CSRF_TIME_LIMIT"] = None
     app.config["TEMPLATES_AUTO_RELOAD"] = False
     app.json.ensure_ascii = False
     # Every area keeps its shutdown hooks here (device drivers, writer threads).
@@ -56,7 +62,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if hasattr(module, "init_app"):
             module.init_app(app)
         app.register_blueprint(module.bp)
+    _protect_from_csrf(app)
     return app
+
+
+# The desk tablet's JSON API authenticates each request with the tablet's device token in the
+# Authorization header and never reads the cookie session. A forged cross-site request cannot
+# carry that header (a browser adds no Authorization by itself, and a cross-origin request that
+# sets it needs a CORS preflight this app never grants), so no ambient credential exists for
+# CSRF to abuse, and the offline tablet cannot hold a cookie-bound token anyway. Exactly these
+# endpoints are exempt; a renamed or new one is protected (and a missing name fails loudly).
+CSRF_EXEMPT_ENDPOINTS = ("survey.api_answers", "survey.api_shift_start", "survey.api_shift_end")
+
+
+def _protect_from_csrf(app: Flask) -> None:
+    """Flask-WTF's CSRFProtect on every POST/PUT/PATCH/DELETE: forms carry ``csrf_token()`` in a
+    hidden field, scripts send it as X-CSRFToken (base.html has it in a meta tag). A missing or
+    wrong token is a 400. TESTING does not switch it off (only WTF_CSRF_ENABLED would)."""
+    csrf = CSRFProtect(app)
+    for endpoint in CSRF_EXEMPT_ENDPOINTS:
+        csrf.exempt(app.view_functions[endpoint])
 
 
 def close_app(app: Flask) -> None:

@@ -101,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
        "returns home and forgets the visitor (WCAG 2.2.1 asks for at least 20)."),
     _s("kiosk", "SECRET_KEY", "", "Key that signs the visitor's session cookie. Empty: a random "
        "key per process start (visitors' sessions end with a restart, which is what a kiosk wants)."),
+    _s("kiosk", "HTTPS", False, "The kiosk is reached over HTTPS (a TLS-terminating proxy in front of "
+       "waitress): the session cookie gets the Secure flag, so browsers never send it over plain "
+       "HTTP. Leave off for the kiosk screen on loopback (plain HTTP there would drop a Secure "
+       "cookie and break every form). The cookie is always HttpOnly and SameSite=Strict."),
     _s("kiosk", "FULLSCREEN", True, "Open the kiosk window full-screen and frameless."),
     _s("kiosk", "ALLOWED_ORIGINS", [], "Extra origins (scheme://host[:port]) the kiosk window may "
        "navigate to besides its own. Comma-separated in the environment."),
@@ -116,7 +120,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("service", "SERVICE_PINS", "admin:000000,cashier:111111,technician:222222",
        "Initial staff PINs as role:PIN pairs, used only while the service database has no staff. "
        "Change them in service mode on the first day."),
-    _s("service", "SERVICE_SESSION_S", 600, "Seconds of inactivity after which service mode logs out."),
+    _s("service", "SERVICE_SESSION_S", 600, "Seconds of inactivity after which service mode logs out "
+       "(measured on the server: the session ends even if its page stays open)."),
+    _s("service", "SERVICE_PINS_MUST_CHANGE", True, "Staff created from SERVICE_PINS (and seeded staff "
+       "still holding those PINs) must choose a PIN of their own at first login before service mode "
+       "lets them do anything else. Switch off only if SERVICE_PINS holds PINs nobody else knows."),
     # --- devices -----------------------------------------------------------------------
     _s("devices", "BILL_VALIDATOR_URL", "sim", "Bill validator port as a pyserial URL (/dev/ttyUSB0, "
        "socket://127.0.0.1:9001, spy://…). 'sim': start the CCNET simulator inside the kiosk; "

@@ -1,19 +1,63 @@
-"""Staff PINs, roles and the audit log of service mode (SQLite in the instance folder)."""
+"""Staff PINs, roles, server-side service-mode sessions, PIN-guessing limits and the audit log
+(SQLite in the instance folder).
+
+PINs
+    ``valid_pin`` is the one PIN rule of the appliance (service mode and the desk administrators
+    of the survey tablets): 6–12 ASCII digits. ``str.isdigit`` is not used because it accepts
+    Arabic-Indic digits, superscripts and other Unicode digits that no keypad types.
+    Staff seeded from ``SERVICE_PINS`` are flagged ``must_change``: the sample PINs are printed in
+    the README, so service mode lets such a person do nothing but choose a new PIN.
+
+Sessions
+    The browser's cookie holds only a random session id; the ``staff_sessions`` table holds its
+    SHA-256 (a copy of the database does not reveal live ids), the person, the client address and
+    when it was created and last used. Every service-mode request looks the id up, so ending a row
+    ends the session for every copy of the cookie at once. Logout, deactivation and a PIN change
+    end *all* open sessions of that person.
+    Idle time is measured with the wall clock (it must survive a restart, which
+    ``time.monotonic`` does not). A clock that jumps forward only ends sessions early. A clock
+    that jumps backwards would make ``last_seen`` lie in the future and stretch the idle window by
+    the size of the jump, so a session whose ``last_seen`` is more than ``CLOCK_SLACK_S`` ahead of
+    now is ended (reason ``clock``): after a backwards jump staff log in again, nothing more.
+
+PIN guessing
+    A login names the person (chosen on the screen) and gives a PIN. Wrong PINs are counted in
+    the ``login_failures`` table, so the counts survive a restart:
+      * per staff member *and* scope — ``local`` (loopback: the kiosk's own screen) or ``remote``
+        (desk browsers on the LAN) — at most ``MAX_FAILURES`` per ``LOCKOUT_WINDOW_S``. A flood
+        from the LAN therefore locks that person out of remote logins only; the administrator
+        standing at the kiosk screen still logs in.
+      * per remote client address, at most ``MAX_CLIENT_FAILURES`` per window, whoever they guess.
+        Loopback has no per-address limit: every visitor of the screen shares that address, and
+        the per-person limit already bounds guessing there.
+    The check and the counting happen in one ``BEGIN IMMEDIATE`` transaction that *reserves* the
+    try (inserts the failure row) before the PIN is hashed; a right PIN removes its reservation
+    afterwards. So N concurrent wrong guesses consume exactly N tries, and the slow PBKDF2 runs
+    outside the write lock. A right PIN clears that person's failures in that scope only (knowing
+    one's own PIN must not reset the count against someone else's). Failure times that lie in the
+    future (the clock went back) are pulled to now, so a backwards jump cannot lengthen a lockout
+    by more than one window.
+"""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
+import re
 import secrets
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 
 ROLES = ("admin", "cashier", "technician", "manager")
 PIN_ITERATIONS = 60_000
-MAX_FAILURES = 5
-LOCKOUT_S = 60
+PIN_MIN, PIN_MAX = 6, 12
+MAX_FAILURES = 5            # wrong PINs per person and scope (local/remote) per window
+MAX_CLIENT_FAILURES = 10    # wrong PINs per remote client address per window
+LOCKOUT_WINDOW_S = 900
+CLOCK_SLACK_S = 5           # wall-clock steps backwards smaller than this are tolerated
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS staff (
@@ -23,6 +67,15 @@ CREATE TABLE IF NOT EXISTS staff (
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, staff_id INTEGER, role TEXT,
   action TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS staff_sessions (
+  id_hash BLOB PRIMARY KEY, staff_id INTEGER NOT NULL, client TEXT NOT NULL,
+  created_at REAL NOT NULL, last_seen REAL NOT NULL, ended_at REAL, end_reason TEXT);
+CREATE INDEX IF NOT EXISTS staff_sessions_open ON staff_sessions(staff_id) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS login_failures (
+  id INTEGER PRIMARY KEY, at REAL NOT NULL, staff_id INTEGER, scope TEXT NOT NULL,
+  client TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS login_failures_staff ON login_failures(staff_id, scope, at);
+CREATE INDEX IF NOT EXISTS login_failures_client ON login_failures(client, at);
 """
 
 
@@ -31,6 +84,17 @@ class StaffMember:
     id: int
     name: str
     role: str
+    must_change: bool = False
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What one login attempt came to. ``staff`` is set on success; ``locked_s`` > 0 when the
+    attempt was refused unchecked; ``lockout`` names the counters this failure filled up."""
+    staff: StaffMember | None = None
+    locked_s: int = 0
+    lockout: tuple[str, ...] = ()
+    checked: bool = False
 
 
 def hash_pin(pin: str, salt: bytes) -> bytes:
@@ -38,63 +102,127 @@ def hash_pin(pin: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, PIN_ITERATIONS)
 
 
-def valid_pin(pin: str) -> bool:
-    return isinstance(pin, str) and pin.isdigit() and 4 <= len(pin) <= 12
+def valid_pin(pin: object) -> bool:
+    """The PIN rule of the whole appliance: 6–12 ASCII digits, nothing else."""
+    return isinstance(pin, str) and re.fullmatch(rf"[0-9]{{{PIN_MIN},{PIN_MAX}}}", pin) is not None
+
+
+def client_scope(client: str | None) -> str:
+    """``local`` for the kiosk's own screen (loopback), ``remote`` for anything else."""
+    try:
+        return "local" if client and ipaddress.ip_address(client).is_loopback else "remote"
+    except ValueError:
+        return "remote"
+
+
+def _session_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 class StaffStore:
     def __init__(self, path: str):
         self.path = path
-        self._lock = threading.Lock()
-        self._failures: list[float] = []
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(staff)")}
+            if "must_change" not in columns:   # databases made before the forced first change
+                db.execute("ALTER TABLE staff ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         return db
 
-    def seed(self, pairs: str) -> None:
-        """Create the first staff from ``role:PIN,role:PIN`` while the table is empty."""
-        with self._lock, self._connect() as db:
-            if db.execute("SELECT COUNT(*) FROM staff").fetchone()[0]:
+    @contextlib.contextmanager
+    def _write(self):
+        """One write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE), so a
+        read-then-write decision cannot interleave with another thread's or process's."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _read(self):
+        db = self._connect()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    # --- staff ---------------------------------------------------------------------------
+    def seed(self, pairs: str, must_change: bool = True) -> None:
+        """Create the first staff from ``role:PIN,role:PIN`` while the table is empty; they must
+        choose their own PIN at first login. On a database seeded before that rule existed, a
+        seeded member still holding the seeded PIN gets the flag too."""
+        parsed = []
+        for pair in filter(None, (p.strip() for p in pairs.split(","))):
+            role, _, pin = pair.partition(":")
+            if role not in ROLES or not valid_pin(pin):
+                raise ValueError(f"SERVICE_PINS: {role!r} needs a known role and a "
+                                 f"{PIN_MIN}–{PIN_MAX} digit PIN")
+            parsed.append((role, pin))
+        with self._write() as db:
+            if not db.execute("SELECT COUNT(*) FROM staff").fetchone()[0]:
+                for role, pin in parsed:
+                    salt = secrets.token_bytes(16)
+                    db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at, must_change) "
+                               "VALUES (?,?,?,?,?,?)",
+                               (role, role, salt, hash_pin(pin, salt), time.time(), int(must_change)))
                 return
-            for pair in filter(None, (p.strip() for p in pairs.split(","))):
-                role, _, pin = pair.partition(":")
-                if role not in ROLES or not valid_pin(pin):
-                    raise ValueError(f"SERVICE_PINS: {role!r} needs a known role and a 4–12 digit PIN")
-                salt = secrets.token_bytes(16)
-                db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
-                           (role, role, salt, hash_pin(pin, salt), time.time()))
+            if must_change:
+                for role, pin in parsed:
+                    for staff_id, salt, digest in db.execute(
+                            "SELECT id, pin_salt, pin_hash FROM staff WHERE name=? AND role=? AND must_change=0",
+                            (role, role)).fetchall():
+                        if hmac.compare_digest(hash_pin(pin, salt), digest):
+                            db.execute("UPDATE staff SET must_change=1 WHERE id=?", (staff_id,))
 
     def add(self, name: str, role: str, pin: str) -> StaffMember:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         if not valid_pin(pin):
-            raise ValueError("PIN must be 4–12 digits")
+            raise ValueError(f"PIN must be {PIN_MIN}–{PIN_MAX} digits")
         salt = secrets.token_bytes(16)
-        with self._lock, self._connect() as db:
+        with self._write() as db:
             cur = db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
                              (name, role, salt, hash_pin(pin, salt), time.time()))
             return StaffMember(cur.lastrowid, name, role)
 
-    def members(self) -> list[dict]:
-        with self._connect() as db:
-            rows = db.execute("SELECT id, name, role, active FROM staff ORDER BY active DESC, role, name").fetchall()
+    def members(self, active_only: bool = False) -> list[dict]:
+        with self._read() as db:
+            rows = db.execute("SELECT id, name, role, active FROM staff "
+                              + ("WHERE active=1 " if active_only else "")
+                              + "ORDER BY active DESC, role, name").fetchall()
         return [{"id": i, "name": n, "role": r, "active": bool(a)} for i, n, r, a in rows]
 
-    def set_pin(self, staff_id: int, pin: str) -> None:
+    def member(self, staff_id: int) -> StaffMember | None:
+        with self._read() as db:
+            row = db.execute("SELECT id, name, role, must_change FROM staff WHERE id=? AND active=1",
+                             (staff_id,)).fetchone()
+        return StaffMember(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def set_pin(self, staff_id: int, pin: str, reason: str = "pin_changed") -> None:
+        """New PIN (no longer to be changed); every open session of that person ends."""
         if not valid_pin(pin):
-            raise ValueError("PIN must be 4–12 digits")
+            raise ValueError(f"PIN must be {PIN_MIN}–{PIN_MAX} digits")
         salt = secrets.token_bytes(16)
-        with self._lock, self._connect() as db:
-            if not db.execute("UPDATE staff SET pin_salt=?, pin_hash=? WHERE id=?",
-                              (salt, hash_pin(pin, salt), staff_id)).rowcount:
+        digest = hash_pin(pin, salt)
+        with self._write() as db:
+            if not db.execute("UPDATE staff SET pin_salt=?, pin_hash=?, must_change=0 WHERE id=?",
+                              (salt, digest, staff_id)).rowcount:
                 raise ValueError("no such staff member")
+            self._end_all(db, staff_id, reason)
 
     def set_active(self, staff_id: int, active: bool) -> None:
-        with self._lock, self._connect() as db:
+        with self._write() as db:
             if not active:
                 admins = db.execute("SELECT COUNT(*) FROM staff WHERE role='admin' AND active=1 AND id<>?",
                                     (staff_id,)).fetchone()[0]
@@ -103,44 +231,143 @@ class StaffStore:
                     raise ValueError("the last active administrator cannot be deactivated")
             if not db.execute("UPDATE staff SET active=? WHERE id=?", (int(active), staff_id)).rowcount:
                 raise ValueError("no such staff member")
+            if not active:
+                self._end_all(db, staff_id, "deactivated")
 
-    def pin_in_use(self, pin: str, except_id: int | None = None) -> bool:
-        """Log-in is by PIN alone, so two people may not share one."""
-        with self._connect() as db:
-            rows = db.execute("SELECT id, pin_salt, pin_hash FROM staff WHERE active=1").fetchall()
-        return any(i != except_id and hmac.compare_digest(hash_pin(pin, salt), digest) for i, salt, digest in rows)
+    def pin_matches(self, staff_id: int, pin: str) -> bool:
+        with self._read() as db:
+            row = db.execute("SELECT pin_salt, pin_hash FROM staff WHERE id=?", (staff_id,)).fetchone()
+        return bool(row) and valid_pin(pin) and hmac.compare_digest(hash_pin(pin, row[0]), row[1])
 
-    def locked_for(self, now: float | None = None) -> int:
-        """Seconds left of the lockout after too many wrong PINs (0: not locked)."""
-        now = time.monotonic() if now is None else now
-        recent = [t for t in self._failures if now - t < LOCKOUT_S]
-        self._failures = recent
-        if len(recent) >= MAX_FAILURES:
-            return int(LOCKOUT_S - (now - recent[-MAX_FAILURES])) + 1
-        return 0
-
-    def authenticate(self, pin: str) -> StaffMember | None:
-        if self.locked_for() or not valid_pin(pin):
-            if not self.locked_for():
-                self._failures.append(time.monotonic())
+    def holder_of(self, pin: str) -> StaffMember | None:
+        """The active staff member whose PIN this is, if any."""
+        if not valid_pin(pin):
             return None
-        with self._connect() as db:
-            rows = db.execute("SELECT id, name, role, pin_salt, pin_hash FROM staff WHERE active=1").fetchall()
-        for staff_id, name, role, salt, digest in rows:
+        with self._read() as db:
+            rows = db.execute("SELECT id, name, role, must_change, pin_salt, pin_hash FROM staff "
+                              "WHERE active=1 ORDER BY id").fetchall()
+        for staff_id, name, role, must_change, salt, digest in rows:
             if hmac.compare_digest(hash_pin(pin, salt), digest):
-                self._failures.clear()
-                return StaffMember(staff_id, name, role)
-        self._failures.append(time.monotonic())
+                return StaffMember(staff_id, name, role, bool(must_change))
         return None
 
+    def pin_in_use(self, pin: str, except_id: int | None = None) -> bool:
+        """Two people may not share a PIN (a PIN typed on the wrong name must not let anyone in)."""
+        holder = self.holder_of(pin)
+        return holder is not None and holder.id != except_id
+
+    # --- login and PIN guessing ------------------------------------------------------------
+    def _locked_for(self, db, now: float, staff_id: int | None, scope: str, client: str) -> int:
+        since = now - LOCKOUT_WINDOW_S
+        waits = []
+        if staff_id is not None:
+            row = db.execute("SELECT at FROM login_failures WHERE staff_id=? AND scope=? AND at>? "
+                             "ORDER BY at DESC LIMIT 1 OFFSET ?",
+                             (staff_id, scope, since, MAX_FAILURES - 1)).fetchone()
+            if row:
+                waits.append(row[0] + LOCKOUT_WINDOW_S - now)
+        if scope == "remote":
+            row = db.execute("SELECT at FROM login_failures WHERE client=? AND at>? "
+                             "ORDER BY at DESC LIMIT 1 OFFSET ?",
+                             (client, since, MAX_CLIENT_FAILURES - 1)).fetchone()
+            if row:
+                waits.append(row[0] + LOCKOUT_WINDOW_S - now)
+        return int(max(waits)) + 1 if waits else 0
+
+    def login(self, staff_id: int | None, pin: str, client: str) -> LoginResult:
+        """One login attempt of ``client`` (an IP address) as staff member ``staff_id``."""
+        client = client or "unknown"
+        scope = client_scope(client)
+        now = time.time()
+        with self._write() as db:
+            db.execute("DELETE FROM login_failures WHERE at<=?", (now - LOCKOUT_WINDOW_S,))
+            db.execute("UPDATE login_failures SET at=? WHERE at>?", (now, now + CLOCK_SLACK_S))
+            locked = self._locked_for(db, now, staff_id, scope, client)
+            if locked:
+                return LoginResult(locked_s=locked)
+            reserved = db.execute("INSERT INTO login_failures(at, staff_id, scope, client) VALUES (?,?,?,?)",
+                                  (now, staff_id, scope, client)).lastrowid
+            # Which counters this try fills up, should it turn out wrong (decided under the lock,
+            # so concurrent tries cannot both claim it).
+            since = now - LOCKOUT_WINDOW_S
+            fills = []
+            if staff_id is not None and db.execute(
+                    "SELECT COUNT(*) FROM login_failures WHERE staff_id=? AND scope=? AND at>?",
+                    (staff_id, scope, since)).fetchone()[0] == MAX_FAILURES:
+                fills.append(f"staff:{scope}")
+            if scope == "remote" and db.execute(
+                    "SELECT COUNT(*) FROM login_failures WHERE client=? AND at>?",
+                    (client, since)).fetchone()[0] == MAX_CLIENT_FAILURES:
+                fills.append("client")
+            row = db.execute("SELECT id, name, role, must_change, pin_salt, pin_hash FROM staff "
+                             "WHERE id=? AND active=1", (staff_id,)).fetchone() if staff_id is not None else None
+        # The slow hash runs outside the write lock; the try is already counted.
+        if row and valid_pin(pin) and hmac.compare_digest(hash_pin(pin, row[4]), row[5]):
+            with self._write() as db:
+                db.execute("DELETE FROM login_failures WHERE id=? OR (staff_id=? AND scope=?)",
+                           (reserved, staff_id, scope))
+            return LoginResult(staff=StaffMember(row[0], row[1], row[2], bool(row[3])), checked=True)
+        return LoginResult(lockout=tuple(fills), checked=True)
+
+    # --- sessions ----------------------------------------------------------------------------
+    def open_session(self, staff_id: int, client: str) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        with self._write() as db:
+            db.execute("INSERT INTO staff_sessions(id_hash, staff_id, client, created_at, last_seen) "
+                       "VALUES (?,?,?,?,?)", (_session_key(token), staff_id, client or "unknown", now, now))
+        return token
+
+    def check_session(self, token: str, idle_s: float) -> StaffMember | None:
+        """The staff member of a live session, marking it used now; None (and the session ended)
+        when it is unknown, ended, idle too long, its owner deactivated or the clock went back."""
+        if not token or not isinstance(token, str):
+            return None
+        now = time.time()
+        key = _session_key(token)
+        with self._write() as db:
+            row = db.execute("SELECT s.last_seen, s.ended_at, st.id, st.name, st.role, st.must_change, st.active "
+                             "FROM staff_sessions s JOIN staff st ON st.id = s.staff_id WHERE s.id_hash=?",
+                             (key,)).fetchone()
+            if row is None or row[1] is not None:
+                return None
+            last_seen, _, staff_id, name, role, must_change, active = row
+            reason = ("inactive" if not active else "clock" if last_seen - now > CLOCK_SLACK_S
+                      else "idle" if now - last_seen > idle_s else None)
+            if reason:
+                db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE id_hash=?", (now, reason, key))
+                return None
+            db.execute("UPDATE staff_sessions SET last_seen=? WHERE id_hash=?", (max(now, last_seen), key))
+        return StaffMember(staff_id, name, role, bool(must_change))
+
+    def end_session(self, token: str, reason: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE id_hash=? AND ended_at IS NULL",
+                       (time.time(), reason, _session_key(token)))
+
+    def end_sessions(self, staff_id: int, reason: str) -> int:
+        with self._write() as db:
+            return self._end_all(db, staff_id, reason)
+
+    @staticmethod
+    def _end_all(db, staff_id: int, reason: str) -> int:
+        return db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE staff_id=? AND ended_at IS NULL",
+                          (time.time(), reason, staff_id)).rowcount
+
+    def open_sessions(self, staff_id: int) -> int:
+        with self._read() as db:
+            return db.execute("SELECT COUNT(*) FROM staff_sessions WHERE staff_id=? AND ended_at IS NULL",
+                              (staff_id,)).fetchone()[0]
+
+    # --- audit -------------------------------------------------------------------------------
     def audit(self, staff: StaffMember | None, action: str, **detail) -> None:
-        with self._lock, self._connect() as db:
+        with self._write() as db:
             db.execute("INSERT INTO audit(at, staff_id, role, action, detail) VALUES (?,?,?,?,?)",
                        (time.time(), staff.id if staff else None, staff.role if staff else None, action,
                         json.dumps(detail, ensure_ascii=False, sort_keys=True)))
 
     def audit_log(self, limit: int = 200) -> list[dict]:
-        with self._connect() as db:
+        with self._read() as db:
             rows = db.execute("SELECT a.at, s.name, a.role, a.action, a.detail FROM audit a "
                               "LEFT JOIN staff s ON s.id = a.staff_id ORDER BY a.id DESC LIMIT ?",
                               (limit,)).fetchall()

@@ -14,6 +14,20 @@ CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21aa", "wcag22aa"]
 
 
+@pytest.fixture(autouse=True)
+def _kiosk_past_its_first_day(monkeypatch):
+    """Every app a test builds: test clients send the CSRF token their page gave them (CSRF
+    protection stays on, see tests/helpers.py), and the seeded sample PINs count as already
+    replaced, so tests keep logging in with 000000/111111/222222. The forced first change is
+    tested on its own in tests/terminal/test_staff_sessions.py (SERVICE_PINS_MUST_CHANGE on)."""
+    from flask import Flask
+
+    from tests.helpers import BrowserLikeClient
+
+    monkeypatch.setattr(Flask, "test_client_class", BrowserLikeClient)
+    monkeypatch.setenv("CNAP_SERVICE_PINS_MUST_CHANGE", "0")
+
+
 @pytest.fixture
 def app(tmp_path):
     application = create_app({"INSTANCE_PATH": str(tmp_path / "instance"), "TESTING": True,

@@ -104,8 +104,11 @@
         request.onload = function () {
           if (button) button.disabled = false;
           if (request.status === 200) render(JSON.parse(request.responseText));
+        // The CSRF token the server checks: the form's own hidden field, and the page's meta tag.
+        var meta = document.querySelector('meta[name="csrf-token"]');
+        if (meta) request.setRequestHeader("X-CSRFToken", meta.content);
         };
-        request.send();
+        request.send(new FormData(form));
       });
     }
   }

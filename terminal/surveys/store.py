@@ -416,7 +416,7 @@ class SurveyStore:
         if not name or len(name) > 60:
             raise SurveyInputError("name: 1–60 characters")
         if not valid_pin(pin):
-            raise SurveyInputError("PIN: 4–12 digits")
+            raise SurveyInputError("PIN: 6–12 digits 0-9 (terminal.staff.valid_pin)")
         if self._match_pin(branch_id, pin) is not None:
             # A PIN alone identifies the administrator at the tablet, so it must be unique.
             raise SurveyInputError("PIN is already used by another administrator of this branch")

@@ -1,5 +1,11 @@
-"""Service mode: staff log in with a PIN; each area adds its sections for the roles it trusts;
-every action is written to the audit log.
+"""Service mode: staff choose their name and type their PIN; each area adds its sections for the
+roles it trusts; every action is written to the audit log.
+
+Sessions live on the server (``terminal.staff``): the cookie carries only a random session id,
+checked on every service-mode request, so logout, deactivation and a PIN change end every copy of
+the cookie at once, and idle sessions end after ``SERVICE_SESSION_S`` whatever the browser does.
+Someone who logged in with a seeded sample PIN is sent to "choose your PIN" from every page
+until they have. The kiosk's idle reset (/reset) ends the screen's own session too.
 
 Other blueprints use:
     from terminal.views.service import register_section, require_role, audit
@@ -11,20 +17,22 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from dataclasses import dataclass
 
 from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_template, request,
                    session, url_for)
 
 from terminal import i18n
-from terminal.staff import ROLES, StaffMember, StaffStore
+from terminal.limits import ascii_int
+from terminal.staff import ROLES, StaffMember, StaffStore, valid_pin
 
 bp = Blueprint("service", __name__, url_prefix="/service")
 
 i18n.register({
     "service.title": ("Сервісний режим", "Service mode"),
     "service.login.prompt": ("Введіть PIN-код працівника", "Enter your staff PIN"),
+    "service.login.who": ("Оберіть себе", "Choose your name"),
+    "service.login.choose": ("Спершу оберіть себе у списку.", "First choose your name in the list."),
     "service.login.pin": ("PIN-код", "PIN"),
     "service.login.submit": ("Увійти", "Log in"),
     "service.login.wrong": ("Неправильний PIN-код.", "Wrong PIN."),
@@ -44,13 +52,24 @@ i18n.register({
     "service.staff.state": ("Стан", "State"),
     "service.staff.active": ("активний", "active"),
     "service.staff.inactive": ("вимкнений", "inactive"),
-    "service.staff.new_pin": ("Новий PIN-код (4–12 цифр)", "New PIN (4–12 digits)"),
+    "service.staff.new_pin": ("Новий PIN-код (6–12 цифр)", "New PIN (6–12 digits)"),
     "service.staff.set_pin": ("Змінити PIN", "Change PIN"),
     "service.staff.deactivate": ("Вимкнути", "Deactivate"),
     "service.staff.activate": ("Увімкнути", "Activate"),
     "service.staff.add": ("Додати працівника", "Add a staff member"),
     "service.staff.saved": ("Збережено.", "Saved."),
-    "service.staff.bad_pin": ("PIN-код має містити від 4 до 12 цифр.", "A PIN must have 4 to 12 digits."),
+    "service.staff.bad_pin": ("PIN-код має містити від 6 до 12 цифр 0–9.", "A PIN must have 6 to 12 digits 0–9."),
+    "service.pin.title": ("Оберіть свій PIN-код", "Choose your PIN"),
+    "service.pin.why": ("Ви увійшли з початковим PIN-кодом, який знає кожен, хто читав інструкцію. "
+                        "Оберіть власний, щоб продовжити.",
+                        "You logged in with a sample PIN that anyone who read the manual knows. "
+                        "Choose your own to go on."),
+    "service.pin.new": ("Новий PIN-код (6–12 цифр)", "New PIN (6–12 digits)"),
+    "service.pin.repeat": ("Повторіть новий PIN-код", "Repeat the new PIN"),
+    "service.pin.save": ("Зберегти PIN-код", "Save the PIN"),
+    "service.pin.mismatch": ("PIN-коди не збігаються.", "The two PINs differ."),
+    "service.pin.same": ("Новий PIN-код має відрізнятися від поточного.", "The new PIN must differ from the current one."),
+    "service.pin.change": ("Змінити свій PIN-код", "Change my PIN"),
     "service.staff.pin_taken": ("Такий PIN-код уже має інший працівник.", "Another staff member has this PIN."),
     "service.staff.bad_name": ("Вкажіть ім'я (до 60 символів).", "Enter a name (up to 60 characters)."),
     "service.staff.last_admin": ("Останнього адміністратора вимкнути не можна.", "The last administrator cannot be deactivated."),
@@ -70,14 +89,25 @@ class Section:
     order: int
 
 
+SESSION_KEY = "staff_sid"   # the only service-mode value in the cookie: a random session id
+
+
 def init_app(app: Flask) -> None:
     path = os.path.join(app.instance_path, app.config["SERVICE_DB"])
     store = StaffStore(path)
-    store.seed(app.config["SERVICE_PINS"])
+    store.seed(app.config["SERVICE_PINS"], must_change=app.config["SERVICE_PINS_MUST_CHANGE"])
     app.extensions["cnap_staff"] = store
     app.extensions["cnap_service_sections"] = []
     register_section(app, "service.staff", "service.section.staff", roles=("admin",), order=890)
     register_section(app, "service.audit_log", "service.section.audit", roles=("admin",), order=900)
+    register_section(app, "service.stop_kiosk", "service.section.stop", roles=("technician",), order=990)
+
+    @app.before_request
+    def _idle_reset_ends_the_screen_session():
+        # The kiosk's idle reset forgets the visitor's cookie; the server-side session it named
+        # must end too, or a copy of that cookie would stay good until SERVICE_SESSION_S.
+        if request.endpoint == "core.reset" and session.get(SESSION_KEY):
+            store.end_session(session[SESSION_KEY], "reset")
 
 
 def register_section(app: Flask, endpoint: str, title_key: str, roles=("admin",), order: int = 100) -> None:
@@ -91,16 +121,28 @@ def staff_store() -> StaffStore:
     return current_app.extensions["cnap_staff"]
 
 
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
 def current_staff() -> StaffMember | None:
-    data = session.get("staff")
-    if not data:
-        return None
-    if time.time() - data.get("seen", 0) > current_app.config["SERVICE_SESSION_S"]:
-        session.pop("staff", None)
-        return None
-    data["seen"] = time.time()
-    session["staff"] = data
-    return StaffMember(data["id"], data["name"], data["role"])
+    """The staff member of this request's live server-side session (looked up once per request)."""
+    if "service_staff" in g:
+        return g.service_staff
+    token = session.get(SESSION_KEY)
+    staff = staff_store().check_session(token, current_app.config["SERVICE_SESSION_S"]) if token else None
+    if token and staff is None:
+        session.pop(SESSION_KEY, None)
+    g.service_staff = staff
+    return staff
+
+
+def _start_session(staff: StaffMember) -> None:
+    old = session.get(SESSION_KEY)
+    if old:
+        staff_store().end_session(old, "replaced")
+    session[SESSION_KEY] = staff_store().open_session(staff.id, client_address())
+    g.service_staff = staff
 
 
 def audit(action: str, **detail) -> None:
@@ -108,13 +150,16 @@ def audit(action: str, **detail) -> None:
 
 
 def require_role(*roles: str):
-    """Service-mode views: log in first; admin may do everything."""
+    """Service-mode views: log in first, choose a PIN of one's own if still on a sample one;
+    admin may do everything."""
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             staff = current_staff()
             if staff is None:
                 return redirect(url_for("service.login", next=request.path))
+            if staff.must_change:
+                return redirect(url_for("service.change_pin"))
             if staff.role not in roles and staff.role != "admin":
                 staff_store().audit(staff, "forbidden", endpoint=request.endpoint)
                 abort(403)
@@ -125,43 +170,87 @@ def require_role(*roles: str):
 
 
 @bp.get("/")
+@require_role(*ROLES)
 def index():
-    staff = current_staff()
-    if staff is None:
-        return redirect(url_for("service.login"))
-    g.staff = staff
+    staff = g.staff
     sections = sorted((s for s in current_app.extensions["cnap_service_sections"]
                        if staff.role in s.roles or staff.role == "admin"), key=lambda s: s.order)
     return render_template("service/index.html", staff=staff, sections=sections)
 
 
+def _safe_service_target(target: str) -> str:
+    return target if target.startswith("/service/") and not target.startswith("//") else url_for("service.index")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     store = staff_store()
-    message = None
+    message, chosen, status = None, None, 200
     if request.method == "POST":
-        locked = store.locked_for()
-        pin = request.form.get("pin", "").strip()
-        staff = None if locked else store.authenticate(pin)
-        if staff:
-            session["staff"] = {"id": staff.id, "name": staff.name, "role": staff.role, "seen": time.time()}
-            store.audit(staff, "login")
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/service") else url_for("service.index"))
-        store.audit(None, "login.failed")
-        locked = store.locked_for()
-        message = (i18n.gettext("service.login.locked", seconds=locked) if locked
-                   else i18n.gettext("service.login.wrong"))
-    return render_template("service/login.html", message=message), (401 if message else 200)
+        chosen = ascii_int(request.form.get("staff_id"), 0, 2**62, default=None, name="staff_id")
+        pin = request.form.get("pin", "")[:64]
+        client = client_address()
+        if chosen is None:
+            message, status = i18n.gettext("service.login.choose"), 400
+        else:
+            result = store.login(chosen, pin, client)
+            if result.staff:
+                _start_session(result.staff)
+                store.audit(result.staff, "login", client=client)
+                if result.staff.must_change:
+                    return redirect(url_for("service.change_pin"))
+                return redirect(_safe_service_target(request.args.get("next", "")))
+            if result.locked_s:
+                message, status = i18n.gettext("service.login.locked", seconds=result.locked_s), 429
+            else:
+                store.audit(None, "login.failed", staff_id=chosen, client=client)
+                for counter in result.lockout:
+                    store.audit(None, "login.lockout", staff_id=chosen, client=client, counter=counter)
+                message, status = i18n.gettext("service.login.wrong"), 401
+    return render_template("service/login.html", message=message, members=store.members(active_only=True),
+                           chosen=chosen), status
 
 
 @bp.post("/logout")
 def logout():
+    """Ends every open session of this person (other screens too), not just this cookie's."""
     staff = current_staff()
     if staff:
-        staff_store().audit(staff, "logout")
-    session.pop("staff", None)
+        ended = staff_store().end_sessions(staff.id, "logout")
+        staff_store().audit(staff, "logout", sessions=ended)
+    elif session.get(SESSION_KEY):
+        staff_store().end_session(session[SESSION_KEY], "logout")
+    session.pop(SESSION_KEY, None)
     return redirect(url_for("catalogue.home"))
+
+
+@bp.route("/pin", methods=["GET", "POST"])
+def change_pin():
+    """One's own new PIN: forced after a sample PIN, open to anyone logged in. Every session of
+    the person ends (copies of the cookie included) and this screen gets a fresh one."""
+    staff = current_staff()
+    if staff is None:
+        return redirect(url_for("service.login", next=request.path))
+    g.staff = staff
+    store = staff_store()
+    message = None
+    if request.method == "POST":
+        pin = request.form.get("pin", "")[:64]
+        if not valid_pin(pin):
+            message = "service.staff.bad_pin"
+        elif pin != request.form.get("pin2", "")[:64]:
+            message = "service.pin.mismatch"
+        elif store.pin_matches(staff.id, pin):
+            message = "service.pin.same"
+        elif store.pin_in_use(pin, except_id=staff.id):
+            message = "service.staff.pin_taken"
+        else:
+            store.set_pin(staff.id, pin)
+            store.audit(staff, "staff.change_own_pin", forced=staff.must_change, client=client_address())
+            session.pop(SESSION_KEY, None)
+            _start_session(store.member(staff.id))
+            return redirect(url_for("service.index"))
+    return render_template("service/pin.html", staff=staff, message=message), (400 if message else 200)
 
 
 @bp.get("/audit")
@@ -178,11 +267,8 @@ def staff():
     if request.method == "POST":
         action = request.form.get("action", "")
         pin = request.form.get("pin", "").strip()
-        try:
-            target = int(request.form.get("staff_id", "0") or 0)
-        except ValueError:
-            abort(400)
-        if action in ("add", "set_pin") and not (pin.isdigit() and 4 <= len(pin) <= 12):
+        target = ascii_int(request.form.get("staff_id"), 0, 2**62, default=0, name="staff_id")
+        if action in ("add", "set_pin") and not valid_pin(pin):
             message = "service.staff.bad_pin"
         elif action in ("add", "set_pin") and store.pin_in_use(pin, except_id=target or None):
             message = "service.staff.pin_taken"
@@ -197,10 +283,12 @@ def staff():
                 message, ok = "service.staff.saved", True
         elif action == "set_pin":
             try:
-                store.set_pin(target, pin)
+                store.set_pin(target, pin)   # ends every open session of that person
             except ValueError:
                 abort(404)
             audit("staff.set_pin", staff_id=target)
+            if target == g.staff.id:       # one's own: this screen goes on with a fresh session
+                _start_session(store.member(target))
             message, ok = "service.staff.saved", True
         elif action in ("activate", "deactivate"):
             try:
@@ -216,3 +304,33 @@ def staff():
             abort(400)
     return render_template("service/staff.html", members=store.members(), roles=ROLES,
                            message=message, ok=ok), (200 if ok or message is None else 400)
+
+
+# --- stopping the kiosk on purpose (the kiosk window refuses every other way to close) ---------
+i18n.register({
+    "service.section.stop": ("Зупинити кіоск", "Stop the kiosk"),
+    "service.stop.why": ("Вікно кіоску закриється, а вебсервер зупиниться. Кіоск не запуститься "
+                         "знову сам: запустіть його командою cnap kiosk або перезавантажте пристрій.",
+                         "The kiosk window closes and its web server stops. The kiosk does not start "
+                         "again by itself: start it with cnap kiosk or restart the machine."),
+    "service.stop.confirm": ("Зупинити кіоск зараз", "Stop the kiosk now"),
+    "service.stop.stopping": ("Кіоск зупиняється.", "The kiosk is stopping."),
+    "service.stop.unavailable": ("Цей сервер запущено не командою cnap kiosk, тож зупинити його звідси не можна.",
+                                 "This server was not started by cnap kiosk, so it cannot be stopped from here."),
+})
+
+
+@bp.route("/stop", methods=["GET", "POST"])
+@require_role("technician")
+def stop_kiosk():
+    """A deliberate stop: `cnap kiosk` closes the window, stops the server and exits 0. The stop
+    is requested once the answer has been sent, so the screen shows that it is stopping."""
+    stop = current_app.extensions.get("cnap_kiosk_stop")
+    if stop is None:
+        return render_template("service/stop.html", state="unavailable"), (409 if request.method == "POST" else 200)
+    if request.method == "GET":
+        return render_template("service/stop.html", state="confirm")
+    audit("kiosk.stop", client=request.remote_addr or "unknown")
+    response = current_app.make_response(render_template("service/stop.html", state="stopping"))
+    response.call_on_close(lambda: stop("service mode"))
+    return response

@@ -118,7 +118,7 @@ i18n.register({
     "survey.admins.name": ("Ім’я та ініціал прізвища", "First name and initial"),
     "survey.admins.name_hint": ("Наприклад: Олена К. (повне прізвище не потрібне).", "For example: Olena K. (no full surname needed)."),
     "survey.admins.branch_any": ("будь-який відділ", "any branch"),
-    "survey.admins.pin": ("PIN-код (4–12 цифр)", "PIN (4–12 digits)"),
+    "survey.admins.pin": ("PIN-код (6–12 цифр)", "PIN (6–12 digits)"),
     "survey.admins.added": ("Адміністратора додано.", "Administrator added."),
     "survey.admins.deactivate": ("Вимкнути", "Deactivate"),
     "survey.admins.activate": ("Увімкнути", "Activate"),

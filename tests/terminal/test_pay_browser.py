@@ -3,6 +3,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import LiveServer, axe_violations
+from tests.helpers import choose_staff
 from tests.payments.helpers import SERVICE, Kiosk, make_app, wait_until
 
 pytestmark = pytest.mark.browser
@@ -106,6 +107,7 @@ def test_fault_screen_and_service_pages_are_axe_clean(kiosk, page):
     page.get_by_role("button", name="Скасувати оплату").tap()
     expect(page.locator("h1")).to_have_text("Оплату скасовано — видано ваучер", timeout=10000)
     page.goto(kiosk.url + "/service/login")
+    choose_staff(page, "admin")
     page.locator("#pin").fill("000000")
     page.get_by_role("button", name="Увійти").tap()
     expect(page.locator("h1")).to_have_text("Сервісний режим")

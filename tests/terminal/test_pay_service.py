@@ -1,6 +1,7 @@
 """Service mode pages of the payment terminal: roles, audit, encashment, vouchers, X/Z, recovery."""
 import pytest
 
+from tests.helpers import service_login
 from tests.payments.helpers import Kiosk, make_app, wait_until
 
 
@@ -12,7 +13,7 @@ def kiosk(tmp_path):
 
 
 def login(client, pin):
-    response = client.post("/service/login", data={"pin": pin})
+    response = service_login(client, pin)
     assert response.status_code == 302
 
 

@@ -1,9 +1,5 @@
-"""Service mode: PIN login, roles, lockout, audit."""
-from terminal.staff import MAX_FAILURES
-
-
-def login(client, pin):
-    return client.post("/service/login", data={"pin": pin})
+"""Service mode: login by person and PIN, roles, audit, staff administration."""
+from tests.helpers import service_login as login
 
 
 def test_service_mode_needs_a_pin(client):
@@ -11,20 +7,29 @@ def test_service_mode_needs_a_pin(client):
     assert response.status_code == 302 and "/service/login" in response.headers["Location"]
 
 
-def test_wrong_pin_is_refused_and_audited(app, client):
-    response = login(client, "999999")
+def test_login_page_lists_the_active_staff_to_choose_from(app, client):
+    page = client.get("/service/login").text
+    for member in app.extensions["cnap_staff"].members(active_only=True):
+        assert f'name="staff_id" value="{member["id"]}"' in page
+
+
+def test_wrong_pin_is_refused_and_audited_with_the_client_address(app, client):
+    response = login(client, "999999", name="admin")
     assert response.status_code == 401
     assert "Неправильний PIN-код." in response.text
     log = app.extensions["cnap_staff"].audit_log()
     assert log[0]["action"] == "login.failed"
+    assert log[0]["detail"]["client"] == "127.0.0.1"
 
 
-def test_lockout_after_repeated_wrong_pins_even_for_the_right_one(client):
-    for _ in range(MAX_FAILURES):
-        login(client, "999999")
-    response = login(client, "000000")
-    assert response.status_code == 401
-    assert "Забагато спроб" in response.text
+def test_the_right_pin_on_someone_elses_name_does_not_log_in(client):
+    assert login(client, "111111", name="admin").status_code == 401   # the cashier's PIN
+    assert client.get("/service/").status_code == 302
+
+
+def test_no_person_chosen_is_a_400_not_a_crash(client):
+    assert client.post("/service/login", data={"pin": "000000"}).status_code == 400
+    assert client.post("/service/login", data={"pin": "000000", "staff_id": "１"}).status_code == 400
 
 
 def test_admin_sees_sections_and_the_audit_log(client):
@@ -55,11 +60,11 @@ def test_logout_and_idle_reset_both_end_service_mode(client):
 def test_admin_changes_a_pin_and_the_old_one_stops_working(app, client):
     login(client, "000000")
     cashier = next(m for m in app.extensions["cnap_staff"].members() if m["role"] == "cashier")
-    saved = client.post("/service/staff", data={"action": "set_pin", "staff_id": cashier["id"], "pin": "5555"})
+    saved = client.post("/service/staff", data={"action": "set_pin", "staff_id": cashier["id"], "pin": "555555"})
     assert saved.status_code == 200 and "Збережено." in saved.text
     other = app.test_client()
-    assert login(other, "111111").status_code == 401
-    assert login(other, "5555").status_code == 302
+    assert login(other, "111111", name="cashier").status_code == 401
+    assert login(other, "555555", name="cashier").status_code == 302
     assert app.extensions["cnap_staff"].audit_log()[0]["action"] == "login"
     assert any(e["action"] == "staff.set_pin" for e in app.extensions["cnap_staff"].audit_log())
 
@@ -68,19 +73,20 @@ def test_staff_form_rejects_bad_pins_duplicates_and_the_last_admin(app, client):
     login(client, "000000")
     members = app.extensions["cnap_staff"].members()
     admin = next(m for m in members if m["role"] == "admin")
-    bad = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": "12a4"})
-    assert bad.status_code == 400 and "від 4 до 12 цифр" in bad.text
+    for bad_pin in ("12a456", "1234", "١٢٣٤٥٦", "¹²³⁴⁵⁶", "１２３４５６", "1234567890123"):
+        bad = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": bad_pin})
+        assert bad.status_code == 400 and "від 6 до 12 цифр" in bad.text, bad_pin
     taken = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": "111111"})
     assert taken.status_code == 400 and "уже має інший працівник" in taken.text
     last = client.post("/service/staff", data={"action": "deactivate", "staff_id": admin["id"]})
     assert last.status_code == 400 and "Останнього адміністратора" in last.text
     assert len(app.extensions["cnap_staff"].members()) == len(members)   # nothing changed
-    added = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": "7777"})
+    added = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": "777777"})
     assert added.status_code == 200
-    assert login(app.test_client(), "7777").status_code == 302
+    assert login(app.test_client(), "777777", name="Олена").status_code == 302
 
 
 def test_unknown_staff_id_is_a_404_not_a_crash(client):
     login(client, "000000")
-    assert client.post("/service/staff", data={"action": "set_pin", "staff_id": "999", "pin": "4444"}).status_code == 404
-    assert client.post("/service/staff", data={"action": "set_pin", "staff_id": "x", "pin": "4444"}).status_code == 400
+    assert client.post("/service/staff", data={"action": "set_pin", "staff_id": "999", "pin": "444444"}).status_code == 404
+    assert client.post("/service/staff", data={"action": "set_pin", "staff_id": "x", "pin": "444444"}).status_code == 400

@@ -16,6 +16,7 @@ from terminal.surveys import reports
 from terminal.surveys.antigaming import Rules
 from terminal.surveys.store import SCHEMA_VERSION, BurstReviewError, SurveyStore
 from tests.conftest import axe_violations
+from tests.helpers import choose_staff, service_login
 from tests.terminal.surveys.conftest import NOW, answer
 
 WHOLE = (date(2020, 1, 1), date(2030, 1, 1))
@@ -312,20 +313,20 @@ def burst_app(app):
     store = app.extensions["cnap_surveys"]
     branch = app.extensions["cnap_catalogue"].branches[0].id
     tablet, _ = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
-    store.add_administrator("Олена К.", branch, "4321")
-    shift = store.start_shift(tablet, "4321")
+    store.add_administrator("Олена К.", branch, "432154")
     now = time.time()
     store.ingest(tablet, [answer("good", at=now - 3000, shift_id=shift.id)])
     size = app.config["SURVEY_BURST_SIZE"] + 1
     store.ingest(tablet, [answer("very_good", at=now - 1200 + 2 * app.config["SURVEY_REPEAT_WINDOW_S"] * k,
                                  shift_id=shift.id) for k in range(size)])
+    shift = store.start_shift(tablet, "432154", now=now - 3600)
     assert store.pending_bursts()[0] == 1
     app.burst_size = size
     return app
 
 
 def login(client, pin):
-    assert client.post("/service/login", data={"pin": pin}).status_code == 302
+    assert service_login(client, pin).status_code == 302
 
 
 def review(client, burst_id, decision="genuine", answers=None):
@@ -448,6 +449,7 @@ def test_the_review_page_is_axe_clean_and_touch_sized(browser, live_server, burs
     page.locator("#pin").press("Enter")
     expect(page.locator("h1")).to_have_text("Сервісний режим")
     page.goto(f"{live_server.url}/service/surveys/bursts")
+    choose_staff(page, "Марія")
     expect(page.locator("#bursts-count")).to_contain_text("1–1")
     assert axe_violations(page) == []
     for button in page.locator("#bursts button").all():

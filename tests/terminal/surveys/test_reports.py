@@ -30,10 +30,10 @@ def test_known_figures(store, tablet):
 
 def test_rollups_match_raw_answers_after_random_traffic_with_repeats_and_bursts(store, tablet):
     other, _ = store.register_tablet("Tablet 2", "north", "Desk 1", "desk")
-    admin = store.add_administrator("Олена К.", "central", "4321")
-    shift = store.start_shift(tablet, "4321")
-    rng = random.Random(7)
+    admin = store.add_administrator("Олена К.", "central", "432154")
     at = NOW - 20 * 86400
+    shift = store.start_shift(tablet, "432154", now=at)
+    rng = random.Random(7)
     for round_no in range(60):
         batch = []
         for _ in range(rng.randint(1, 8)):

@@ -143,11 +143,11 @@ def test_mask_leaves_short_numbers_alone():
 
 
 def test_shift_start_by_pin_attributes_answers_to_the_administrator(store, tablet):
-    olena = store.add_administrator("Олена К.", "central", "4321")
-    store.add_administrator("Іван П.", "north", "5555")
-    assert store.start_shift(tablet, "5555") is None          # another branch's administrator
-    assert store.start_shift(tablet, "0000") is None
-    shift = store.start_shift(tablet, "4321")
+    olena = store.add_administrator("Олена К.", "central", "432154")
+    store.add_administrator("Іван П.", "north", "555566")
+    assert store.start_shift(tablet, "555566") is None          # another branch's administrator
+    assert store.start_shift(tablet, "000099") is None
+    shift = store.start_shift(tablet, "432154", now=NOW - 7200)
     assert shift.admin_id == olena.id and store.current_shift(tablet.id).id == shift.id
     a = answer(shift_id=shift.id)
     ingest(store, tablet, a)
@@ -161,16 +161,16 @@ def test_shift_start_by_pin_attributes_answers_to_the_administrator(store, table
 
 def test_duplicate_admin_pins_in_a_branch_are_refused(store):
     from terminal.surveys.store import SurveyInputError
-    store.add_administrator("Олена К.", "central", "4321")
+    store.add_administrator("Олена К.", "central", "432154")
     with pytest.raises(SurveyInputError):
-        store.add_administrator("Марія С.", "central", "4321")
+        store.add_administrator("Марія С.", "central", "432154")
 
 
 def test_pin_lockout_after_repeated_failures(store, tablet):
-    store.add_administrator("Олена К.", "central", "4321")
+    store.add_administrator("Олена К.", "central", "432154")
     for _ in range(5):
-        assert store.start_shift(tablet, "1111") is None
-    assert store.start_shift(tablet, "4321") is None
+        assert store.start_shift(tablet, "111122") is None
+    assert store.start_shift(tablet, "432154") is None
     assert store.pin_locked_for(tablet.id) > 0
 
 

@@ -6,9 +6,11 @@ import uuid
 
 import pytest
 
+from tests.helpers import service_login
+
 
 def login(client, pin="000000"):
-    assert client.post("/service/login", data={"pin": pin}).status_code == 302
+    assert service_login(client, pin).status_code == 302
 
 
 @pytest.fixture
@@ -76,10 +78,10 @@ def test_oversized_batch_is_refused(client, token):
 def test_shift_api(app, client, token):
     store = app.extensions["cnap_surveys"]
     branch = app.extensions["cnap_catalogue"].branches[0].id
-    client.post("/service/surveys/administrators", data={"name": "Олена К.", "branch": branch, "pin": "4321"})
+    client.post("/service/surveys/administrators", data={"name": "Олена К.", "branch": branch, "pin": "432154"})
     headers = {"Authorization": f"Bearer {token}"}
-    assert client.post("/api/survey/shift", json={"pin": "1111"}, headers=headers).status_code == 403
-    shift = client.post("/api/survey/shift", json={"pin": "4321"}, headers=headers).get_json()["shift"]
+    assert client.post("/api/survey/shift", json={"pin": "111122"}, headers=headers).status_code == 403
+    shift = client.post("/api/survey/shift", json={"pin": "432154"}, headers=headers).get_json()["shift"]
     assert shift["admin_name"] == "Олена К."
     assert post(client, token, [answer(shift_id=shift["id"])]).get_json()["results"][0]["status"] == "stored"
     assert store.answers()[0]["admin_id"] == store.administrators()[0].id
@@ -94,8 +96,8 @@ def test_service_pages_need_a_manager(app, client):
 
 
 def test_a_manager_can_use_the_survey_pages(app, client):
-    app.extensions["cnap_staff"].add("Марія", "manager", "5555")
-    login(client, "5555")
+    app.extensions["cnap_staff"].add("Марія", "manager", "555566")
+    login(client, "555566")
     for path in ("/service/surveys/tablets", "/service/surveys/administrators", "/service/surveys/definitions",
                  "/service/surveys/media", "/service/surveys/reports", "/service/surveys/reports.csv"):
         assert client.get(path).status_code == 200, path

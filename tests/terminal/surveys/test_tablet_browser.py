@@ -56,7 +56,7 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
     store = app.extensions["cnap_surveys"]
     branch = app.extensions["cnap_catalogue"].branches[0].id
     tablet, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
-    olena = store.add_administrator("Олена К.", branch, "4321")
+    olena = store.add_administrator("Олена К.", branch, "432154")
     server = BackgroundServer(app)
     port = server.port
     context = browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=True, locale="uk-UA")
@@ -73,10 +73,10 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
 
         # The administrator marks the start of the shift with a PIN.
         page.locator("#staff-open").tap()
-        page.locator("#shift-pin").fill("9999")
+        page.locator("#shift-pin").fill("999999")
         page.get_by_role("button", name="Почати зміну").tap()
         expect(page.locator("#shift-message")).to_have_text("Неправильний PIN-код.")
-        page.locator("#shift-pin").fill("4321")
+        page.locator("#shift-pin").fill("432154")
         page.get_by_role("button", name="Почати зміну").tap()
         expect(page.locator("#staff-current")).to_contain_text("Олена К.")
         page.locator("#staff-back").tap()

@@ -1,0 +1,64 @@
+"""Test clients that behave like the kiosk's browser: forms carry the CSRF token the page gave
+them, and staff log in by choosing their name and typing their PIN.
+
+CSRF protection stays on in every test. ``BrowserLikeClient`` (made the default test client by
+tests/conftest.py) reads the token from a page's ``<meta name="csrf-token">`` before each
+POST/PUT/PATCH/DELETE and sends it as a browser form or script would; pass ``csrf=False`` to send
+a request without it (the CSRF tests use a plain ``FlaskClient`` instead).
+"""
+from __future__ import annotations
+
+import re
+
+from flask.testing import FlaskClient
+
+TOKEN_PAGE = "/service/login"   # any page rendered from base.html has the token; this one is cheap
+_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def csrf_token_from(client: FlaskClient, path: str = TOKEN_PAGE) -> str | None:
+    """The CSRF token a page hands this client (its session), read from the meta tag; None when
+    the page has none for this client (e.g. a listener that serves only the tablet API)."""
+    page = FlaskClient.open(client, path, method="GET")
+    match = _META.search(page.get_data(as_text=True))
+    return match.group(1) if match else None
+
+
+class BrowserLikeClient(FlaskClient):
+    def open(self, *args, csrf: bool = True, **kwargs):
+        method = str(kwargs.get("method", "GET")).upper()
+        if csrf and method in _UNSAFE and not args[1:] and _is_path(args):
+            token = csrf_token_from(self)
+        else:
+            token = None
+        if token:
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("X-CSRFToken", token)
+            kwargs["headers"] = headers
+            data = kwargs.get("data")
+            if isinstance(data, dict) and "json" not in kwargs:
+                kwargs["data"] = {"csrf_token": token, **data}
+        return super().open(*args, **kwargs)
+
+
+def _is_path(args) -> bool:
+    return bool(args) and isinstance(args[0], str)
+
+
+def service_login(client: FlaskClient, pin: str, name: str | None = None, next_path: str | None = None):
+    """Log in to service mode the way the login page does: choose the person, type the PIN.
+    ``name`` defaults to the active staff member who holds ``pin`` (looked up in the real store)."""
+    store = client.application.extensions["cnap_staff"]
+    if name is None:
+        holder = store.holder_of(pin)
+        staff_id = holder.id if holder else next(m["id"] for m in store.members(active_only=True))
+    else:
+        staff_id = next(m["id"] for m in store.members(active_only=True) if m["name"] == name)
+    path = "/service/login" + (f"?next={next_path}" if next_path else "")
+    return client.post(path, data={"staff_id": str(staff_id), "pin": pin})
+
+
+def choose_staff(page, name: str) -> None:
+    """In a browser: tap the person's tile on the service-mode login page."""
+    page.locator(".staff-tile", has_text=name).first.click()
