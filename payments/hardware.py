@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from payments import retention
 from payments.journal import Journal
 from payments.recovery import recover
 from payments.till import Till, TillConfig
@@ -157,7 +158,10 @@ def till_config(config, instance_path: str, branch_name: str = "") -> TillConfig
                       verify_url=config.get("RECEIPT_VERIFY_URL", ""),
                       max_payment_kop=int(config.get("MAX_PAYMENT_KOP", 5_000_000)),
                       receipt_key=receipt_key(instance_path),
-                      timezone=config.get("TIMEZONE", "Europe/Kyiv"))
+                      timezone=config.get("TIMEZONE", "Europe/Kyiv"),
+                      # the screen's idle reset (timeout + warning) settles an abandoned payment;
+                      # past that plus a margin, a silent visitor's payment is settled too
+                      abandon_after_s=float(config.get("IDLE_TIMEOUT_S", 90)) + float(config.get("IDLE_WARNING_S", 30)) + 60)
 
 
 def start_payments(config, instance_path: str, *, branch_name: str = "", hardware: Hardware | None = None,
@@ -166,6 +170,10 @@ def start_payments(config, instance_path: str, *, branch_name: str = "", hardwar
     to the validator before its first poll, and recovery finishes before anyone is served."""
     hw = hardware or build_hardware(config)
     journal = Journal(os.path.join(instance_path, config.get("JOURNAL_DB", "journal.sqlite"))).start()
+    try:  # before the till replays: personal data past its retention never reaches memory
+        retention.redact(journal, days=int(config.get("PERSONAL_DATA_RETENTION_DAYS", 90)), by="kiosk start")
+    except Exception:  # never a reason to refuse payments; the hourly run tries again
+        log.exception("retention: redaction at start failed")
     till = Till(journal, till_config(config, instance_path, branch_name),
                 validator=hw.validator, card=hw.card, printer=hw.printer)
     till.start()
@@ -215,8 +223,11 @@ def install(app) -> Till:
     if not till.ready:
         threading.Thread(target=retry_recovery, name="recovery-retry", daemon=True).start()
 
+    stop_retention = retention.start_timer(till, days=int(app.config.get("PERSONAL_DATA_RETENTION_DAYS", 90)))
+
     def close():
         stop_retry.set()
+        stop_retention()
         stop_payments(till, hw)
 
     app.extensions["cnap_closers"].append(close)
@@ -224,8 +235,13 @@ def install(app) -> Till:
 
     def payments_health():
         avail = till.availability()
-        return avail["ready"] and avail["unsettled"] == 0, {"ready": avail["ready"], "unsettled": avail["unsettled"],
-                                                            "busy": avail["busy"]}
+        ok = avail["ready"] and avail["unsettled"] == 0 and avail["journal_fault"] is None
+        return ok, {"ready": avail["ready"], "unsettled": avail["unsettled"], "busy": avail["busy"]}
+
+    def journal_health():
+        # a failed journal write stops all money taking until the journal writes again
+        return till.journal_fault is None, {"fault": till.journal_fault, "faults": till.journal_faults,
+                                            "undelivered_device_events": len(till._undelivered)}
 
     def validator_health():
         if hw.validator is None:
@@ -246,6 +262,7 @@ def install(app) -> Till:
         return status["online"] and status["paper"] != "out", {"paper": status["paper"]}
 
     health["payments"] = payments_health
+    health["journal"] = journal_health
     health["bill_validator"] = validator_health
     health["card_terminal"] = card_health
     health["printer"] = printer_health

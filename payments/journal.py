@@ -12,22 +12,37 @@ Schema (``docs/payments.md`` documents it)::
            kind TEXT, data TEXT /* JSON */)
 
 UPDATE and DELETE are refused by triggers: the journal is the truth about money and only grows.
+The one exception is the retention of personal data (``payments/retention.py``): an event's
+``data`` may be rewritten, once, to exactly the masked text recorded for it in the append-only
+``redactions`` table by a ``redaction`` event of the same transaction.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 log = logging.getLogger("cnap.payments.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+APPEND_ONLY = "SELECT RAISE(ABORT, 'the payment journal is append-only')"
+# The only UPDATE the journal allows: an event's data set to the redacted text recorded for it in
+# ``redactions`` by a ``redaction`` event; every other column stays as it was.
+EVENTS_UPDATE_TRIGGER = f"""
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+  WHEN NOT (NEW.id IS OLD.id AND NEW.at IS OLD.at AND NEW.boot IS OLD.boot
+            AND NEW.payment_id IS OLD.payment_id AND NEW.kind IS OLD.kind
+            AND NEW.data IS (SELECT r.data FROM redactions r JOIN events e ON e.id = r.redaction_id
+                             WHERE r.event_id = OLD.id AND e.kind = 'redaction'))
+  BEGIN {APPEND_ONLY}; END;
+"""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -40,16 +55,40 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_payment ON events(payment_id, id);
 CREATE INDEX IF NOT EXISTS events_at ON events(at);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-  BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
+CREATE TABLE IF NOT EXISTS redactions (
+  event_id INTEGER PRIMARY KEY,   -- the event whose personal data was masked
+  redaction_id INTEGER NOT NULL,  -- the 'redaction' event (stream 'retention') that did it
+  data TEXT NOT NULL              -- the event's data from then on
+);
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
   BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
-"""
+CREATE TRIGGER IF NOT EXISTS redactions_no_update BEFORE UPDATE ON redactions
+  BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS redactions_no_delete BEFORE DELETE ON redactions
+  BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
+""" + EVENTS_UPDATE_TRIGGER
 BATCH_MAX = 512
 
 
 class JournalError(RuntimeError):
     pass
+
+
+@dataclass
+class _Task:
+    """A callable for the writer thread (``Journal.call``)."""
+    fn: Callable[[sqlite3.Connection], Any]
+    future: Future
+
+    def run(self, db: sqlite3.Connection) -> None:
+        try:
+            self.future.set_result(self.fn(db))
+        except BaseException as exc:  # the caller gets it; the writer carries on
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.future.set_exception(exc)
 
 
 @dataclass(frozen=True)
@@ -82,14 +121,19 @@ class Journal:
         self._local = threading.local()
         self.commits = 0
         self.events_written = 0
+        self.failing: str | None = None  # the last write error while writes fail, else None
+        if not os.path.exists(path):  # private from the first byte; -wal and -shm inherit the mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = connect(path)
         try:
-            db.executescript(SCHEMA)
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() \
+                if db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() else None
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise JournalError(f"journal schema {row[0]} is newer than this software ({SCHEMA_VERSION})")
+            # version 1 refused every UPDATE; version 2 allows a recorded redaction (one transaction)
+            migrate = "DROP TRIGGER IF EXISTS events_no_update;" if row is not None and int(row[0]) < 2 else ""
+            db.executescript(f"BEGIN IMMEDIATE; {migrate} {SCHEMA} INSERT OR REPLACE INTO meta(key, value) "
+                             f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
             # A boot number tells the events of one process life from the next (recovery, audits).
             row = db.execute("SELECT value FROM meta WHERE key='boots'").fetchone()
             self.boot = int(row[0]) + 1 if row else 1
@@ -126,6 +170,16 @@ class Journal:
         """Write one event and return only once it is durable (fsynced in the WAL)."""
         return self.submit(payment_id, kind, data).result(timeout=timeout)
 
+    def call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 300.0) -> Any:
+        """Run ``fn(db)`` on the writer's own connection, between two batches, and return its
+        result: work that writes outside ``append`` (the retention's redaction) goes through the
+        single writer too, so it never competes with payments for the write lock."""
+        if self._closed or self._thread is None:
+            raise JournalError("journal is not running")
+        task = _Task(fn, Future())
+        self._queue.put(task)
+        return task.future.result(timeout=timeout)
+
     def append_many(self, items: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[int]:
         futures = [self.submit(p, k, d) for p, k, d in items]
         return [f.result(timeout=30) for f in futures]
@@ -138,7 +192,11 @@ class Journal:
                 first = self._queue.get()
                 if first is None:
                     break
+                if isinstance(first, _Task):
+                    first.run(db)
+                    continue
                 batch = [first]
+                task = None
                 while len(batch) < BATCH_MAX:
                     try:
                         item = self._queue.get_nowait()
@@ -147,8 +205,13 @@ class Journal:
                     if item is None:
                         stop = True
                         break
+                    if isinstance(item, _Task):  # after the events queued before it
+                        task = item
+                        break
                     batch.append(item)
                 self._write_batch(db, batch)
+                if task is not None:
+                    task.run(db)
         finally:
             db.close()
 
@@ -162,7 +225,11 @@ class Journal:
                 ids.append(cur.lastrowid)
             db.execute("COMMIT")
         except Exception as exc:  # the disk said no: every caller in the batch must know
-            log.exception("journal write failed")
+            if self.failing is None:  # the first of a series with its traceback, then one line each
+                log.exception("journal write failed")
+            else:
+                log.error("journal write failed again: %s", exc)
+            self.failing = str(exc)
             try:
                 db.execute("ROLLBACK")
             except sqlite3.Error:
@@ -170,6 +237,9 @@ class Journal:
             for *_, future in batch:
                 future.set_exception(JournalError(f"journal write failed: {exc}"))
             return
+        if self.failing is not None:
+            log.warning("journal writes again (after: %s)", self.failing)
+            self.failing = None
         self.commits += 1
         self.events_written += len(batch)
         for event_id, (*_, future) in zip(ids, batch):

@@ -7,18 +7,22 @@ from collections import Counter
 from payments.money import format_uah
 
 
-def shift_report(till, *, since: float | None = None, until: float | None = None) -> dict:
-    """Totals of the payments created since the last Z report (or ``since``)."""
-    if since is None:
-        since = till.shifts[-1]["at"] if till.shifts else 0.0
+def shift_report(till, *, since_id: int | None = None, until_id: int | None = None) -> dict:
+    """Totals of the payments created since the last Z report (or after journal id
+    ``since_id``, up to ``until_id``). Shifts are ranges of journal ids, never of wall time: the
+    clock may be stepped (NTP, a flat RTC battery) and no payment may fall between two shifts
+    or land in both."""
+    if since_id is None:
+        since_id = till.shifts[-1]["id"] if till.shifts else 0
     rows = [till.payments[pid] for pid in till.order
-            if till.payments[pid].created_at >= since and (until is None or till.payments[pid].created_at < until)]
+            if till.created_ids.get(pid, 0) > since_id and (until_id is None or till.created_ids.get(pid, 0) <= until_id)]
+    since = till.shifts[-1]["at"] if till.shifts else 0.0  # shown only: when the last Z was taken
     paid = [p for p in rows if p.status == "paid" and p.service_id]
     by_status = Counter(p.status for p in rows)
     cash_in = sum(sum(p.bills) for p in rows)
     card_in = sum(p.card["amount_kop"] for p in rows if p.card)
     return {
-        "since": since, "payments": len(rows), "by_status": dict(by_status),
+        "since": since, "since_id": since_id, "payments": len(rows), "by_status": dict(by_status),
         "paid_count": len(paid),
         "amount_kop": sum(p.amount_kop for p in paid),
         "commission_kop": sum(p.commission_kop for p in paid),

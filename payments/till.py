@@ -13,13 +13,13 @@ import queue
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from payments import receipts
 from payments.commission import quote_for
-from payments.journal import Journal
+from payments.journal import Journal, JournalError
 from payments.machine import Command, Event, Payment, Rejected, handle
 from payments.money import MoneyError
 from payments.taxid import Payer, mask_payer
@@ -33,6 +33,10 @@ SHIFT_STREAM = "shift"
 RETENTION_STREAM = "retention"
 VALIDATOR_FAULT_EVENTS = {"jammed", "cassette_full", "cassette_removed", "lost", "failure", "cheated"}
 VALIDATOR_OK_EVENTS = {"idle", "disabled", "online", "cassette_replaced"}
+JOURNAL_PROBE_S = 0.5       # how often a failed journal is tried again
+DELIVERED_SEQS_KEPT = 512   # device event numbers remembered to ignore a re-delivery
+VOUCHER_GUESSES = 5         # wrong voucher codes per window, for the whole terminal
+VOUCHER_GUESS_WINDOW_S = 600.0
 
 
 class Busy(Exception):
@@ -54,6 +58,9 @@ class TillConfig:
     max_payment_kop: int = 5_000_000
     receipt_key: bytes = b"test-key"
     timezone: str = "Europe/Kyiv"
+    # a payment whose visitor has not been heard from for this long may be settled (voucher for
+    # any credit) when the next visitor starts; the kiosk's idle reset settles it sooner
+    abandon_after_s: float = 180.0
 
 
 @dataclass
@@ -76,6 +83,12 @@ class Device:
     events: list = field(default_factory=list)
 
 
+def mask_voucher_code(code: str) -> str:
+    """What logs and the audit trail may show of a typed voucher code."""
+    code = str(code or "")[:20]
+    return code[:2] + "*" * max(0, len(code) - 4) + code[-2:] if len(code) > 4 else "*" * len(code)
+
+
 def new_voucher_code() -> str:
     raw = "".join(secrets.choice(VOUCHER_ALPHABET) for _ in range(8))
     return f"{raw[:4]}-{raw[4:]}"
@@ -96,18 +109,21 @@ def plain_result(result: Any) -> dict:
 
 class Till:
     def __init__(self, journal: Journal, config: TillConfig, *, validator=None, card=None, printer=None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.journal = journal
         self.config = config
         self.validator = validator
         self.card = card
         self.printer = printer
-        self.clock = clock
+        self.clock = clock  # wall time: only recorded, never used to measure a duration or a range
+        self.monotonic = monotonic  # durations (abandonment, voucher lockout)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.version = 0  # bumped on every state change: screens long-poll on it
         self.payments: dict[str, Payment] = {}
         self.order: list[str] = []
+        self.created_ids: dict[str, int] = {}  # payment -> journal id of its "created" (shift ranges)
+        self.last_seen: dict[str, float] = {}  # payment -> monotonic time its visitor was last heard from
         self.vouchers: dict[str, Voucher] = {}
         self.refunds: dict[str, tuple[str, float]] = {}
         self.active_id: str | None = None
@@ -120,6 +136,14 @@ class Till:
         self.recovery_cases: list[dict] = []
         self.ready = False
         self.last_error: str | None = None
+        # journal fault: a write failed; no money is taken until writes succeed again and every
+        # device event whose delivery failed has been re-delivered and journaled
+        self.journal_fault: str | None = None
+        self.journal_faults = 0
+        self._undelivered: dict[int, str] = {}  # device event seq -> kind, delivery failed
+        self._delivered: deque[int] = deque(maxlen=DELIVERED_SEQS_KEPT)
+        self._probe: threading.Thread | None = None
+        self._voucher_failures: deque[float] = deque()
         self._worker_queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closed = False
@@ -157,6 +181,7 @@ class Till:
                 continue
             if old is None:
                 self.order.append(pid)
+                self.created_ids[pid] = record.id
                 self.receipt_counter = max(self.receipt_counter, int(data.get("receipt_seq", 0)))
             if len(new.bills) > (len(old.bills) if old else 0):
                 self.cassette.append((record.id, new.bills[-1]))
@@ -199,6 +224,8 @@ class Till:
 
     def close(self) -> None:
         self._closed = True
+        with self.lock:
+            self.changed.notify_all()
         if self._worker is not None:
             self._worker_queue.put(None)
             self._worker.join(timeout=15)
@@ -210,6 +237,88 @@ class Till:
         self._worker_queue.put(("barrier", done))
         return done.wait(timeout)
 
+    # ================================================================== journal faults
+    def _append(self, stream: str, kind: str, data: dict | None = None) -> int:
+        """Journal one event durably. A failure (disk full, I/O error, read-only file) puts the
+        till in the journal-fault state and is raised: nobody may act on an event that is not
+        on disk."""
+        try:
+            return self.journal.append(stream, kind, data)
+        except Exception as exc:
+            self._journal_failed(exc)
+            if isinstance(exc, JournalError):
+                raise
+            raise JournalError(f"journal write failed: {exc}") from exc
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        with self.lock:
+            first = self.journal_fault is None
+            self.journal_fault = (str(exc) or type(exc).__name__)[:200]
+            if first:
+                self.journal_faults += 1
+            self.version += 1
+            self.changed.notify_all()
+        if not first:
+            return
+        log.error("journal write failed (%s): the kiosk takes no money until the journal writes again",
+                  self.journal_fault)
+        # Stop taking bills. This command cannot be journaled (the journal is what failed); it
+        # moves no money, and every bill already inside is reported again by the device.
+        if self.validator is not None:
+            try:
+                self.validator.disable()
+            except Exception:
+                log.exception("cannot disable the validator after a journal fault")
+        with self.lock:
+            if self._probe is None or not self._probe.is_alive():
+                self._probe = threading.Thread(target=self._probe_journal, name="journal-probe", daemon=True)
+                self._probe.start()
+
+    def _probe_journal(self) -> None:
+        """Try the journal now and then; the fault clears once a write succeeds and every
+        device event whose delivery failed has been delivered (journaled) again."""
+        while not self._closed:
+            time.sleep(JOURNAL_PROBE_S)
+            with self.lock:
+                if self.journal_fault is None:
+                    return
+                if self._try_clear_fault():
+                    return
+
+    def _try_clear_fault(self) -> bool:
+        """Called with the lock held. True once the fault is cleared."""
+        if self.journal_fault is None:
+            return True
+        if self._undelivered:
+            return False  # the device's re-delivery must be journaled first
+        try:
+            self.journal.append(DEVICE_STREAM, "journal_recovered", {"fault": self.journal_fault})
+        except Exception:
+            return False
+        log.warning("journal writes again after: %s", self.journal_fault)
+        self.journal_fault = None
+        self.version += 1
+        self.changed.notify_all()
+        pid = self.cash_id
+        payment = self.payments.get(pid) if pid else None
+        if payment is not None and payment.accepting_bills and not payment.bill_in_flight:
+            try:
+                self._execute(pid, [Command("enable_bills", {"denominations": sorted(payment.wanted_bills())})])
+            except Exception:
+                log.exception("cannot re-enable the validator after a journal fault")
+        return True
+
+    def _dispatch_durably(self, payment_id: str, kind: str, data: dict) -> Payment:
+        """For outcomes that exist only in memory (a card result, a print result): keep trying
+        until the journal takes them. Losing them would lose the record of real money."""
+        while True:
+            try:
+                return self.dispatch(payment_id, kind, data)
+            except JournalError:
+                if self._closed:
+                    raise
+                time.sleep(JOURNAL_PROBE_S)
+
     # ================================================================== core dispatch
     def dispatch(self, payment_id: str, kind: str, data: dict | None = None) -> Payment:
         """Check the event against the machine, journal it durably, publish the new state, then
@@ -218,9 +327,10 @@ class Till:
         with self.lock:
             old = self.payments.get(payment_id)
             new, commands = handle(old, Event(kind, data))  # Rejected: nothing is written
-            record_id = self.journal.append(payment_id, kind, data)
+            record_id = self._append(payment_id, kind, data)
             if old is None:
                 self.order.append(payment_id)
+                self.created_ids[payment_id] = record_id
             if len(new.bills) > (len(old.bills) if old else 0):
                 self.cassette.append((record_id, new.bills[-1]))
             self.payments[payment_id] = new
@@ -250,14 +360,19 @@ class Till:
                 if name in ("enable_bills", "disable_bills"):
                     if self.validator is None:
                         continue
-                    self.journal.append(payment_id, "device_command", {"device": "bill_validator", "name": name,
+                    self._append(payment_id, "device_command", {"device": "bill_validator", "name": name,
                                                                        **command.args})
                     if name == "enable_bills":
                         self.validator.enable(set(command.args.get("denominations", ())))
                     else:
                         self.validator.disable()
                 elif name == "stack":
-                    self.dispatch(payment_id, "stack_intent", {"amount_kop": command.args["amount_kop"]})
+                    try:
+                        self.dispatch(payment_id, "stack_intent", {"amount_kop": command.args["amount_kop"]})
+                    except JournalError:
+                        # never STACK a bill whose intent is not on disk: give it back
+                        self.validator.return_bill()
+                        continue
                     self.validator.stack()
                 elif name == "return_bill":
                     self.dispatch(payment_id, "return_intent", {})
@@ -269,6 +384,10 @@ class Till:
                     self._worker_queue.put(("command", payment_id, command))
             except Rejected as exc:
                 log.warning("command %s for %s refused: %s", name, payment_id, exc)
+            except JournalError:
+                # the event itself is on disk; its command's intent is not, so it is not sent
+                # (the fault state has stopped the validator)
+                log.error("command %s for %s not sent: journal fault", name, payment_id)
 
     # ================================================================== worker
     def _work(self) -> None:
@@ -301,17 +420,17 @@ class Till:
                 except Exception as exc:  # a driver bug must not leave money unrecorded
                     log.exception("card purchase raised")
                     result = {"status": "unknown", "text": type(exc).__name__}
-            self.dispatch(payment_id, "card_result", result)
+            self._dispatch_durably(payment_id, "card_result", result)
         elif name == "card_resolve":
-            self.dispatch(payment_id, "card_result", self.resolve_card(payment_id))
+            self._dispatch_durably(payment_id, "card_result", self.resolve_card(payment_id))
         elif name == "card_void":
             invoice = command.args.get("invoice_number")
             result = {"status": "skipped"}
             if self.card is not None and invoice:
-                self.journal.append(payment_id, "device_command", {"device": "card_terminal", "name": "void",
+                self._append(payment_id, "device_command", {"device": "card_terminal", "name": "void",
                                                                    "invoice_number": invoice})
                 result = plain_result(self.card.void(invoice))
-            self.dispatch(payment_id, "card_void_result", {"status": result.get("status")})
+            self._dispatch_durably(payment_id, "card_void_result", {"status": result.get("status")})
         elif name == "print":
             self.print_receipt(payment_id, command.args.get("kind", "receipt"))
 
@@ -369,19 +488,43 @@ class Till:
         except Exception as exc:
             ok, error = False, type(exc).__name__
         if ok:
-            self.dispatch(payment_id, "print_done", {})
+            self._dispatch_durably(payment_id, "print_done", {})
         else:
-            self.dispatch(payment_id, "print_failed", {"error": error or "print failed"})
+            self._dispatch_durably(payment_id, "print_failed", {"error": error or "print failed"})
         return ok
 
     # ================================================================== validator events
     def on_validator_event(self, event) -> None:
         """Runs in the validator's poll thread: journal synchronously, then return, so the
-        driver acknowledges a bill only once it is on disk."""
-        try:
-            self._on_validator_event(event.kind, dict(event.data))
-        except Exception:
-            log.exception("validator event %s not handled", event.kind)
+        driver acknowledges a bill only once it is on disk.
+
+        Raises when the event could not be made durable: the driver then does not ACK, the
+        device keeps reporting the bill, and the driver re-delivers the same event (same seq)
+        until a delivery succeeds. A re-delivery of an event already handled is ignored."""
+        seq = getattr(event, "seq", None)
+        kind = str(getattr(event, "kind", ""))
+        data = dict(getattr(event, "data", None) or {})
+        with self.lock:
+            if seq is not None and seq in self._delivered:
+                return
+            try:
+                self._on_validator_event(kind, data)
+            except JournalError:
+                if seq is not None:
+                    self._undelivered[seq] = kind
+                log.error("validator event #%s %s not journaled: not acknowledged, waiting for its repeat", seq, kind)
+                raise
+            except Exception as exc:
+                # a bug or an event this till does not understand: keep an incident record and
+                # never credit anything for it; only if even that cannot be written, refuse it
+                log.exception("validator event %s not handled", kind)
+                self._append(DEVICE_STREAM, "validator_event_unhandled",
+                             {"kind": kind, "data": data, "error": type(exc).__name__})
+            if seq is not None:
+                self._delivered.append(seq)
+                self._undelivered.pop(seq, None)
+            if self.journal_fault is not None:
+                self._try_clear_fault()
 
     def _on_validator_event(self, kind: str, data: dict) -> None:
         bill_kinds = {"escrow": "bill_escrow", "stacked": "bill_stacked", "returned": "bill_returned",
@@ -395,35 +538,44 @@ class Till:
                     self.dispatch(pid, "powerup_with_bill", {"where": "unknown", "amount_kop": None,
                                                             "stack_sent": True, "at_start": True})
                 else:
-                    self.journal.append(DEVICE_STREAM, "validator_power_up", data)
+                    self._append(DEVICE_STREAM, "validator_power_up", data)
                 return
             if kind in bill_kinds:
+                if kind == "escrow" and self.journal_fault is not None:
+                    # no money is taken while the journal cannot record it: the bill goes back
+                    log.warning("bill in escrow during a journal fault: returned")
+                    self.validator.return_bill()
+                    return
                 if kind == "escrow" and (payment is None or not payment.accepting_bills):
                     # nobody is paying cash: the bill goes back, and the journal says so
-                    self.journal.append(DEVICE_STREAM, "stray_escrow", data)
+                    self._append(DEVICE_STREAM, "stray_escrow", data)
                     self.validator.return_bill()
                     if payment is None:
                         return
                 if payment is None and kind in ("stacked", "powerup_with_bill"):
                     if kind == "powerup_with_bill" and data.get("where") == "validator":
-                        self.journal.append(DEVICE_STREAM, kind, data)
+                        self._append(DEVICE_STREAM, kind, data)
                         return
                     self._orphan_bill(kind, data)
                     return
                 if payment is None:
-                    self.journal.append(DEVICE_STREAM, kind, data)
+                    self._append(DEVICE_STREAM, kind, data)
                     return
                 if kind == "escrow" and not payment.accepting_bills:
                     return
                 self.dispatch(pid, bill_kinds[kind], data)
                 return
-            self.journal.append(DEVICE_STREAM, "validator_" + kind, data)
+            if kind not in VALIDATOR_FAULT_EVENTS | VALIDATOR_OK_EVENTS | {
+                    "power_up", "cassette_removed", "cassette_replaced"}:
+                # e.g. a 'stacked' without a bill type: an incident for staff, never a credit
+                log.error("validator reported %s %s: recorded as an incident", kind, data)
+            self._append(DEVICE_STREAM, "validator_" + kind, data)
             if kind == "cassette_removed":
                 self.device.cassette_out = True
-                self.journal.append(ENCASHMENT_STREAM, "cassette_removed", {})
+                self._append(ENCASHMENT_STREAM, "cassette_removed", {})
             if kind == "cassette_replaced":
                 self.device.cassette_out = False
-                self.journal.append(ENCASHMENT_STREAM, "cassette_replaced", {})
+                self._append(ENCASHMENT_STREAM, "cassette_replaced", {})
             if kind in VALIDATOR_FAULT_EVENTS:
                 self.device.fault = kind
                 if payment is not None and not payment.final and payment.fault != kind:
@@ -438,7 +590,7 @@ class Till:
         record with a voucher for the whole sum, never lost and never silently kept."""
         amount = data.get("amount_kop")
         if not amount:
-            self.journal.append(DEVICE_STREAM, "orphan_bill_unknown_amount", data)
+            self._append(DEVICE_STREAM, "orphan_bill_unknown_amount", data)
             return
         pid = self._create_record("", {"uk": "Нерозподілена готівка", "en": "Unassigned cash"}, {},
                                   {"amount_kop": 0, "commission_kop": 0, "total_kop": 0}, {})
@@ -470,9 +622,11 @@ class Till:
             except Exception:
                 card_ok = False
         unsettled = [pid for pid in self.order if not self.payments[pid].settled]
-        return {"ready": self.ready, "cash": validator_ok, "card": card_ok, "bill_table": bill_table,
-                "printer": self.printer_status(), "fault": self.device.fault,
-                "busy": self.active_id is not None, "unsettled": len(unsettled)}
+        journal_ok = self.journal_fault is None
+        return {"ready": self.ready, "cash": validator_ok and journal_ok, "card": card_ok and journal_ok,
+                "bill_table": bill_table, "printer": self.printer_status(), "fault": self.device.fault,
+                "journal_fault": self.journal_fault, "busy": self.active_id is not None,
+                "unsettled": len(unsettled)}
 
     def _create_record(self, service_id, service_name, details, quote, payer) -> str:
         payment_id = secrets.token_hex(8)
@@ -499,24 +653,53 @@ class Till:
         with self.lock:
             if not self.ready:
                 raise Unavailable("not_ready")
+            if self.journal_fault is not None:
+                raise Unavailable("journal")
             self._release_abandoned()
             if self.active_id is not None:
                 raise Busy(self.active_id)
             pid = self._create_record(service.id, dict(service.name), details, quote.to_plain(), payer.to_plain())
             self.active_id = pid
+            self.touch(pid)
             return pid
 
+    def touch(self, payment_id: str) -> None:
+        """The payment's visitor is still there (a page or status request of theirs)."""
+        self.last_seen[payment_id] = self.monotonic()
+
+    @staticmethod
+    def _money_moving(p: Payment) -> bool:
+        return p.bill_in_flight or p.card_pending or p.card_resolving
+
     def _release_abandoned(self) -> None:
-        """A payment left on the method screen (no money moved, nothing in flight) does not
-        block the next visitor: it is cancelled."""
+        """The active payment does not block the next visitor when it is over (its receipt may
+        still be printing), when it sits on the method screen with nothing paid, or when its
+        visitor has gone silent for ``abandon_after_s``: then it is settled like a Cancel, so
+        any credit (bills, voucher) becomes a voucher for the whole credit."""
         pid = self.active_id
         if pid is None:
             return
         p = self.payments[pid]
-        if p.status == "new" and not p.card_pending and not p.card_resolving and p.credited_kop == 0:
-            self.dispatch(pid, "cancel", {"reason": "abandoned"})
-            if self.active_id == pid and self.payments[pid].settled:
-                self.active_id = None
+        if not p.final and not self._money_moving(p):
+            silent_s = self.monotonic() - self.last_seen.get(pid, float("-inf"))
+            if (p.status == "new" and p.credited_kop == 0) or silent_s > self.config.abandon_after_s:
+                p = self.abandon(pid, "abandoned")
+        if p.final and not self._money_moving(p) and self.active_id == pid:
+            self.active_id = None
+
+    def abandon(self, payment_id: str, reason: str = "visitor_left") -> Payment | None:
+        """The visitor left (idle reset, "start over", gone silent). A payment waiting for a
+        method or for more bills is cancelled: nothing paid -> cancelled; credit -> a voucher
+        for the whole credit, printed (a bill still in flight is waited for first). A card
+        operation in the terminal's hands finishes on its own result."""
+        with self.lock:
+            p = self.payments.get(payment_id)
+            if p is None or p.final or p.cancel_requested or p.status not in ("new", "cash"):
+                return p
+            if p.card_pending or p.card_resolving:
+                return p
+            log.info("payment %s abandoned (%s), credit %d", payment_id, reason, p.credited_kop)
+            return self.dispatch(payment_id, "cancel", {"reason": reason})
 
     def choose_cash(self, payment_id: str) -> Payment:
         with self.lock:
@@ -537,8 +720,19 @@ class Till:
         if len(code) == 8 and "-" not in code:
             code = f"{code[:4]}-{code[4:]}"
         with self.lock:
+            now = self.monotonic()
+            while self._voucher_failures and now - self._voucher_failures[0] > VOUCHER_GUESS_WINDOW_S:
+                self._voucher_failures.popleft()
+            if len(self._voucher_failures) >= VOUCHER_GUESSES:
+                log.warning("voucher code %s refused: too many wrong codes", mask_voucher_code(code))
+                raise Unavailable("voucher_locked")
             voucher = self.vouchers.get(code)
             if voucher is None or voucher.status != "issued":
+                # codes are not guessable by design (32^8); still, a terminal-wide limit on
+                # wrong codes that no new session cookie resets
+                self._voucher_failures.append(now)
+                log.warning("wrong voucher code %s (%d in the last %d s)", mask_voucher_code(code),
+                            len(self._voucher_failures), VOUCHER_GUESS_WINDOW_S)
                 raise Unavailable("voucher_invalid")
             return self.dispatch(payment_id, "redeem_voucher", {"code": code, "amount_kop": voucher.amount_kop})
 
@@ -550,7 +744,7 @@ class Till:
             voucher = self.vouchers.get(code)
             if voucher is None or voucher.status != "issued":
                 raise Unavailable("voucher_invalid")
-            self.journal.append(f"voucher:{code}", "voucher_refunded",
+            self._append(f"voucher:{code}", "voucher_refunded",
                                 {"amount_kop": voucher.amount_kop, "by": staff})
             voucher.status, voucher.closed_by, voucher.closed_at = "refunded", staff, self.clock()
             return voucher
@@ -560,7 +754,7 @@ class Till:
         p = self.payments.get(payment_id)
         case = {"payment_id": payment_id, "rule": rule, "receipt_no": p.receipt_no if p else "",
                 "status": p.status if p else "", "credited_kop": p.credited_kop if p else 0, **detail}
-        self.journal.append("recovery", "recovery_case", case)
+        self._append("recovery", "recovery_case", case)
         self.recovery_cases.append(dict(case, at=self.clock()))
 
     # ================================================================== views
@@ -588,7 +782,7 @@ class Till:
                       "bills": sum(counts.values()), "total_kop": sum(k * v for k, v in counts.items()),
                       "by": staff, "terminal": self.config.terminal_id,
                       "since_id": self.encashments[-1]["id"] if self.encashments else 0}
-            record_id = self.journal.append(ENCASHMENT_STREAM, "encashment", report)
+            record_id = self._append(ENCASHMENT_STREAM, "encashment", report)
             report.update(id=record_id, at=self.clock())
             self.encashments.append(report)
             self.cassette = []
@@ -600,7 +794,7 @@ class Till:
         with self.lock:
             report = shift_report(self)
             report.update(number=len(self.shifts) + 1, by=staff, terminal=self.config.terminal_id)
-            record_id = self.journal.append(SHIFT_STREAM, "z_report", report)
+            record_id = self._append(SHIFT_STREAM, "z_report", report)
             report.update(id=record_id, at=self.clock())
             self.shifts.append(report)
         self.print_report("Z", report)
@@ -612,14 +806,14 @@ class Till:
 
         if self.printer is None:
             return False
-        self.journal.append(DEVICE_STREAM, "device_command", {"device": "printer", "name": f"report {title}"})
+        self._append(DEVICE_STREAM, "device_command", {"device": "printer", "name": f"report {title}"})
         try:
             result = self.printer.print_job(report_blocks(f"{title}-ЗВІТ" if len(title) == 1 else title, report,
                                                           self.config.terminal_id))
             ok = bool(result.ok)
         except Exception:
             ok = False
-        self.journal.append(DEVICE_STREAM, "device_command_done", {"device": "printer", "ok": ok})
+        self._append(DEVICE_STREAM, "device_command_done", {"device": "printer", "ok": ok})
         return ok
 
     def self_test(self, print_page: bool = False) -> list[dict]:
@@ -646,7 +840,7 @@ class Till:
                 ok = self.print_report("SELF-TEST", {"terminal": self.config.terminal_id})
             results.append({"device": "printer", "ok": ok, "detail": f"paper {st['paper']}, cover "
                                                                     f"{'open' if st['cover_open'] else 'closed'}"})
-        self.journal.append(DEVICE_STREAM, "self_test", {"results": results})
+        self._append(DEVICE_STREAM, "self_test", {"results": results})
         return results
 
     def masked(self, payment: Payment) -> str:

@@ -62,7 +62,10 @@
       setText("pay-bills", s.bills.length ? (billsLabel ? billsLabel.billsLabel : "") + ": " + s.bills.join(", ") : "");
       show("pay-retry", s.status === "new");
       show("pay-cancel-form", !s.final && s.status !== "card");
-      document.body.dataset.idle = s.idle_ok ? "on" : "off";
+      // only on a change: every write restarts kiosk.js's idle timer (MutationObserver), and a
+      // status answer arrives at least every long-poll period, so the idle reset would never come
+      var idle = s.idle_ok ? "on" : "off";
+      if (document.body.dataset.idle !== idle) document.body.dataset.idle = idle;
       box.dataset.credited = String(s.credited_kop);
       if (s.done && s.next_url) {
         stopped = true;
@@ -101,12 +104,12 @@
         var request = new XMLHttpRequest();
         request.open("POST", form.action);
         request.setRequestHeader("Accept", "application/json");
-        request.onload = function () {
-          if (button) button.disabled = false;
-          if (request.status === 200) render(JSON.parse(request.responseText));
         // The CSRF token the server checks: the form's own hidden field, and the page's meta tag.
         var meta = document.querySelector('meta[name="csrf-token"]');
         if (meta) request.setRequestHeader("X-CSRFToken", meta.content);
+        request.onload = function () {
+          if (button) button.disabled = false;
+          if (request.status === 200) render(JSON.parse(request.responseText));
         };
         request.send(new FormData(form));
       });

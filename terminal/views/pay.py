@@ -18,11 +18,12 @@ from flask import (Blueprint, Flask, abort, current_app, g, jsonify, redirect, r
 
 from payments import receipts
 from payments.commission import quote_for
+from payments.journal import JournalError
 from payments.machine import Rejected
 from payments.money import format_uah
 from payments.reports import shift_report
 from payments.taxid import Payer, collect_errors, mask_payer
-from payments.till import Busy, Unavailable
+from payments.till import Busy, Unavailable, mask_voucher_code
 from terminal import i18n
 from terminal.limits import ascii_int
 from terminal.views.service import audit, register_section, require_role
@@ -39,6 +40,21 @@ i18n.register({
     "pay.none": ("Платних послуг у каталозі немає.", "The catalogue has no paid services."),
     "pay.unavailable": ("Оплата тимчасово недоступна. Зверніться до адміністратора ЦНАП.",
                         "Payment is temporarily unavailable. Please ask a ЦНАП administrator."),
+    "pay.journal_fault": ("Термінал зараз не може приймати оплату: не вдається записати платіж. Гроші, які ви вже "
+                          "внесли, збережено. Зверніться, будь ласка, до працівника ЦНАП.",
+                          "The terminal cannot take payments right now: it cannot record them. Any money you have "
+                          "already paid in is safe. Please ask a member of the ЦНАП staff."),
+    "pay.voucher.locked": ("Забагато невірних кодів ваучера. Спробуйте пізніше або зверніться до каси ЦНАП.",
+                           "Too many wrong voucher codes. Please try later or ask the ЦНАП cashier."),
+    "pay.left.title": ("Оплату не завершено", "The payment was not completed"),
+    "pay.left.voucher": ("Внесені гроші ({amount}) повернуто ваучером. Код ваучера: {code}. Ваучер друкується; "
+                         "ним можна оплатити в цьому терміналі або отримати гроші в касі ЦНАП.",
+                         "The money paid in ({amount}) is returned as a voucher. Voucher code: {code}. The voucher "
+                         "is being printed; use it at this terminal or get the money at the ЦНАП cashier."),
+    "svc.journal_fault": ("Журнал платежів не записується: термінал не приймає гроші. Звільніть місце на диску "
+                          "або перевірте носій; після успішного запису оплата відновиться сама.",
+                          "The payment journal cannot be written: the terminal takes no money. Free disk space "
+                          "or check the storage; payments resume on their own once a write succeeds."),
     "pay.busy": ("Термінал зараз обслуговує інший платіж. Зачекайте, будь ласка, і спробуйте ще раз.",
                  "The terminal is serving another payment right now. Please wait and try again."),
     "pay.step": ("Крок {n} з 4", "Step {n} of 4"),
@@ -218,6 +234,35 @@ def init_app(app: Flask) -> None:
     register_section(app, "pay.svc_selftest", "svc.pay.selftest", roles=("technician",), order=50)
 
 
+@bp.errorhandler(JournalError)
+def journal_failed(exc):
+    """A journal write failed under a request: say so plainly, never a traceback."""
+    return _message("pay.journal_fault", 503, back=None)
+
+
+@bp.before_app_request
+def visitor_leaves():
+    """Idle reset or "start over" (``core.reset``) while this visitor owns a payment: the
+    payment is settled now (credit -> voucher), so the next visitor finds the terminal free.
+    When a voucher was issued its code is shown before the kiosk goes home."""
+    if request.endpoint != "core.reset" or not session.get("pay_payment"):
+        return None
+    payment_id = session.get("pay_payment")
+    try:
+        payment = till().abandon(payment_id, "idle_reset")
+    except (JournalError, Rejected):
+        payment = till().payment(payment_id)
+    token = session.get("pay_draft")
+    if token:
+        _drafts().pop(token, None)
+    session.clear()
+    if payment is not None and payment.final and payment.voucher_out_kop > 0:
+        return render_template("pay/left.html", p=payment,
+                               text=_("pay.left.voucher", amount=money(payment.voucher_out_kop),
+                                      code=payment.voucher_code))
+    return None
+
+
 def till():
     return current_app.extensions["cnap_till"]
 
@@ -262,6 +307,7 @@ def _owned_payment(payment_id: str):
     payment = till().payment(payment_id)
     if payment is None:
         abort(404)
+    till().touch(payment_id)
     return payment
 
 
@@ -278,7 +324,7 @@ def _(key, **params):
 def index():
     services = catalogue().paid_services()
     rows = [(s, quote_for(s.fee)) for s in services]
-    return render_template("pay/index.html", rows=rows, ready=till().ready)
+    return render_template("pay/index.html", rows=rows, ready=till().ready, journal_fault=till().journal_fault)
 
 
 @bp.route("/pay/service/<service_id>", methods=["GET", "POST"])
@@ -286,6 +332,8 @@ def start(service_id: str):
     service = catalogue().service(service_id)
     if service is None or not service.paid:
         abort(404)
+    if till().journal_fault is not None:
+        return _message("pay.journal_fault", 503)
     if not till().ready:
         return _message("pay.unavailable", 503)
     values = {"surname": "", "id_kind": "rnokpp", "id_value": ""}
@@ -351,11 +399,14 @@ def begin():
                 session["pay_payment"] = payment_id
         except Busy:
             return _message("pay.busy", 409, back=url_for("pay.confirm"))
-        except Unavailable:
+        except Unavailable as exc:
+            if exc.reason == "journal":
+                return _message("pay.journal_fault", 503)
             return _message("pay.unavailable", 503, back=url_for("pay.index"))
     if session.get("pay_payment") != payment_id:
         return _message("pay.not_yours", 403, back=url_for("pay.index"))
     payment = the_till.payment(payment_id)
+    the_till.touch(payment_id)
     if payment.status != "new":  # a double submit: the first one already started it
         return redirect(url_for("pay.progress", payment_id=payment_id))
     try:
@@ -368,8 +419,13 @@ def begin():
         else:
             the_till.choose_card(payment_id)
     except Unavailable as exc:
-        if exc.reason == "voucher_invalid":
-            return redirect(url_for("pay.confirm", voucher_error=1))
+        if exc.reason in ("voucher_invalid", "voucher_locked"):
+            # every wrong code is in the audit trail (masked); the limit is the till's, per terminal
+            audit("pay.voucher_rejected", code=mask_voucher_code(request.form.get("voucher", "")),
+                  reason=exc.reason)
+            return redirect(url_for("pay.confirm", voucher_error="locked" if exc.reason == "voucher_locked" else 1))
+        if the_till.journal_fault is not None:
+            return _message("pay.journal_fault", 503)
         return _message("pay.cash_off" if method == "cash" else "pay.card_off", 409, back=url_for("pay.confirm"))
     except Rejected:
         pass  # a second tab already moved it on
@@ -387,7 +443,10 @@ def status_view(payment) -> dict:
         "escrow": payment.escrow_kop is not None or payment.stack_pending_kop is not None,
         # done once the receipt question is answered (printed, or failed: the screen is the receipt)
         "final": payment.final, "done": payment.settled or (payment.final and payment.status in ("cancelled", "voided")),
-        "idle_ok": payment.final or payment.status == "new",
+        # the idle reset may end a payment that waits for the visitor (method, or the next bill):
+        # it is then settled with a voucher for any credit; never while money is in flight
+        "idle_ok": payment.final or (payment.status in ("new", "cash") and not payment.bill_in_flight
+                                     and not payment.cancel_requested),
         "message": "", "fault": "", "card_error": "",
     }
     if payment.status == "cash":
@@ -402,6 +461,8 @@ def status_view(payment) -> dict:
         view["card_error"] = _(f"pay.card.error.{payment.card_error}")
     elif payment.final:
         view["message"] = _(f"pay.done.{payment.status}")
+    if t.journal_fault is not None and not payment.final:
+        view["fault"] = _("pay.journal_fault")
     if view["done"]:
         view["next_url"] = url_for("pay.receipt", payment_id=payment.id)
     return view
@@ -502,7 +563,7 @@ def svc_payments():
     report = shift_report(t)
     recent = [t.payments[pid] for pid in reversed(t.order[-50:])]
     return render_template("pay/svc_payments.html", report=report, recent=recent, masked=t.masked,
-                           message=message, shifts=t.shifts[-5:])
+                           message=message, shifts=t.shifts[-5:], journal_fault=t.journal_fault)
 
 
 @bp.route("/service/pay/encashment", methods=["GET", "POST"])

@@ -54,7 +54,7 @@ def test_cash_flow_with_overpayment(kiosk, page):
     enter_payer(kiosk, page)
     page.get_by_role("button", name="Готівкою").tap()
     expect(page.locator("#pay-message")).to_have_text("Вставте купюру в купюроприймач")
-    expect(page.locator("body")).to_have_attribute("data-idle", "off")
+    expect(page.locator("body")).to_have_attribute("data-idle", "on")  # waiting for a bill: idle reset allowed
     clean(page, "cash progress")
     wait_until(lambda: kiosk.validator.insert_bill(5000), what="validator accepting")
     expect(page.locator("#pay-credited")).to_have_text("50,00 грн")
