@@ -1,5 +1,5 @@
-"""`cnap payments export --date YYYY-MM-DD --format csv|json [--out FILE]` and
-`cnap payments encashments [--out FILE]`."""
+"""`cnap payments export --date YYYY-MM-DD --format csv|json [--out FILE]`,
+`cnap payments encashments [--out FILE]` and `cnap payments redact [--dry-run]`."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,13 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
     enc.add_argument("--journal", help="journal file (default: <instance>/JOURNAL_DB from the settings)")
     enc.add_argument("--instance", help="instance folder")
     enc.set_defaults(func=run_encashments)
+    red = commands.add_parser("redact", help="mask payer data past PERSONAL_DATA_RETENTION_DAYS now "
+                              "(the kiosk does it at start and every hour)")
+    red.add_argument("--dry-run", action="store_true", help="only say what would be redacted")
+    red.add_argument("--days", type=int, help="retention in days (default: the setting)")
+    red.add_argument("--journal", help="journal file (default: <instance>/JOURNAL_DB from the settings)")
+    red.add_argument("--instance", help="instance folder")
+    red.set_defaults(func=run_redact)
     return parser
 
 
@@ -68,10 +75,38 @@ def run_export(args) -> int:
         print(f"cnap payments export: no journal at {path}", file=sys.stderr)
         return 1
     data = registry.build(path, day, values["TERMINAL_ID"], values["TIMEZONE"])
+    if data.get("payer_data_redacted"):
+        print(f"cnap payments export: {data['payer_data_redacted']} payment(s) of {day} are older than the "
+              f"personal data retention ({values['PERSONAL_DATA_RETENTION_DAYS']} days): their payer columns "
+              "are empty and payer_id_kind says 'redacted'", file=sys.stderr)
     text = registry.to_csv(data) if args.format == "csv" else registry.to_json(data)
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def run_redact(args) -> int:
+    import getpass
+
+    from payments import retention
+
+    path, values = _journal_path(args)
+    if not os.path.exists(path):
+        print(f"cnap payments redact: no journal at {path}", file=sys.stderr)
+        return 1
+    days = args.days if args.days is not None else values["PERSONAL_DATA_RETENTION_DAYS"]
+    try:
+        result = retention.redact(path, days=days, dry_run=args.dry_run, by=f"cli:{getpass.getuser()}")
+    except ValueError as exc:
+        print(f"cnap payments redact: {exc}", file=sys.stderr)
+        return 2
+    what = "would be redacted (dry run, nothing changed)" if args.dry_run else "redacted"
+    print(f"{len(result.payments)} payment(s) settled more than {days} days ago, {len(result.events)} "
+          f"event(s): payer data {what}")
+    if not args.dry_run and result.checkpointed is False:
+        print("cnap payments redact: a reader kept the WAL busy; old bytes may stay in the -wal file "
+              "until the next run", file=sys.stderr)
     return 0

@@ -8,19 +8,19 @@ summary only. Amounts are hryvnias with two decimals and a dot ("74.00"). Format
 docs/payments.md ("Bank registry")."""
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import OrderedDict
 from datetime import date, datetime, time as dtime, timedelta
 from zoneinfo import ZoneInfo
 
+from payments import csvsafe
 from payments.journal import read_records
 from payments.machine import Event, Rejected, handle
 from payments.money import format_plain
 
 FORMAT_VERSION = 1
-STREAMS = ("device", "recovery", "encashment", "shift")
+STREAMS = ("device", "recovery", "encashment", "shift", "retention")
 CSV_FIELDS = ["record", "date", "receipt_no", "paid_at", "terminal_id", "recipient", "edrpou", "iban",
               "purpose_code", "purpose", "payer_surname", "payer_id_kind", "payer_code", "amount", "commission",
               "total", "method", "card_rrn", "card_approval_code", "count"]
@@ -57,8 +57,13 @@ def build(journal_path: str, day: date, terminal_id: str, timezone: str = "Europ
     records = read_records(journal_path)
     rows, states = completed_payments(records, day, zone)
     accounts: "OrderedDict[str, dict]" = OrderedDict()
+    redacted = 0
     for p, at, record_id in rows:
         d = p.details
+        # past PERSONAL_DATA_RETENTION_DAYS the journal holds only masks: say so, never pass a
+        # mask off as the payer's data (payments/retention.py)
+        gone = bool(p.payer.get("redacted"))
+        redacted += gone
         account = accounts.setdefault(d.get("iban", ""), {
             "iban": d.get("iban", ""), "recipient": d.get("recipient", ""), "edrpou": d.get("edrpou", ""),
             "count": 0, "amount_kop": 0, "payments": []})
@@ -67,8 +72,10 @@ def build(journal_path: str, day: date, terminal_id: str, timezone: str = "Europ
         account["payments"].append({
             "receipt_no": p.receipt_no, "paid_at": datetime.fromtimestamp(at, zone).isoformat(timespec="seconds"),
             "journal_id": record_id, "purpose_code": d.get("purpose_code", ""), "purpose": d.get("purpose", ""),
-            "payer_surname": p.payer.get("surname", ""), "payer_id_kind": p.payer.get("id_kind", ""),
-            "payer_code": p.payer.get("id_value", ""), "amount_kop": p.amount_kop,
+            "payer_surname": "" if gone else p.payer.get("surname", ""),
+            "payer_id_kind": "redacted" if gone else p.payer.get("id_kind", ""),
+            "payer_code": "" if gone else p.payer.get("id_value", ""), "payer_redacted": gone,
+            "amount_kop": p.amount_kop,
             "commission_kop": p.commission_kop, "total_kop": p.total_kop, "method": p.method or "",
             "card_rrn": (p.card or {}).get("rrn") or "", "card_approval_code": (p.card or {}).get("approval_code") or "",
         })
@@ -78,7 +85,7 @@ def build(journal_path: str, day: date, terminal_id: str, timezone: str = "Europ
     return {"format": "cnap-bank-registry", "version": FORMAT_VERSION, "date": day.isoformat(),
             "terminal_id": terminal_id, "timezone": timezone,
             "journal": {"path_events": len(records), "last_event_id": records[-1].id if records else 0},
-            "accounts": list(accounts.values()), "totals": totals}
+            "accounts": list(accounts.values()), "totals": totals, "payer_data_redacted": redacted}
 
 
 def to_json(registry: dict) -> str:
@@ -94,7 +101,9 @@ def to_json(registry: dict) -> str:
 
 def to_csv(registry: dict) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\r\n")
+    # Every cell through the one neutraliser: surnames and purposes must not run as formulas.
+    writer = csvsafe.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\r\n",
+                                numeric=("amount", "commission", "total", "count"))
     writer.writeheader()
     day, terminal = registry["date"], registry["terminal_id"]
     for account in registry["accounts"]:
