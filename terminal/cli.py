@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "terminal.catalogue.cli",
     "devices.cli",
     "payments.cli",
+    "terminal.exports",
 )
 
 
