@@ -4,8 +4,8 @@ parsers views use for numbers and JSON instead of int() and request.get_json().
 Listeners: ``terminal.server`` tags each request's WSGI environ with the socket it arrived on
 (``LISTENER_KEY``), never with anything the client sends (the Host header is the client's to
 choose). The desk tablets' listener reaches only the tablet area; the main listener serves
-everything to this machine, service mode and the catalogue also to ``SERVICE_NETWORKS``, and
-only the tablet area to anybody else.
+everything to this machine (REMOTE_ADDR 127.0.0.1, ::1 or the listener's own address), all but
+the pay flow to ``SERVICE_NETWORKS``, and only the tablet area to anybody else.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import re
 from typing import Any, Callable
 
 from flask import Flask, abort, current_app, request
+from werkzeug.routing import IntegerConverter
 
 from terminal import i18n
 
@@ -29,6 +30,7 @@ i18n.register({
 })
 
 LISTENER_KEY = "cnap.listener"
+LISTENER_HOST_KEY = "cnap.listener_host"  # the address the listener is bound to
 KIOSK, TABLET = "kiosk", "tablet"
 
 # What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
@@ -57,6 +59,13 @@ def ascii_int(value: Any, lo: int = 0, hi: int = 2**53, *, default: Any = _REQUI
     if not lo <= number <= hi:
         abort(400, description=f"{name}: must be from {lo} to {hi}")
     return number
+
+
+class AsciiIntConverter(IntegerConverter):
+    """``<int:…>`` in routes: werkzeug's matches ``\\d+``, which in Python takes any Unicode digit
+    ('٣' would name row 3), and has no upper bound (SQLite refuses integers past 2**63 - 1 with
+    a 500). ASCII digits only, at most 18 of them; anything else is no such page (404)."""
+    regex = r"[0-9]{1,18}"
 
 
 # --- JSON ------------------------------------------------------------------------------------------
@@ -139,7 +148,15 @@ def client_address(remote_addr: str | None):
     return mapped or address
 
 
-def refusal(listener: str, area: str, remote_addr: str | None, networks) -> int | None:
+# The kiosk's own window and the local monitoring agent connect to the listener's address: the
+# kernel gives them 127.0.0.1 (or ::1) as source for a loopback or wildcard listener, and the
+# listener's own address for one bound to a LAN address. Other 127.x addresses are not "this
+# machine" here: nothing local uses them, and it keeps the rule testable over loopback.
+THIS_MACHINE = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
+
+
+def refusal(listener: str, area: str, remote_addr: str | None, networks=(),
+            listener_host: str | None = None) -> int | None:
     """The status a request gets instead of its page (404 off the tablet listener, 403 for a
     client not allowed on the main one), or None when it may go on."""
     if area == TABLET:
@@ -147,15 +164,18 @@ def refusal(listener: str, area: str, remote_addr: str | None, networks) -> int 
     if listener == TABLET:
         return 404  # on the tablets' listener nothing else exists
     address = client_address(remote_addr)
-    if address is not None and address.is_loopback:
+    if address is None:
+        return 403
+    if address in THIS_MACHINE or address == client_address(listener_host):
         return None
-    if area != "pay" and address is not None and any(address in net for net in networks
-                                                     if net.version == address.version):
+    if area != "pay" and any(address in net for net in networks if net.version == address.version):
         return None
     return 403
 
 
 def init_app(app: Flask) -> None:
+    """Called by create_app before any blueprint is registered (their rules take this converter)."""
+    app.url_map.converters["int"] = AsciiIntConverter
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in app.config["SERVICE_NETWORKS"])
 
     # A url_value_preprocessor runs before every before_request hook (sessions, CSRF), so a refused
@@ -164,7 +184,7 @@ def init_app(app: Flask) -> None:
     def _guard(endpoint, view_args):
         listener = request.environ.get(LISTENER_KEY, KIOSK)
         status = refusal(listener, area_of(request.path, request.url_rule, view_args),
-                         request.remote_addr, networks)
+                         request.remote_addr, networks, request.environ.get(LISTENER_HOST_KEY))
         if status is not None:
             abort(status)
         view = app.view_functions.get(endpoint) if endpoint else None

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import threading
 
-from terminal.limits import KIOSK, LISTENER_KEY, TABLET
+from terminal.limits import KIOSK, LISTENER_HOST_KEY, LISTENER_KEY, TABLET
 
 
-def on_listener(app, name: str):
+def on_listener(app, name: str, host: str):
     """``app`` as served on one listener: the request carries which socket it came in on, so the
     app can refuse areas by listener (terminal.limits), whatever the client says in its headers."""
     def application(environ, start_response):
         environ[LISTENER_KEY] = name
+        environ[LISTENER_HOST_KEY] = host
         return app(environ, start_response)
     return application
 
@@ -29,11 +30,11 @@ class BackgroundServer:
         from waitress.server import create_server
 
         options = dict(threads=threads, ident="cnap-kiosk", clear_untrusted_proxy_headers=True)
-        self._server = create_server(on_listener(app, KIOSK), host=host, port=port, **options)
+        self._server = create_server(on_listener(app, KIOSK, host), host=host, port=port, **options)
         self._tablet_server = None
         if tablet_host:
             try:
-                self._tablet_server = create_server(on_listener(app, TABLET), map=self._server._map,
+                self._tablet_server = create_server(on_listener(app, TABLET, tablet_host), map=self._server._map,
                                                     _dispatcher=self._server.task_dispatcher,
                                                     host=tablet_host, port=tablet_port, **options)
             except OSError as exc:  # the main listener is open already: close it before saying why

@@ -77,8 +77,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("kiosk", "SERVICE_NETWORKS", [], "Networks of other machines (CIDR, e.g. 192.168.10.0/24; "
        "comma-separated in the environment) allowed to use service mode, /metrics and the catalogue "
        "on the main listener when HOST is not loopback. The pay flow (/pay/…) answers only this "
-       "machine, whatever this says. Empty: only this machine; other clients of the main listener "
-       "get 403 for everything but the tablet pages."),
+       "machine, whatever this says. Empty: only this machine (clients 127.0.0.1, ::1 or HOST "
+       "itself); other clients of the main listener get 403 for everything but the tablet pages."),
     _s("kiosk", "HTTP_THREADS", 8, "Worker threads of the web server (waitress); desk tablets and "
        "the kiosk screen share them."),
     _s("kiosk", "MAX_CONTENT_LENGTH", 1024 * 1024, "Largest request body in bytes; larger gets 413. "
@@ -145,9 +145,6 @@ SETTINGS: tuple[Setting, ...] = (
     _s("payments", "RECEIPT_VERIFY_URL", "http://127.0.0.1:8080/receipt/", "Base URL printed in the "
        "receipt's QR code to verify it; the receipt number and a check code are appended."),
     _s("payments", "MAX_PAYMENT_KOP", 5000000, "Largest total one payment may have, in kopiykas."),
-    _s("payments", "PERSONAL_DATA_RETENTION_DAYS", 90, "Days after a payment is settled during which the "
-       "journal keeps the payer's full surname and tax number for the bank registry; then they are "
-       "masked by an audited redaction event (at start and every hour; `cnap payments redact`)."),
     # --- surveys -----------------------------------------------------------------------
     _s("surveys", "SURVEYS_DB", "surveys.sqlite", "Survey definitions, tablets and answers, relative "
        "to the instance folder."),
@@ -207,8 +204,6 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         raise SettingError("setting DEFAULT_LANGUAGE: must be uk or en")
     if not 1 <= values["HTTP_THREADS"] <= 64:
         raise SettingError("setting HTTP_THREADS: must be from 1 to 64")
-    if values["PERSONAL_DATA_RETENTION_DAYS"] < 1:
-        raise SettingError("setting PERSONAL_DATA_RETENTION_DAYS: must be at least 1")
     if not 0 <= values["TABLET_PORT"] <= 65535:
         raise SettingError("setting TABLET_PORT: must be from 0 to 65535")
     for network in values["SERVICE_NETWORKS"]:
