@@ -107,6 +107,9 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
+        # Whatever this SQLite build defaults to: a rewritten or moved row leaves no old bytes in
+        # a page's free space, so a redacted payer is really gone (payments/retention.py).
+        db.execute("PRAGMA secure_delete=ON")
     db.execute("PRAGMA synchronous=FULL")
     return db
 
@@ -134,6 +137,13 @@ class Journal:
             migrate = "DROP TRIGGER IF EXISTS events_no_update;" if row is not None and int(row[0]) < 2 else ""
             db.executescript(f"BEGIN IMMEDIATE; {migrate} {SCHEMA} INSERT OR REPLACE INTO meta(key, value) "
                              f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+            if migrate:
+                # Version 1 may have been written without secure_delete: copies of rows moved
+                # between pages can linger in free space. Rebuild the file once, then truncate
+                # the WAL that carried the rebuild.
+                log.warning("journal: upgrading %s to schema %d (one-time rebuild)", path, SCHEMA_VERSION)
+                db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             # A boot number tells the events of one process life from the next (recovery, audits).
             row = db.execute("SELECT value FROM meta WHERE key='boots'").fetchone()
             self.boot = int(row[0]) + 1 if row else 1
