@@ -27,8 +27,24 @@ class DeviceStatus:
     detail: dict = field(default_factory=dict)
 
 
+class DeliveryError(Exception):
+    """One or more subscribers raised on an event: the host could not make it durable."""
+
+    def __init__(self, event: DeviceEvent, errors: list[BaseException]):
+        self.event = event
+        self.errors = errors
+        super().__init__("; ".join(f"{type(e).__name__}: {e}" for e in errors))
+
+
 class EventEmitter:
-    """Numbers events and hands them to subscribers; a failing subscriber never stops the driver."""
+    """Numbers events and hands them to subscribers.
+
+    A subscriber that raises is *not* hidden: ``deliver`` calls every subscriber, then raises
+    ``DeliveryError`` so the driver can decide (the bill validator withholds its ACK and
+    re-delivers the same event later; see its module docstring). Subscribers must therefore
+    recognise a re-delivery by ``(device, seq)``. Only the bill validator publishes events today;
+    the card terminal and printer drivers answer calls directly and only share ``DeviceStatus``.
+    """
 
     def __init__(self, device: str):
         self.device = device
@@ -40,15 +56,29 @@ class EventEmitter:
         with self._lock:
             self._subscribers.append(callback)
 
-    def emit(self, kind: str, data: dict | None = None) -> DeviceEvent:
+    def make(self, kind: str, data: dict | None = None) -> DeviceEvent:
+        """A new event with the next sequence number (not delivered yet)."""
         with self._lock:
             self._seq += 1
-            event = DeviceEvent(self._seq, self.device, kind, dict(data or {}), time.monotonic())
+            return DeviceEvent(self._seq, self.device, kind, dict(data or {}), time.monotonic())
+
+    def deliver(self, event: DeviceEvent) -> None:
+        """Hand ``event`` to every subscriber; raise DeliveryError if any of them raised."""
+        with self._lock:
             subscribers = list(self._subscribers)
-        log.info("%s event #%d %s %s", self.device, event.seq, kind, event.data)
+        log.info("%s event #%d %s %s", self.device, event.seq, event.kind, event.data)
+        errors: list[BaseException] = []
         for callback in subscribers:
             try:
                 callback(event)
-            except Exception:  # the caller's bug must not kill the poll thread
-                log.exception("%s subscriber failed on %s", self.device, kind)
+            except Exception as exc:  # collected, never lost: the caller decides what it means
+                log.warning("%s subscriber failed on #%d %s: %r", self.device, event.seq, event.kind, exc)
+                errors.append(exc)
+        if errors:
+            raise DeliveryError(event, errors)
+
+    def emit(self, kind: str, data: dict | None = None) -> DeviceEvent:
+        """make + deliver; raises DeliveryError like ``deliver``."""
+        event = self.make(kind, data)
+        self.deliver(event)
         return event

@@ -80,6 +80,15 @@ class BillValidatorSimulator(SimulatorBase):
         self.garbage_next = 0
         self.truncate_next = 0
         self.drop_next = 0
+        # misbehaving-firmware modes (kept across power cycles: they are the device, not a glitch)
+        if not hasattr(self, "identification_fault"):
+            self.identification_fault: str | None = None  # "illegal" | "garbage" | "silent" | "ack"
+            self.bill_table_fault: str | None = None  # "garbage" | "short" | "ack"
+            self.ack_only = False  # answers every command, POLL included, with a bare ACK
+            self.stacked_type: str | int | None = None  # "missing" or a bill type to report
+            self.min_gap_s = 0.0  # host frames closer than this to its previous one are not heard
+            self.wire_log: list[tuple[float, str, str]] = []  # (monotonic, "in"|"out", name)
+            self.last_frame_end = 0.0
 
     @property
     def state(self) -> c.PollState:
@@ -223,6 +232,33 @@ class BillValidatorSimulator(SimulatorBase):
         with self.lock:
             self.drop_next = count
 
+    def fail_identification(self, mode: str | None = "illegal") -> None:
+        """IDENTIFICATION answered with ILLEGAL COMMAND, garbage, nothing or a bare ACK."""
+        with self.lock:
+            self.identification_fault = mode
+
+    def fail_bill_table(self, mode: str | None = "garbage") -> None:
+        """GET BILL TABLE answered with 120 bytes of noise, a short table or a bare ACK."""
+        with self.lock:
+            self.bill_table_fault = mode
+
+    def set_ack_only(self, on: bool = True) -> None:
+        """Firmware that answers every command (POLL too) with a bare ACK."""
+        with self.lock:
+            self.ack_only = on
+
+    def report_stacked_type(self, bill_type: str | int | None = "missing") -> None:
+        """The next "stacked" answers carry no bill type ("missing") or this bill type."""
+        with self.lock:
+            self.stacked_type = bill_type
+
+    def require_gap(self, seconds: float) -> None:
+        """Like a device that needs the line quiet between the host's frames: a host frame that
+        follows the host's previous frame (with no answer of ours between them, as an ACK and
+        the next command) by less than ``seconds`` is not heard."""
+        with self.lock:
+            self.min_gap_s = seconds
+
     def snapshot(self) -> dict:
         with self.lock:
             return {"powered": self.powered, "state": self.state.name,
@@ -262,7 +298,12 @@ class BillValidatorSimulator(SimulatorBase):
             if len(self.cassette) >= self.cassette_capacity:
                 self.cassette_full_flag = True
             self._set(self._settle())
-            self.sticky, self.sticky_polled = c.PollState(c.BILL_STACKED, bill["type"]), False
+            reported = bill["type"]
+            if self.stacked_type == "missing":
+                reported = None
+            elif self.stacked_type is not None:
+                reported = int(self.stacked_type)
+            self.sticky, self.sticky_polled = c.PollState(c.BILL_STACKED, reported), False
         elif step == "returned":
             bill, self.bill = self.bill, None
             self.returned_to_customer.append(bill["amount_kop"])
@@ -283,9 +324,16 @@ class BillValidatorSimulator(SimulatorBase):
     def on_data(self, data: bytes) -> None:
         if not self.powered:
             return
+        now = time.monotonic()
         for item in self.decoder.feed(data):
             if isinstance(item, c.FrameError):
                 continue  # a real validator stays silent on garbage; the host times out
+            too_soon = self.min_gap_s and now - self.last_frame_end < self.min_gap_s
+            self.last_frame_end = now
+            if too_soon:
+                # still busy with the host's previous frame: this one is lost, as on a real device
+                self.wire_log.append((now, "in", "unheard"))
+                continue
             self._handle(item)
 
     def _answer(self, payload: bytes | None = None, *, frame: bytes | None = None) -> None:
@@ -297,6 +345,8 @@ class BillValidatorSimulator(SimulatorBase):
             self.drop_next -= 1
             return
         out = raw
+        self.wire_log.append((time.monotonic(), "out", "corrupt" if self.corrupt_next else "answer"))
+        self.last_frame_end = 0.0  # the host may answer this frame (ACK/NAK) at once
         if self.corrupt_next:
             self.corrupt_next -= 1
             out = raw[:-1] + bytes([raw[-1] ^ 0x5A])
@@ -312,6 +362,11 @@ class BillValidatorSimulator(SimulatorBase):
         command = frame.command
         names = {c.ACK: "ACK", c.NAK: "NAK", **c.COMMAND_NAMES}
         self.commands.append(names.get(command, f"0x{command:02x}"))
+        self.wire_log.append((time.monotonic(), "in", self.commands[-1]))
+        if self.ack_only:
+            if command not in (c.ACK, c.NAK):
+                self._answer(bytes([c.ACK]))
+            return
         if command == c.ACK:
             if self.sticky is not None and self.sticky_polled:
                 if self.lose_acks:
@@ -321,6 +376,7 @@ class BillValidatorSimulator(SimulatorBase):
             return
         if command == c.NAK:
             if self.last_answer and not self.silent:
+                self.wire_log.append((time.monotonic(), "out", "repeat"))
                 self.send_later(self.response_delay_s, self.last_answer)
             return
         if command == c.POLL:
@@ -336,9 +392,27 @@ class BillValidatorSimulator(SimulatorBase):
         elif command == c.SET_SECURITY:
             self._answer(bytes([c.ACK]))
         elif command == c.IDENTIFICATION:
-            self._answer(c.encode_identification(self.identification))
+            fault = self.identification_fault
+            if fault == "silent":
+                return
+            if fault == "illegal":
+                self._answer(bytes([c.ILLEGAL_COMMAND]))
+            elif fault == "ack":
+                self._answer(bytes([c.ACK]))
+            elif fault == "garbage":
+                self._answer(bytes((0x80 + i * 37) & 0xFF or 1 for i in range(34)))
+            else:
+                self._answer(c.encode_identification(self.identification))
         elif command == c.GET_BILL_TABLE:
-            self._answer(c.encode_bill_table(self.table_entries))
+            fault = self.bill_table_fault
+            if fault == "garbage":
+                self._answer(bytes((i * 53 + 7) & 0xFF or 1 for i in range(c.BILL_TYPES * c.BILL_TABLE_ENTRY)))
+            elif fault == "short":
+                self._answer(c.encode_bill_table(self.table_entries)[:40])
+            elif fault == "ack":
+                self._answer(bytes([c.ACK]))
+            else:
+                self._answer(c.encode_bill_table(self.table_entries))
         elif command == c.ENABLE_BILL_TYPES and len(frame.data) == 6:
             self.enabled = c.decode_type_mask(frame.data[:3])
             self.escrow_types = c.decode_type_mask(frame.data[3:])

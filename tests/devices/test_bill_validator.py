@@ -290,18 +290,28 @@ def test_stack_without_escrow_is_ignored(rig, events):
     assert "STACK" not in sim.commands and sim.cassette == []
 
 
-def test_subscriber_exception_does_not_stop_the_driver(rig, events):
-    sim, bv = rig()
+def test_subscriber_exception_withholds_the_ack_and_never_stops_the_driver(rig, events):
+    """A subscriber that raises means the host could not record the event: no ACK, the same
+    event (same seq) again after a back-off, the thread alive, and the status saying so."""
+    sim, bv = rig(delivery_backoff_s=(0.05, 0.1))
+    failing = {"on": True}
 
     def broken(event):
-        raise RuntimeError("caller bug")
+        if failing["on"] and event.kind == "idle":
+            raise RuntimeError("caller bug")
 
     bv.subscribe(broken)
     bv.enable({2000})
-    events.wait_for("idle")
+    wait_until(lambda: len(events.of("idle")) >= 3, what="idle delivered again")
+    assert len({e.seq for e in events.of("idle")}) == 1
+    status = bv.status()
+    assert bv._thread.is_alive() and status.state == "host_error" and "caller bug" in status.last_error
+    failing["on"] = False
+    wait_until(lambda: bv.status().online, what="recovered")
     accept(sim, bv, events, 2000)
     seqs = [e.seq for e in events.events]
-    assert seqs == sorted(set(seqs)) and seqs[0] == 1
+    assert seqs == sorted(seqs) and seqs[0] == 1  # repeats of one event, never out of order
+    assert len(events.of("stacked")) == 1 and sim.cassette == [2000]
 
 
 def test_absent_device_does_not_raise_and_shows_offline(events):
