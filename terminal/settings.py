@@ -145,6 +145,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("payments", "RECEIPT_VERIFY_URL", "http://127.0.0.1:8080/receipt/", "Base URL printed in the "
        "receipt's QR code to verify it; the receipt number and a check code are appended."),
     _s("payments", "MAX_PAYMENT_KOP", 5000000, "Largest total one payment may have, in kopiykas."),
+    _s("payments", "PERSONAL_DATA_RETENTION_DAYS", 90, "Days after a payment is settled during which the "
+       "journal keeps the payer's full surname and tax number for the bank registry; then they are "
+       "masked by an audited redaction event (at start and every hour; `cnap payments redact`)."),
     # --- surveys -----------------------------------------------------------------------
     _s("surveys", "SURVEYS_DB", "surveys.sqlite", "Survey definitions, tablets and answers, relative "
        "to the instance folder."),
@@ -204,6 +207,8 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         raise SettingError("setting DEFAULT_LANGUAGE: must be uk or en")
     if not 1 <= values["HTTP_THREADS"] <= 64:
         raise SettingError("setting HTTP_THREADS: must be from 1 to 64")
+    if values["PERSONAL_DATA_RETENTION_DAYS"] < 1:
+        raise SettingError("setting PERSONAL_DATA_RETENTION_DAYS: must be at least 1")
     if not 0 <= values["TABLET_PORT"] <= 65535:
         raise SettingError("setting TABLET_PORT: must be from 0 to 65535")
     for network in values["SERVICE_NETWORKS"]:
