@@ -120,8 +120,9 @@ def _session_key(token: str) -> bytes:
 
 
 class StaffStore:
-    def __init__(self, path: str):
+    def __init__(self, path: str, clock=time.time):
         self.path = path
+        self.clock = clock   # wall time; tests step it to check idle expiry and clock jumps
         with self._connect() as db:
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(staff)")}
@@ -175,7 +176,7 @@ class StaffStore:
                     salt = secrets.token_bytes(16)
                     db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at, must_change) "
                                "VALUES (?,?,?,?,?,?)",
-                               (role, role, salt, hash_pin(pin, salt), time.time(), int(must_change)))
+                               (role, role, salt, hash_pin(pin, salt), self.clock(), int(must_change)))
                 return
             if must_change:
                 for role, pin in parsed:
@@ -193,7 +194,7 @@ class StaffStore:
         salt = secrets.token_bytes(16)
         with self._write() as db:
             cur = db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
-                             (name, role, salt, hash_pin(pin, salt), time.time()))
+                             (name, role, salt, hash_pin(pin, salt), self.clock()))
             return StaffMember(cur.lastrowid, name, role)
 
     def members(self, active_only: bool = False) -> list[dict]:
@@ -278,7 +279,7 @@ class StaffStore:
         """One login attempt of ``client`` (an IP address) as staff member ``staff_id``."""
         client = client or "unknown"
         scope = client_scope(client)
-        now = time.time()
+        now = self.clock()
         with self._write() as db:
             db.execute("DELETE FROM login_failures WHERE at<=?", (now - LOCKOUT_WINDOW_S,))
             db.execute("UPDATE login_failures SET at=? WHERE at>?", (now, now + CLOCK_SLACK_S))
@@ -312,7 +313,7 @@ class StaffStore:
     # --- sessions ----------------------------------------------------------------------------
     def open_session(self, staff_id: int, client: str) -> str:
         token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self.clock()
         with self._write() as db:
             db.execute("INSERT INTO staff_sessions(id_hash, staff_id, client, created_at, last_seen) "
                        "VALUES (?,?,?,?,?)", (_session_key(token), staff_id, client or "unknown", now, now))
@@ -323,7 +324,7 @@ class StaffStore:
         when it is unknown, ended, idle too long, its owner deactivated or the clock went back."""
         if not token or not isinstance(token, str):
             return None
-        now = time.time()
+        now = self.clock()
         key = _session_key(token)
         with self._write() as db:
             row = db.execute("SELECT s.last_seen, s.ended_at, st.id, st.name, st.role, st.must_change, st.active "
@@ -343,16 +344,15 @@ class StaffStore:
     def end_session(self, token: str, reason: str) -> None:
         with self._write() as db:
             db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE id_hash=? AND ended_at IS NULL",
-                       (time.time(), reason, _session_key(token)))
+                       (self.clock(), reason, _session_key(token)))
 
     def end_sessions(self, staff_id: int, reason: str) -> int:
         with self._write() as db:
             return self._end_all(db, staff_id, reason)
 
-    @staticmethod
-    def _end_all(db, staff_id: int, reason: str) -> int:
+    def _end_all(self, db, staff_id: int, reason: str) -> int:
         return db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE staff_id=? AND ended_at IS NULL",
-                          (time.time(), reason, staff_id)).rowcount
+                          (self.clock(), reason, staff_id)).rowcount
 
     def open_sessions(self, staff_id: int) -> int:
         with self._read() as db:
@@ -363,7 +363,7 @@ class StaffStore:
     def audit(self, staff: StaffMember | None, action: str, **detail) -> None:
         with self._write() as db:
             db.execute("INSERT INTO audit(at, staff_id, role, action, detail) VALUES (?,?,?,?,?)",
-                       (time.time(), staff.id if staff else None, staff.role if staff else None, action,
+                       (self.clock(), staff.id if staff else None, staff.role if staff else None, action,
                         json.dumps(detail, ensure_ascii=False, sort_keys=True)))
 
     def audit_log(self, limit: int = 200) -> list[dict]:
