@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str], stop: 
     should touch the process that holds the payment journal. Only a deliberate stop (``stop`` set
     by SIGTERM/SIGINT to `cnap kiosk` or by service mode) ends it: a window that crashed, was
     killed or closed any other way is opened again."""
-    command = [sys.executable, "-m", "terminal.shell", "--url", url, "--exit-with-parent"]
+    command = [sys.executable, "-m", "terminal.shell", "--url", url, "--parent-pid", str(os.getpid())]
     if not fullscreen:
         command.append("--windowed")
     for origin in allowed_origins:

@@ -331,7 +331,7 @@ def run_kiosk(
     fullscreen: bool = True,
     allowed_origins: Iterable[str] = (),
     on_ready: Callable[[Callable[[], None]], None] | None = None,
-    exit_with_parent: bool = False,
+    parent_pid: int | None = None,
 ) -> None:
     """Open the kiosk window on ``url`` and block until it is closed.
 
@@ -341,7 +341,7 @@ def run_kiosk(
     once, in a worker thread, after the kiosk page has loaded; ``close()`` closes the window.
     SIGTERM and SIGINT also close the window, so ``run_kiosk`` returns and the caller cleans up.
     Those are the only ways to close it: Alt+F4 and other close requests are refused.
-    ``exit_with_parent`` closes the window when the process that started it goes away.
+    ``parent_pid``: the window closes once that process is no longer its parent (it died).
     """
     if _origin_of(url) is None:
         raise ValueError(f"kiosk URL must be an http(s) URL, got {loggable_target(url)}")
@@ -430,11 +430,10 @@ def run_kiosk(
 
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, on_signal)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, on_signal)
-    if exit_with_parent:
-        parent = os.getppid()
+    if parent_pid is not None:
 
         def parent_gone() -> bool:
-            if os.getppid() == parent:
+            if os.getppid() == parent_pid:
                 return True
             log.warning("kiosk: the supervising process is gone; closing the window")
             on_signal()
@@ -477,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ORIGIN",
         help="another origin the window may navigate to (repeatable)",
     )
-    parser.add_argument("--exit-with-parent", action="store_true",
-                        help="close the window when the process that started it exits (used by cnap kiosk)")
+    parser.add_argument("--parent-pid", type=int, metavar="PID",
+                        help="close the window once process PID is no longer its parent (cnap kiosk passes its own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if _origin_of(args.url) is None:
@@ -487,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         print("kiosk shell: no usable display ($DISPLAY or $WAYLAND_DISPLAY)", file=sys.stderr)
         return 2
     run_kiosk(args.url, fullscreen=not args.windowed, allowed_origins=args.allow_origin,
-              exit_with_parent=args.exit_with_parent)
+              parent_pid=args.parent_pid)
     return 0
 
 
