@@ -12,6 +12,7 @@ from hypothesis import given, strategies as st
 from payments.receipts import check_code
 from payments.taxid import Payer, mask_id, mask_payer, mask_surname, rnokpp_check_digit
 from terminal import cli
+from tests.helpers import service_login
 from tests.payments.helpers import RNOKPP, Kiosk, make_app
 
 SURNAME = "Шевченко"
@@ -70,7 +71,7 @@ def test_every_screen_masks_the_payer_and_the_receipt_keeps_only_what_the_law_ne
     verify = kiosk.client.get(f"/receipt/{payment.receipt_no}?c={code}").get_data(as_text=True)
     assert f"Ш******о, {MASKED_ID}" in verify and SURNAME not in verify and shows_no_tax_number(verify)
     staff = kiosk.app.test_client()
-    assert staff.post("/service/login", data={"pin": "111111"}).status_code == 302
+    assert service_login(staff, "111111").status_code == 302
     listing = staff.get("/service/pay/payments").get_data(as_text=True)
     assert f"Ш******о, {MASKED_ID}" in listing and SURNAME not in listing and shows_no_tax_number(listing)
     logged = "\n".join(r.getMessage() for r in caplog.records)
@@ -93,7 +94,7 @@ def test_pages_with_personal_data_or_voucher_codes_are_not_stored(kiosk):
     assert payment.voucher_out_kop  # the receipt screen shows a voucher code
     code = check_code(kiosk.till.config.receipt_key, payment)
     staff = kiosk.app.test_client()
-    staff.post("/service/login", data={"pin": "111111"})
+    service_login(staff, "111111")
     responses = [kiosk.client.get(url) for url in (
         "/", "/pay", "/pay/service/residence-registration", "/pay/confirm", f"/pay/p/{payment.id}",
         f"/pay/p/{payment.id}/status", f"/pay/p/{payment.id}/receipt", f"/receipt/{payment.receipt_no}?c={code}",
