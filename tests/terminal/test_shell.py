@@ -780,3 +780,81 @@ def test_alt_f4_and_close_requests_do_not_close_the_window(run_shell, x_display,
         assert shell.stop() == 0  # a deliberate stop (SIGTERM) still closes it
     finally:
         own.stop()
+
+
+def window_children(kiosk_pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(kiosk_pid), "-f", "terminal.shell"],
+                          capture_output=True, text=True).stdout.split()
+
+
+def process_gone(pid: str) -> bool:
+    return subprocess.run(["ps", "-p", pid], capture_output=True).returncode != 0
+
+
+@pytest.mark.window
+def test_cnap_kiosk_reopens_a_window_that_ended_and_stops_only_on_purpose(x_display, tmp_path):
+    """A crash (SIGKILL), a window that exits on its own (even with status 0) and Alt+F4 all leave
+    the kiosk on screen; service mode's "Stop the kiosk" ends window, server and command (exit 0)."""
+    from tests.terminal.kiosk_http import StaffBrowser, kiosk_url, start_kiosk
+
+    kiosk, out = start_kiosk(tmp_path, display=x_display)
+
+    def home_on_screen(name):
+        return colour_fraction(screenshot(x_display, tmp_path / f"{name}.png"), (0xF4, 0xF6, 0xF9)) > 0.3
+
+    try:
+        url = kiosk_url(kiosk, out, "window open on ")
+        first = _wait_for(lambda: window_children(kiosk.pid), 20, "the window process")[0]
+        _wait_for(lambda: home_on_screen("first"), 30, "the kiosk home page on screen")
+
+        previous = first
+        for how in (signal.SIGKILL, signal.SIGTERM):  # a crash; a window that closed "cleanly"
+            os.kill(int(previous), how)
+            _wait_for(lambda: process_gone(previous), 20, f"the window to end on {how.name}")
+            _wait_for(lambda: [c for c in window_children(kiosk.pid) if c != previous], 30,
+                      f"a new window after {how.name}")
+            previous = window_children(kiosk.pid)[0]
+            _wait_for(lambda: home_on_screen(how.name), 30, f"the home page again after {how.name}")
+            assert kiosk.poll() is None
+
+        click(x_display, 640, 700)
+        press(x_display, "alt+F4")
+        _wait_for(lambda: "refused to close the window" in out.read_text(), 15, "Alt+F4 to be refused")
+        assert window_children(kiosk.pid) == [previous] and home_on_screen("alt-f4")
+
+        staff = StaffBrowser(url)
+        staff.log_in("222222")  # technician
+        status, page = staff.post("/service/stop", {}, "/service/stop")
+        assert status == 200, page
+        assert kiosk.wait(30) == 0, out.read_text()
+        assert process_gone(previous), "the window outlived cnap kiosk"
+        assert not home_on_screen("after-stop")
+    finally:
+        if kiosk.poll() is None:
+            kiosk.kill()
+            kiosk.wait()
+        for child in window_children(kiosk.pid):
+            os.kill(int(child), signal.SIGKILL)
+
+
+@pytest.mark.window
+def test_the_window_does_not_outlive_a_killed_cnap_kiosk(x_display, tmp_path):
+    # A restarted kiosk would otherwise open a second window over the orphan.
+    from tests.terminal.kiosk_http import kiosk_url, start_kiosk
+
+    kiosk, out = start_kiosk(tmp_path, display=x_display)
+    child = None
+    try:
+        kiosk_url(kiosk, out, "window open on ")
+        child = _wait_for(lambda: window_children(kiosk.pid), 20, "the window process")[0]
+        _wait_for(lambda: colour_fraction(screenshot(x_display, tmp_path / "home.png"), (0xF4, 0xF6, 0xF9)) > 0.3,
+                  30, "the kiosk home page on screen")
+        kiosk.kill()
+        kiosk.wait()
+        _wait_for(lambda: process_gone(child), 20, "the orphaned window to close")
+    finally:
+        if kiosk.poll() is None:
+            kiosk.kill()
+            kiosk.wait()
+        if child and not process_gone(child):
+            os.kill(int(child), signal.SIGKILL)
