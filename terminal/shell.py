@@ -36,6 +36,10 @@ _GUARD_INSTALL_TIMEOUT_S = 30
 # server can send (CSV, PDF, JSON, plain text, images, archives…) is refused rather than shown or
 # saved: the kiosk's own pages are HTML, and sub-resources (images, CSS, fetch) are not affected.
 SHOWN_DOCUMENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Added to the window's User-Agent, so pages can offer "open this from a LAN browser or use
+# cnap export" instead of download links and file pickers the window would refuse anyway. It is
+# not a security check (anyone can send it): the refusals above are.
+WINDOW_USER_AGENT_MARK = "CNAP-Kiosk-Window"
 
 
 # --- pure helpers (no GTK) ---------------------------------------------------------------
@@ -189,6 +193,7 @@ class _KioskGuard:
         settings.set_enable_media_stream(False)
         settings.set_enable_back_forward_navigation_gestures(False)
         settings.set_zoom_text_only(False)
+        settings.set_user_agent_with_application_details(WINDOW_USER_AGENT_MARK, "1")
         view.set_zoom_level(1.0)
 
         view.connect("decide-policy", self.on_decide_policy)

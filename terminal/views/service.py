@@ -315,6 +315,10 @@ i18n.register({
                          "again by itself: start it with cnap kiosk or restart the machine."),
     "service.stop.confirm": ("Зупинити кіоск зараз", "Stop the kiosk now"),
     "service.stop.stopping": ("Кіоск зупиняється.", "The kiosk is stopping."),
+    "service.files.on_window": ("На екрані кіоску файли не завантажуються і не вибираються. Відкрийте цю сторінку "
+                                "з браузера в мережі ЦНАП або запишіть звіт на USB-накопичувач командою cnap export.",
+                                "Files are not downloaded or chosen on the kiosk screen. Open this page from a "
+                                "browser on the office network, or write the report to a USB stick with cnap export."),
     "service.stop.unavailable": ("Цей сервер запущено не командою cnap kiosk, тож зупинити його звідси не можна.",
                                  "This server was not started by cnap kiosk, so it cannot be stopped from here."),
 })
@@ -334,3 +338,12 @@ def stop_kiosk():
     response = current_app.make_response(render_template("service/stop.html", state="stopping"))
     response.call_on_close(lambda: stop("service mode"))
     return response
+
+
+@bp.app_template_global()
+def on_kiosk_window() -> bool:
+    """True in the kiosk's own window, which refuses downloads and file choosers: pages show
+    ``service/_files_elsewhere.html`` there instead of links and pickers that would do nothing."""
+    from terminal.shell import WINDOW_USER_AGENT_MARK  # plain constant; shell imports GTK lazily
+
+    return WINDOW_USER_AGENT_MARK in request.headers.get("User-Agent", "")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from terminal.shell import display_available, is_allowed, loggable_target
+from terminal.shell import WINDOW_USER_AGENT_MARK, display_available, is_allowed, loggable_target
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREEN_W, SCREEN_H = 1280, 800
@@ -205,11 +205,13 @@ class RecordingServer:
         self.typed = typed or {}
         self.redirects = redirects or {}
         self.hits: list[str] = []
+        self.agents: set[str] = set()  # User-Agent headers seen
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 recorder.hits.append(self.path)
+                recorder.agents.add(self.headers.get("User-Agent", ""))
                 path = self.path.split("?")[0]
                 if path in recorder.redirects:
                     self.send_response(302)
@@ -656,6 +658,8 @@ def test_print_file_and_colour_choosers_never_open(run_shell, x_display, tmp_pat
         wait_until_kiosk_page_fills_screen(x_display, tmp_path / "first.png")
         windows = visible_windows(x_display)
         assert windows, "xdotool sees no window at all"
+        # Pages can tell they are in the kiosk window (service mode then offers no downloads).
+        assert all(agent.endswith(f" {WINDOW_USER_AGENT_MARK}/1") for agent in own.agents), own.agents
         for name, expected in [("print", "blocked print dialog"), ("file", "blocked file chooser"),
                                ("files", "blocked file chooser"), ("colour", "blocked colour chooser")]:
             seen = len(shell.blocked_lines())
