@@ -8,13 +8,13 @@ summary only. Amounts are hryvnias with two decimals and a dot ("74.00"). Format
 docs/payments.md ("Bank registry")."""
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import OrderedDict
 from datetime import date, datetime, time as dtime, timedelta
 from zoneinfo import ZoneInfo
 
+from payments import csvsafe
 from payments.journal import read_records
 from payments.machine import Event, Rejected, handle
 from payments.money import format_plain
@@ -101,7 +101,9 @@ def to_json(registry: dict) -> str:
 
 def to_csv(registry: dict) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\r\n")
+    # Every cell through the one neutraliser: surnames and purposes must not run as formulas.
+    writer = csvsafe.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\r\n",
+                                numeric=("amount", "commission", "total", "count"))
     writer.writeheader()
     day, terminal = registry["date"], registry["terminal_id"]
     for account in registry["accounts"]:

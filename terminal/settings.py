@@ -155,7 +155,17 @@ SETTINGS: tuple[Setting, ...] = (
        "count once and are flagged."),
     _s("surveys", "SURVEY_BURST_SIZE", 10, "This many identical main answers in a row from one tablet "
        "within SURVEY_BURST_WINDOW_S are flagged for review (never dropped)."),
-    _s("surveys", "SURVEY_BURST_WINDOW_S", 120, "Time window for SURVEY_BURST_SIZE."),
+    _s("surveys", "SURVEY_BURST_WINDOW_S", 120, "Time window for SURVEY_BURST_SIZE: the answers were "
+       "given within it (tablet times) or reached the server within it (the server's clock)."),
+    _s("surveys", "SURVEY_MAX_OFFLINE_S", 7 * 86400, "Oldest answer a tablet may still deliver, in "
+       "seconds before it sends it (its clock corrected): how long a tablet may stay offline. Older "
+       "answers are refused."),
+    _s("surveys", "SURVEY_LATE_AFTER_S", 600, "An answer given more than this many seconds before an "
+       "earlier delivery from the same tablet was held back while the tablet was online: stored, "
+       "flagged 'late' and not counted. 0 turns the check off."),
+    _s("surveys", "SURVEY_CLOCK_QUIET_S", 3600, "A step of the server's wall clock (NTP) is adopted for "
+       "survey times only after this many seconds without survey activity (answers, shift starts and "
+       "ends), so a step during a shift or a burst changes no figures."),
     _s("surveys", "SURVEY_THANKS_S", 6, "Seconds the thank-you screen stays before the tablet returns "
        "to the first question."),
 )

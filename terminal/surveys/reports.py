@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta
 
 from terminal.limits import ascii_int
-from terminal.surveys.antigaming import mask_personal
+from payments.csvsafe import Number
+from terminal.surveys.antigaming import clean_text, mask_personal
 from terminal.surveys.store import SurveyStore, score5
 
 GROUPS = ("branch", "desk", "admin")
@@ -142,9 +143,9 @@ def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_l
     for _, f in daily:
         _add(totals, f)
     # flagged: answers of bursts still waiting for review (the include filter applies to them only).
-    repeats, flagged, genuine, excluded = db.execute(
+    repeats, flagged, genuine, excluded, late = db.execute(
         f"SELECT TOTAL(repeats), TOTAL(CASE WHEN burst THEN n END), TOTAL(reviewed_genuine), "
-        f"TOTAL(reviewed_excluded) FROM stats WHERE {where}", params).fetchone()
+        f"TOTAL(reviewed_excluded), TOTAL(late) FROM stats WHERE {where}", params).fetchone()
 
     group_cols = {"branch": "branch_id", "desk": "branch_id, desk", "admin": "admin_id"}[group]
     breakdown = [{"key": tuple(r[:-12]), "figures": _figures(r[-12:])} for r in db.execute(
@@ -172,10 +173,11 @@ def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_l
         f"{'' if filters.include_flagged else PENDING_BURST_EXCLUDED} ORDER BY answered_at DESC LIMIT ?",
         [start, end, *comment_params, comments_limit]).fetchall()
     comments = [{"at": r[0], "branch_id": r[1], "desk": r[2], "admin_id": r[3], "main": r[4],
-                 "score5": score5(r[5], r[6]), "text": mask_personal(r[7]), "survey_id": r[8], "version": r[9]}
+                 "score5": score5(r[5], r[6]), "text": mask_personal(clean_text(r[7])), "survey_id": r[8],
+                 "version": r[9]}
                 for r in comment_rows]
     return {"totals": totals, "repeats": int(repeats), "flagged": int(flagged), "reviewed_genuine": int(genuine),
-            "reviewed_excluded": int(excluded), "breakdown": breakdown,
+            "reviewed_excluded": int(excluded), "late": int(late), "breakdown": breakdown,
             "group": group, "trend": trend, "bucket": bucket, "reasons": reasons, "comments": comments}
 
 
@@ -259,7 +261,7 @@ def csv_rows(store: SurveyStore, filters: Filters, admin_names: dict[int, str]):
         (uuid, at, day, branch, desk, tablet, admin, survey, version, main, score, scale, path, nps, comment,
          counted, flag, received, review) = r
         yield (uuid, datetime.fromtimestamp(at, zone).isoformat(timespec="seconds"), day, branch, desk, tablet,
-               admin_names.get(admin, ""), survey, version, main, score, scale, f"{score5(score, scale):.2f}",
+               admin_names.get(admin, ""), survey, version, main, score, scale, Number(f"{score5(score, scale):.2f}"),
                " ".join(f"{q}={o}" for q, o in json.loads(path)), "" if nps is None else nps,
-               mask_personal(comment) if comment else "", counted, flag or "",
+               mask_personal(clean_text(comment)) if comment else "", counted, flag or "",
                datetime.fromtimestamp(received, zone).isoformat(timespec="seconds"), review or "")

@@ -31,7 +31,9 @@ from zoneinfo import ZoneInfo
 
 from terminal.staff import hash_pin, valid_pin
 from terminal.surveys import antigaming
-from terminal.surveys.antigaming import BURST, EXCLUDED, GENUINE, REPEAT, REVIEW_DECISIONS, Recent, Rules
+from terminal.surveys.antigaming import (BURST, EXCLUDED, GENUINE, LATE, REPEAT, REVIEW_DECISIONS, Recent, Rules,
+                                         clean_text)
+from terminal.surveys.clock import SteadyClock
 from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definition, DefinitionError,
                                           parse)
 
@@ -40,10 +42,11 @@ log = logging.getLogger("cnap.surveys")
 PIN_MAX_FAILURES = 5
 PIN_LOCKOUT_S = 60
 MAX_BATCH = 500
-MAX_AGE_S = 90 * 86400       # an answer older than this (tablet clock corrected) is refused
-MAX_FUTURE_S = 120
+MAX_FUTURE_S = 120          # an answer this far ahead of the server (tablet clock corrected) is refused
+# How far an answer's time may lie outside its shift and still belong to it: the error of the
+# tablet clock correction (network delay of the request that measured it).
+SHIFT_GRACE_S = 30
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS surveys (
@@ -68,8 +71,10 @@ CREATE TABLE IF NOT EXISTS answers (
   answered_at REAL NOT NULL, day TEXT NOT NULL, received_at REAL NOT NULL,
   main TEXT NOT NULL, score INTEGER NOT NULL, scale INTEGER NOT NULL, path TEXT NOT NULL DEFAULT '[]',
   nps INTEGER, comment TEXT, lang TEXT, counted INTEGER NOT NULL, flag TEXT, repeat_of TEXT,
-  forwarded_at REAL, burst_id INTEGER, review TEXT) WITHOUT ROWID;
+  forwarded_at REAL, burst_id INTEGER, review TEXT, sent_at REAL, tablet_answered_at REAL,
+  claimed_shift_id INTEGER) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS answers_tablet_time ON answers(tablet_id, counted, answered_at);
+CREATE INDEX IF NOT EXISTS answers_tablet_received ON answers(tablet_id, received_at);
 CREATE INDEX IF NOT EXISTS answers_day ON answers(day, branch_id);
 CREATE INDEX IF NOT EXISTS answers_comments ON answers(answered_at) WHERE comment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS answers_unforwarded ON answers(received_at) WHERE forwarded_at IS NULL;
@@ -82,6 +87,7 @@ CREATE TABLE IF NOT EXISTS stats (
   nps_n INTEGER NOT NULL DEFAULT 0, nps_pro INTEGER NOT NULL DEFAULT 0, nps_det INTEGER NOT NULL DEFAULT 0,
   comments INTEGER NOT NULL DEFAULT 0, repeats INTEGER NOT NULL DEFAULT 0,
   reviewed_genuine INTEGER NOT NULL DEFAULT 0, reviewed_excluded INTEGER NOT NULL DEFAULT 0,
+  late INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (day, branch_id, desk, tablet_id, admin_id, burst)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reason_stats (
   day TEXT NOT NULL, branch_id TEXT NOT NULL, desk TEXT NOT NULL, tablet_id INTEGER NOT NULL,
@@ -104,8 +110,9 @@ CREATE TABLE IF NOT EXISTS media (
   alt_en TEXT NOT NULL, duration_s INTEGER NOT NULL, position INTEGER NOT NULL, size INTEGER NOT NULL,
   created_at REAL NOT NULL);
 """
-# 1: the first release (user_version 0); 2: burst identities and reviews.
-SCHEMA_VERSION = 2
+# 1: the first release (user_version 0); 2: burst identities and reviews; 3: the tablet's own
+# times beside the server's (sent_at, tablet_answered_at), shift claims refused, late answers.
+SCHEMA_VERSION = 3
 
 
 class SurveyInputError(ValueError):
@@ -170,9 +177,11 @@ class Rejected(Exception):
 
 
 class SurveyStore:
-    def __init__(self, path: str, rules: Rules | None = None, timezone: str = "Europe/Kyiv"):
+    def __init__(self, path: str, rules: Rules | None = None, timezone: str = "Europe/Kyiv",
+                 clock: SteadyClock | None = None):
         self.path = path
         self.rules = rules or Rules()
+        self.clock = clock or SteadyClock()
         self.zone = ZoneInfo(timezone)
         self._write_lock = threading.Lock()
         self._local = threading.local()
@@ -235,13 +244,19 @@ class SurveyStore:
                 return
             for table, column, kind in (("answers", "burst_id", "INTEGER"), ("answers", "review", "TEXT"),
                                         ("stats", "reviewed_genuine", "INTEGER NOT NULL DEFAULT 0"),
-                                        ("stats", "reviewed_excluded", "INTEGER NOT NULL DEFAULT 0")):
+                                        ("stats", "reviewed_excluded", "INTEGER NOT NULL DEFAULT 0"),
+                                        ("answers", "sent_at", "REAL"), ("answers", "tablet_answered_at", "REAL"),
+                                        ("answers", "claimed_shift_id", "INTEGER"),
+                                        ("stats", "late", "INTEGER NOT NULL DEFAULT 0")):
                 if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute("CREATE INDEX IF NOT EXISTS answers_burst ON answers(burst_id) WHERE burst_id IS NOT NULL")
-            self._identify_legacy_bursts(db)
-            # The roll-ups need no rebuild: every old burst is still pending (burst=1) and the two
-            # new columns start at 0, which is what a recomputation gives.
+            db.execute("CREATE INDEX IF NOT EXISTS answers_tablet_received ON answers(tablet_id, received_at)")
+            if version < 2:
+                self._identify_legacy_bursts(db)
+            # The roll-ups need no rebuild: every old burst is still pending (burst=1) and the new
+            # columns start at 0 (nothing was reviewed or flagged late), which is what a
+            # recomputation gives.
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _identify_legacy_bursts(self, db: sqlite3.Connection) -> None:
@@ -268,6 +283,16 @@ class SurveyStore:
             cur = db.execute("INSERT INTO bursts(tablet_id, main, created_at) VALUES (?,?,?)",
                              (run[0][1], run[0][3], max(r[5] for r in run)))
             db.executemany("UPDATE answers SET burst_id=? WHERE uuid=?", [(cur.lastrowid, r[0]) for r in run])
+
+    def now(self) -> float:
+        """Now on the store's steady timeline (see ``clock``); never call inside a transaction."""
+        now, step = self.clock.read()
+        if step:
+            # Open shifts started on the old timeline: move them with it, so their answers still fall
+            # inside them. Ended shifts keep their times (history).
+            with self._write() as db:
+                db.execute("UPDATE shifts SET started_at = started_at + ? WHERE ended_at IS NULL", (step,))
+        return now
 
     def day_of(self, ts: float) -> str:
         return datetime.fromtimestamp(ts, self.zone).date().isoformat()
@@ -352,7 +377,7 @@ class SurveyStore:
 
     # --- tablets -------------------------------------------------------------------------
     def register_tablet(self, label: str, branch_id: str, desk: str, survey_id: str) -> tuple[Tablet, str]:
-        label, desk = label.strip(), desk.strip()
+        label, desk = clean_text(label, multiline=False), clean_text(desk, multiline=False)
         if not label or len(label) > 60:
             raise SurveyInputError("label: 1–60 characters")
         if not desk or len(desk) > 40:
@@ -363,7 +388,7 @@ class SurveyStore:
         with self._write() as db:
             cur = db.execute("INSERT INTO tablets(label, branch_id, desk, survey_id, token_hash, created_at) "
                              "VALUES (?,?,?,?,?,?)", (label, branch_id, desk, survey_id, token_hash(token),
-                                                      time.time()))
+                                                      self.now()))
             tablet_id = cur.lastrowid
         return self.tablet(tablet_id), token
 
@@ -378,10 +403,11 @@ class SurveyStore:
         return token
 
     def revoke_tablet(self, tablet_id: int) -> None:
+        now = self.now()
         with self._write() as db:
-            db.execute("UPDATE tablets SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (time.time(), tablet_id))
-            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL",
-                       (time.time(), tablet_id))
+            db.execute("UPDATE tablets SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (now, tablet_id))
+            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet_id))
+        self.clock.touch()
 
     def assign_survey(self, tablet_id: int, survey_id: str) -> None:
         if self.current(survey_id) is None:
@@ -412,7 +438,7 @@ class SurveyStore:
 
     # --- desk administrators and shifts ----------------------------------------------------
     def add_administrator(self, name: str, branch_id: str, pin: str) -> Administrator:
-        name = name.strip()
+        name = clean_text(name, multiline=False)
         if not name or len(name) > 60:
             raise SurveyInputError("name: 1–60 characters")
         if not valid_pin(pin):
@@ -427,11 +453,12 @@ class SurveyStore:
         return Administrator(cur.lastrowid, name, branch_id, True)
 
     def set_administrator_active(self, admin_id: int, active: bool) -> None:
+        now = self.now()
         with self._write() as db:
             db.execute("UPDATE administrators SET active=? WHERE id=?", (int(active), admin_id))
             if not active:
-                db.execute("UPDATE shifts SET ended_at=? WHERE admin_id=? AND ended_at IS NULL",
-                           (time.time(), admin_id))
+                db.execute("UPDATE shifts SET ended_at=? WHERE admin_id=? AND ended_at IS NULL", (now, admin_id))
+        self.clock.touch()
 
     def administrators(self) -> list[Administrator]:
         rows = self._db().execute("SELECT id, name, branch_id, active FROM administrators ORDER BY name, id")
@@ -454,7 +481,7 @@ class SurveyStore:
             return int(PIN_LOCKOUT_S - (now - recent[-PIN_MAX_FAILURES])) + 1
         return 0
 
-    def start_shift(self, tablet: Tablet, pin: str) -> Shift | None:
+    def start_shift(self, tablet: Tablet, pin: str, now: float | None = None) -> Shift | None:
         """The administrator whose PIN this is takes the desk; the previous shift ends."""
         if self.pin_locked_for(tablet.id):
             return None
@@ -463,16 +490,19 @@ class SurveyStore:
             self._pin_failures.setdefault(tablet.id, []).append(time.monotonic())
             return None
         self._pin_failures.pop(tablet.id, None)
-        now = time.time()
+        now = self.now() if now is None else now
         with self._write() as db:
             db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet.id))
             cur = db.execute("INSERT INTO shifts(tablet_id, admin_id, started_at) VALUES (?,?,?)",
                              (tablet.id, admin.id, now))
+        self.clock.touch()
         return Shift(cur.lastrowid, tablet.id, admin.id, admin.name, now, None)
 
-    def end_shift(self, tablet: Tablet) -> None:
+    def end_shift(self, tablet: Tablet, now: float | None = None) -> None:
+        now = self.now() if now is None else now
         with self._write() as db:
-            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (time.time(), tablet.id))
+            db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet.id))
+        self.clock.touch()
 
     def current_shift(self, tablet_id: int) -> Shift | None:
         row = self._db().execute(
@@ -491,8 +521,15 @@ class SurveyStore:
     def ingest(self, tablet: Tablet, answers: Any, sent_at: Any = None, now: float | None = None) -> list[dict]:
         """Store a batch from one tablet in one transaction. Returns one result per answer:
         ``stored`` (new), ``duplicate`` (already stored from this tablet: nothing changes) or
-        ``rejected`` with an error code and message (logged; nothing stored changes)."""
-        now = time.time() if now is None else now
+        ``rejected`` with an error code and message (logged; nothing stored changes).
+
+        Times: ``now`` (the store's steady clock unless given) is when the server received the
+        batch and is stored as ``received_at``; the tablet's ``sent_at`` and each answer's own
+        ``answered_at`` are stored as the tablet said them, and ``answered_at`` corrected by the
+        tablet's clock error (now − sent_at) is what reports, shifts and anti-gaming use. An answer
+        corrected into the future or older than ``rules.max_offline_s`` is refused."""
+        now = self.now() if now is None else now
+        self.clock.touch()
         if not isinstance(answers, list):
             raise Rejected("bad_batch", "answers must be a list")
         if len(answers) > MAX_BATCH:
@@ -507,9 +544,14 @@ class SurveyStore:
         prepared = []
         for i, raw in enumerate(answers):
             try:
-                prepared.append((i, self._validate(tablet, raw, skew, now)))
+                answer = self._validate(tablet, raw, skew, now)
+                answer["sent_at"] = None if sent_at is None else float(sent_at)
+                prepared.append((i, answer))
             except Rejected as exc:
                 uuid = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
+                if uuid is not None and not UUID_RE.match(uuid):
+                    # Not an id: keep only what is safe to store, log and show (no controls, short).
+                    uuid = clean_text(uuid, multiline=False)[:64].encode("ascii", "replace").decode()
                 results[i] = {"uuid": uuid, "status": "rejected", "error": exc.code, "message": exc.message}
         prepared.sort(key=lambda item: item[1]["answered_at"])
         rejections = []
@@ -533,6 +575,10 @@ class SurveyStore:
                 db.executemany("INSERT INTO rejections(at, tablet_id, uuid, reason) VALUES (?,?,?,?)", rejections)
         for _, tablet_id, uuid, reason in rejections:
             log.warning("survey answer rejected: tablet=%s uuid=%s reason=%s", tablet_id, uuid, reason)
+        detached = [a for _, a in prepared if a["claimed_shift_id"] is not None]
+        if detached:
+            log.warning("survey answers outside their shift kept without its administrator: tablet=%s shifts=%s "
+                        "answers=%d", tablet.id, sorted({a["claimed_shift_id"] for a in detached}), len(detached))
         return results  # type: ignore[return-value]
 
     def _validate(self, tablet: Tablet, raw: Any, skew: float, now: float) -> dict:
@@ -550,9 +596,13 @@ class SurveyStore:
         answered_at = raw.get("answered_at")
         if not _is_number(answered_at):
             raise Rejected("bad_time", "answered_at must be a number of seconds")
-        answered_at = float(answered_at) + skew
-        if answered_at > now + MAX_FUTURE_S or answered_at < now - MAX_AGE_S:
-            raise Rejected("bad_time", "answered_at is out of range")
+        tablet_answered_at = float(answered_at)
+        answered_at = tablet_answered_at + skew
+        if not math.isfinite(answered_at) or answered_at > now + MAX_FUTURE_S:
+            raise Rejected("bad_time", "answered_at is after the time the batch was sent")
+        if answered_at < now - self.rules.max_offline_s:
+            raise Rejected("bad_time", f"answered_at is more than {self.rules.max_offline_s / 86400:g} days "
+                                       "before the batch was sent")
         main = raw.get("main")
         score = definition.score_of(main) if isinstance(main, str) else None
         if score is None:
@@ -582,38 +632,58 @@ class SurveyStore:
                 raise Rejected("unknown_question", "this survey version takes no comment")
             if not isinstance(comment, str):
                 raise Rejected("bad_comment", "comment must be text")
+            # The limit is checked on what was sent and again on what is kept (NFC may lengthen).
             if len(comment) > definition.comment_max:
                 raise Rejected("comment_too_long", f"comment is longer than {definition.comment_max} characters")
-            comment = antigaming.mask_personal(CONTROL_RE.sub("", comment).strip()) or None
+            comment = antigaming.mask_personal(clean_text(comment)) or None
+            if comment is not None and len(comment) > definition.comment_max:
+                raise Rejected("comment_too_long", f"comment is longer than {definition.comment_max} characters")
         shift_id = raw.get("shift_id")
-        admin_id = 0
+        admin_id, claimed_shift_id = 0, None
         if shift_id is not None:
             shift = self.shift(shift_id) if isinstance(shift_id, int) and not isinstance(shift_id, bool) else None
             if shift is None or shift.tablet_id != tablet.id:
                 raise Rejected("unknown_shift", "the shift does not belong to this tablet")
-            admin_id = shift.admin_id
+            if (answered_at < shift.started_at - SHIFT_GRACE_S
+                    or shift.ended_at is not None and answered_at > shift.ended_at + SHIFT_GRACE_S):
+                # Given before the shift began or after it ended: a real visitor's opinion of the
+                # desk, kept, but no administrator's (a tablet that missed the end of its shift,
+                # or answers made up for a past shift). The claim is kept for the record.
+                shift_id, claimed_shift_id = None, shift.id
+            else:
+                admin_id = shift.admin_id
         lang = raw.get("lang") if raw.get("lang") in ("uk", "en") else None
         return {"uuid": uuid, "survey_id": survey_id, "version": version, "answered_at": answered_at,
-                "main": main, "score": score, "scale": definition.scale, "path": path, "nps": nps,
-                "comment": comment, "shift_id": shift_id, "admin_id": admin_id, "lang": lang}
+                "tablet_answered_at": tablet_answered_at, "main": main, "score": score, "scale": definition.scale,
+                "path": path, "nps": nps, "comment": comment, "shift_id": shift_id, "admin_id": admin_id,
+                "claimed_shift_id": claimed_shift_id, "lang": lang}
 
     def _insert(self, db: sqlite3.Connection, tablet: Tablet, a: dict, now: float) -> None:
         rules = self.rules
         recent_rows = db.execute(
-            "SELECT uuid, answered_at, main, flag FROM answers WHERE tablet_id=? AND counted=1 AND answered_at<=? "
-            "ORDER BY answered_at DESC LIMIT ?", (tablet.id, a["answered_at"], max(rules.burst_size - 1, 1))
-        ).fetchall()
+            "SELECT uuid, answered_at, main, flag, received_at FROM answers WHERE tablet_id=? AND counted=1 "
+            "AND answered_at<=? ORDER BY answered_at DESC LIMIT ?",
+            (tablet.id, a["answered_at"], max(rules.burst_size - 1, 1))).fetchall()
         recent = [Recent(*r) for r in recent_rows]
         counted, flag, repeat_of, burst_id = 1, None, None, None
         burst_uuids: list[str] = []
-        if antigaming.is_repeat(a["answered_at"], recent[0].answered_at if recent else None, rules):
+        late = antigaming.late_window(a["answered_at"], now, rules)
+        if late and db.execute("SELECT 1 FROM answers WHERE tablet_id=? AND received_at>? AND received_at<=? LIMIT 1",
+                               (tablet.id, *late)).fetchone():
+            counted, flag = 0, LATE
+        elif antigaming.is_repeat(a["answered_at"], recent[0].answered_at if recent else None, rules):
             counted, flag, repeat_of = 0, REPEAT, recent[0].uuid
         else:
-            members = antigaming.burst_members(a["answered_at"], a["main"], recent, rules)
+            # The answers that reached the server just before this one, whatever times they claim.
+            arrived = [Recent(*r) for r in db.execute(
+                "SELECT uuid, answered_at, main, flag, received_at FROM answers WHERE tablet_id=? AND received_at>=? "
+                "AND (counted=1 OR flag=?) ORDER BY received_at DESC, answered_at DESC LIMIT ?",
+                (tablet.id, now - rules.burst_window_s, LATE, max(rules.burst_size - 1, 1)))]
+            members = antigaming.burst_members(a["answered_at"], a["main"], recent, rules, arrived)
             if members is not None:
                 flag, burst_uuids = BURST, members
-                burst_id = self._burst_for(db, tablet.id, a["main"], [r.uuid for r in recent[:rules.burst_size - 1]],
-                                           now)
+                run = {r.uuid for r in recent[:rules.burst_size - 1]} | {r.uuid for r in arrived}
+                burst_id = self._burst_for(db, tablet.id, a["main"], sorted(run), now)
         row = {**a, "tablet_id": tablet.id, "branch_id": tablet.branch_id, "desk": tablet.desk,
                "day": self.day_of(a["answered_at"]), "received_at": now, "counted": counted, "flag": flag,
                "repeat_of": repeat_of, "path": json.dumps(a["path"], ensure_ascii=False), "burst_id": burst_id,
@@ -621,9 +691,9 @@ class SurveyStore:
         db.execute(
             "INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, "
             "answered_at, day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, repeat_of, "
-            "burst_id) VALUES (:uuid,:tablet_id,:branch_id,:desk,:survey_id,:version,:shift_id,:admin_id,"
-            ":answered_at,:day,:received_at,:main,:score,:scale,:path,:nps,:comment,:lang,:counted,:flag,:repeat_of,"
-            ":burst_id)", row)
+            "burst_id, sent_at, tablet_answered_at, claimed_shift_id) VALUES (:uuid,:tablet_id,:branch_id,:desk,"
+            ":survey_id,:version,:shift_id,:admin_id,:answered_at,:day,:received_at,:main,:score,:scale,:path,:nps,"
+            ":comment,:lang,:counted,:flag,:repeat_of,:burst_id,:sent_at,:tablet_answered_at,:claimed_shift_id)", row)
         self._rollup(db, row, +1)
         for uuid in burst_uuids:
             member = self._row(db, uuid)
@@ -655,7 +725,8 @@ class SurveyStore:
 
     _ROW_COLUMNS = ("uuid", "tablet_id", "branch_id", "desk", "survey_id", "version", "shift_id", "admin_id",
                     "answered_at", "day", "received_at", "main", "score", "scale", "path", "nps", "comment",
-                    "lang", "counted", "flag", "repeat_of", "forwarded_at", "burst_id", "review")
+                    "lang", "counted", "flag", "repeat_of", "forwarded_at", "burst_id", "review", "sent_at",
+                    "tablet_answered_at", "claimed_shift_id")
 
     def _row(self, db: sqlite3.Connection, uuid: str) -> dict:
         values = db.execute(f"SELECT {', '.join(self._ROW_COLUMNS)} FROM answers WHERE uuid=?", (uuid,)).fetchone()
@@ -669,8 +740,8 @@ class SurveyStore:
         key = (row["day"], row["branch_id"], row["desk"], row["tablet_id"], row["admin_id"],
                1 if row["flag"] == BURST and review is None else 0)
         if not row["counted"]:
-            # Not counted: a repeated press, or a burst answer kept excluded after review.
-            column = "reviewed_excluded" if review == EXCLUDED else "repeats"
+            # Not counted: a repeated press, a late answer, or a burst answer kept excluded after review.
+            column = "reviewed_excluded" if review == EXCLUDED else "late" if row["flag"] == LATE else "repeats"
             db.execute(f"INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, {column}) "
                        f"VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET {column} = {column} + excluded.{column}",
                        (*key, sign))
@@ -704,15 +775,18 @@ class SurveyStore:
             db.execute("DELETE FROM reason_stats")
             db.execute(
                 "INSERT INTO stats(day, branch_id, desk, tablet_id, admin_id, burst, n, top2, sum_score5, "
-                "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments, repeats, reviewed_genuine, reviewed_excluded) "
+                "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments, repeats, reviewed_genuine, reviewed_excluded, "
+                "late) "
                 "SELECT day, branch_id, desk, tablet_id, admin_id, flag IS 'burst' AND review IS NULL, "
                 "SUM(counted), SUM(counted AND score >= scale - 1), "
                 "TOTAL(CASE WHEN counted THEN 1 + (score - 1) * 4.0 / (scale - 1) END), "
                 "SUM(counted AND score=1), SUM(counted AND score=2), SUM(counted AND score=3), "
                 "SUM(counted AND score=4), SUM(counted AND score=5), SUM(counted AND nps IS NOT NULL), "
                 "SUM(counted AND COALESCE(nps >= 9, 0)), SUM(counted AND COALESCE(nps <= 6, 0)), "
-                "SUM(counted AND comment IS NOT NULL), SUM(NOT counted AND review IS NOT 'excluded'), "
-                "SUM(counted AND review IS 'genuine'), SUM(NOT counted AND review IS 'excluded') "
+                "SUM(counted AND comment IS NOT NULL), "
+                "SUM(NOT counted AND review IS NOT 'excluded' AND flag IS NOT 'late'), "
+                "SUM(counted AND review IS 'genuine'), SUM(NOT counted AND review IS 'excluded'), "
+                "SUM(NOT counted AND flag IS 'late' AND review IS NOT 'excluded') "
                 "FROM answers GROUP BY 1, 2, 3, 4, 5, 6")
             db.execute(
                 "INSERT INTO reason_stats SELECT a.day, a.branch_id, a.desk, a.tablet_id, a.admin_id, "

@@ -4,7 +4,6 @@ reports, review of flagged bursts)."""
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import io
 import logging
@@ -18,10 +17,12 @@ from flask import (Blueprint, Flask, Response, abort, current_app, flash, g, jso
                    render_template, request, send_from_directory, stream_with_context, url_for)
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
+from payments import csvsafe
 from terminal import i18n
 from terminal.limits import ascii_int, body_limit, json_body
 from terminal.surveys import charts, reports
-from terminal.surveys.antigaming import Rules
+from terminal.surveys.antigaming import Rules, clean_text
+from terminal.surveys.clock import SteadyClock
 from terminal.surveys.definitions import DefinitionError, client_view
 from terminal.surveys.store import (MAX_BATCH, BurstReviewError, Rejected, SurveyInputError, SurveyStore,
                                     Tablet)
@@ -177,6 +178,8 @@ i18n.register({
     "survey.report.loyalty": ("Індекс лояльності (−100…100)", "Loyalty index (−100…100)"),
     "survey.report.loyalty_n": ("відповіли на питання про рекомендацію: {n}", "answered the recommendation question: {n}"),
     "survey.report.repeats": ("Повторні натискання (не враховано): {n}", "Repeated presses (not counted): {n}"),
+    "survey.report.late": ("Надіслані із запізненням, коли планшет був на зв’язку (не враховано): {n}",
+                           "Sent late although the tablet was online (not counted): {n}"),
     "survey.report.flagged": ("Позначено для перевірки (серії однакових відповідей): {n}",
                               "Flagged for review (bursts of identical answers): {n}"),
     "survey.report.trend": ("Динаміка задоволеності", "Satisfaction trend"),
@@ -260,8 +263,9 @@ i18n.register({
 def init_app(app: Flask) -> None:
     path = os.path.join(app.instance_path, app.config["SURVEYS_DB"])
     rules = Rules(repeat_window_s=app.config["SURVEY_REPEAT_WINDOW_S"], burst_size=app.config["SURVEY_BURST_SIZE"],
-                  burst_window_s=app.config["SURVEY_BURST_WINDOW_S"])
-    store = SurveyStore(path, rules, app.config["TIMEZONE"])
+                  burst_window_s=app.config["SURVEY_BURST_WINDOW_S"], late_after_s=app.config["SURVEY_LATE_AFTER_S"],
+                  max_offline_s=app.config["SURVEY_MAX_OFFLINE_S"])
+    store = SurveyStore(path, rules, app.config["TIMEZONE"], SteadyClock(quiet_s=app.config["SURVEY_CLOCK_QUIET_S"]))
     store.ensure_default_survey()
     app.extensions["cnap_surveys"] = store
     app.extensions["cnap_closers"].append(store.close)
@@ -634,7 +638,8 @@ def media_upload():
     ext = os.path.splitext(upload.filename)[1].lower()
     if ext not in MEDIA_TYPES:
         return _media_page(i18n.gettext("survey.media.bad_type"), 400)
-    alt_uk, alt_en = request.form.get("alt_uk", "").strip(), request.form.get("alt_en", "").strip()
+    alt_uk = clean_text(request.form.get("alt_uk", ""), multiline=False)
+    alt_en = clean_text(request.form.get("alt_en", ""), multiline=False)
     if not alt_uk or not alt_en or len(alt_uk) > 300 or len(alt_en) > 300:
         return _media_page(i18n.gettext("survey.media.alt_missing"), 400)
     duration = request.form.get("duration", "8")
@@ -730,7 +735,7 @@ def report_csv():
 
     def generate():
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csvsafe.writer(buffer)   # no cell a spreadsheet would run as a formula
         buffer.write("\ufeff")  # Excel opens UTF-8 Ukrainian text correctly only with a BOM
         if kind == "summary":
             data = reports.report(store(), filters, group, comments_limit=0)
@@ -756,7 +761,7 @@ def report_csv():
 
 
 def _fmt(value, digits=1):
-    return "" if value is None else f"{value:.{digits}f}"
+    return "" if value is None else csvsafe.Number(f"{value:.{digits}f}")
 
 
 # --- service mode: review of flagged bursts ------------------------------------------------------

@@ -178,8 +178,8 @@ def test_a_run_continuing_after_a_review_waits_for_a_review_of_its_own(store, ta
 
 def test_a_late_answer_that_joins_two_pending_bursts_merges_them(store, tablet):
     start = NOW - 5000
-    store.ingest(tablet, burst_of(size=4, start=start), now=NOW)            # 0, 10, 20, 30
-    store.ingest(tablet, burst_of(size=4, start=start + 400), now=NOW)      # 400 … 430: a second burst
+    store.ingest(tablet, burst_of(size=4, start=start), now=start + 35)            # 0, 10, 20, 30
+    store.ingest(tablet, burst_of(size=4, start=start + 400), now=start + 435)    # 400 … 430: a second burst
     assert store.pending_bursts()[0] == 2
     # Answers synced late from another tablet session fill the gap, 30 s apart, then one lands
     # between the first two answers of the second burst.
@@ -206,7 +206,7 @@ def test_random_traffic_and_reviews_keep_rollups_equal_to_a_recomputation(store,
         size = rng.choice([1, 2, 4, 6])
         store.ingest(device, [answer(face, at=at + 10 * k, nps=rng.choice([None, 2, 9]),
                                      path=[["liked", "speed"]] if face in ("good", "very_good") else [])
-                              for k in range(size)], now=NOW)
+                              for k in range(size)], now=at + 10 * size + 5)     # sent as given
         at += 10 * size
         if round_no % 5 == 4:
             for burst in store.pending_bursts(5)[1][:2]:
@@ -251,7 +251,9 @@ def downgrade_to_v1(path):
     """Turn the file back into what the first release wrote: no burst ids, reviews or bursts table."""
     db = sqlite3.connect(path)
     db.executescript("""
-        DROP INDEX answers_burst;
+        DROP INDEX answers_burst; DROP INDEX answers_tablet_received;
+        ALTER TABLE answers DROP COLUMN sent_at; ALTER TABLE answers DROP COLUMN tablet_answered_at;
+        ALTER TABLE answers DROP COLUMN claimed_shift_id; ALTER TABLE stats DROP COLUMN late;
         ALTER TABLE answers DROP COLUMN burst_id; ALTER TABLE answers DROP COLUMN review;
         ALTER TABLE stats DROP COLUMN reviewed_genuine; ALTER TABLE stats DROP COLUMN reviewed_excluded;
         DROP INDEX bursts_pending; DROP TABLE bursts;
@@ -267,10 +269,12 @@ def test_an_old_file_is_migrated_with_its_bursts_identified(tmp_path):
     store.ensure_default_survey()
     t1, _ = store.register_tablet("Tablet 1", "central", "Desk 3", "desk")
     t2, _ = store.register_tablet("Tablet 2", "north", "Desk 1", "desk")
-    store.ingest(t1, [answer("good", at=NOW - 9000)] + burst_of(size=5, start=NOW - 8000, nps=10)
-                 + [answer("bad", at=NOW - 7000)] + burst_of("bad", size=4, start=NOW - 6000)
-                 + burst_of("bad", size=4, start=NOW - 5000), now=NOW)         # two bursts of "bad", far apart
-    store.ingest(t2, burst_of("neutral", size=6, start=NOW - 8000, path=[["improve", "speed"]]), now=NOW)
+    # Each batch sent as it was given (an online tablet).
+    for batch in ([answer("good", at=NOW - 9000)], burst_of(size=5, start=NOW - 8000, nps=10),
+                  [answer("bad", at=NOW - 7000)], burst_of("bad", size=4, start=NOW - 6000),
+                  burst_of("bad", size=4, start=NOW - 5000)):                # two bursts of "bad", far apart
+        store.ingest(t1, batch, now=batch[-1]["answered_at"] + 5)
+    store.ingest(t2, burst_of("neutral", size=6, start=NOW - 8000, path=[["improve", "speed"]]), now=NOW - 7900)
     expected = sorted(sorted(a["uuid"] for a in store.answers("burst_id = ?", [b["id"]]))
                       for b in store.pending_bursts()[1])
     figures = reports.report(store, filters())
@@ -315,11 +319,11 @@ def burst_app(app):
     tablet, _ = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     store.add_administrator("Олена К.", branch, "432154")
     now = time.time()
+    shift = store.start_shift(tablet, "432154", now=now - 3600)
     store.ingest(tablet, [answer("good", at=now - 3000, shift_id=shift.id)])
     size = app.config["SURVEY_BURST_SIZE"] + 1
     store.ingest(tablet, [answer("very_good", at=now - 1200 + 2 * app.config["SURVEY_REPEAT_WINDOW_S"] * k,
                                  shift_id=shift.id) for k in range(size)])
-    shift = store.start_shift(tablet, "432154", now=now - 3600)
     assert store.pending_bursts()[0] == 1
     app.burst_size = size
     return app
@@ -445,11 +449,11 @@ def test_the_review_page_is_axe_clean_and_touch_sized(browser, live_server, burs
     context = browser.new_context(viewport={"width": 1280, "height": 900}, has_touch=True, locale="uk-UA")
     page = context.new_page()
     page.goto(f"{live_server.url}/service/login")
+    choose_staff(page, "Марія")
     page.locator("#pin").fill(MANAGER_PIN)
     page.locator("#pin").press("Enter")
     expect(page.locator("h1")).to_have_text("Сервісний режим")
     page.goto(f"{live_server.url}/service/surveys/bursts")
-    choose_staff(page, "Марія")
     expect(page.locator("#bursts-count")).to_contain_text("1–1")
     assert axe_violations(page) == []
     for button in page.locator("#bursts button").all():

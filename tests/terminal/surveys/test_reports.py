@@ -42,10 +42,11 @@ def test_rollups_match_raw_answers_after_random_traffic_with_repeats_and_bursts(
             batch.append(answer(face, at=at, path=PATHS[face][:rng.randint(0, 2)],
                                 nps=rng.choice([None, *range(11)]), comment=rng.choice([None, "ок"]),
                                 shift_id=shift.id))
-        store.ingest(tablet, batch, now=NOW)
-        store.ingest(other, [answer(rng.choice(FACES), at=at + 0.5)], now=NOW)
+        # Each batch sent as it was given (an online tablet).
+        store.ingest(tablet, batch, now=at + 1)
+        store.ingest(other, [answer(rng.choice(FACES), at=at + 0.5)], now=at + 1)
         if round_no % 20 == 19:      # someone pressing the best face over and over
-            store.ingest(tablet, [answer("very_good", at=at + 10 * (k + 1), nps=10) for k in range(5)], now=NOW)
+            store.ingest(tablet, [answer("very_good", at=at + 10 * (k + 1), nps=10) for k in range(5)], now=at + 55)
             at += 60
     raw = store.answers()
     assert any(a["flag"] == "repeat" for a in raw) and any(a["flag"] == "burst" for a in raw)

@@ -126,7 +126,10 @@ def test_a_burst_of_identical_answers_is_flagged_whole_and_still_counted(store, 
 
 
 def test_identical_answers_spread_out_are_no_burst(store, tablet):
-    ingest(store, tablet, *[answer("very_good", at=NOW - 2000 + 60 * i) for i in range(4)])
+    # Given a minute apart and sent as they were given (an online tablet).
+    for i in range(4):
+        at = NOW - 2000 + 60 * i
+        store.ingest(tablet, [answer("very_good", at=at)], sent_at=at + 5, now=at + 5)
     assert all(a["flag"] is None for a in store.answers())
 
 

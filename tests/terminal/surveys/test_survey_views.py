@@ -83,7 +83,7 @@ def test_shift_api(app, client, token):
     assert client.post("/api/survey/shift", json={"pin": "111122"}, headers=headers).status_code == 403
     shift = client.post("/api/survey/shift", json={"pin": "432154"}, headers=headers).get_json()["shift"]
     assert shift["admin_name"] == "Олена К."
-    assert post(client, token, [answer(shift_id=shift["id"])]).get_json()["results"][0]["status"] == "stored"
+    assert post(client, token, [answer(shift_id=shift["id"], answered_at=time.time())]).get_json()["results"][0]["status"] == "stored"
     assert store.answers()[0]["admin_id"] == store.administrators()[0].id
     client.post("/api/survey/shift/end", headers=headers)
     assert client.get("/api/survey/config", headers=headers).get_json()["shift"] is None
