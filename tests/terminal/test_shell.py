@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from terminal.shell import WINDOW_USER_AGENT_MARK, display_available, is_allowed, loggable_target
+from terminal.shell import WINDOW_USER_AGENT_MARK, display_available, is_allowed, loggable_target, refusal_reason
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREEN_W, SCREEN_H = 1280, 800
@@ -91,6 +91,32 @@ def test_extra_allowed_origins_are_exact_origins_too():
 def test_an_unparseable_own_origin_allows_nothing_but_about_blank():
     assert not is_allowed("http://127.0.0.1:8080/", "not a url", ())
     assert is_allowed("about:blank", "not a url", ())
+
+
+@pytest.mark.parametrize("mime, disposition", [
+    ("text/html", None), ("text/html; charset=utf-8", None), ("TEXT/HTML", ""), ("application/xhtml+xml", None),
+    ("text/html", "inline"), ("text/html", "INLINE; filename=x.html"),
+])
+def test_inline_html_pages_are_shown(mime, disposition):
+    assert refusal_reason(mime, disposition) is None
+
+
+@pytest.mark.parametrize("mime, disposition, reason", [
+    ("text/csv", "attachment; filename=Shevchenko.csv", "text/csv attachment"),
+    ("text/html", "attachment", "text/html attachment"),
+    ("text/html", "form-data; name=x", "text/html attachment"),  # unknown types count as attachment
+    ("text/html", 'Attachment; filename="a.html"', "text/html attachment"),
+    ("", "attachment", "untyped attachment"),
+    ("application/pdf", None, "application/pdf"),
+    ("application/json", None, "application/json"),
+    ("text/plain; charset=utf-8", None, "text/plain"),
+    ("image/svg+xml", None, "image/svg+xml"),
+    ("application/octet-stream", "", "application/octet-stream"),
+    ("", None, "untyped response"),
+    ("text/html\r\nX-Injected: Shevchenko", None, "untyped response"),  # nothing odd reaches the log
+])
+def test_everything_else_is_refused_with_a_loggable_reason(mime, disposition, reason):
+    assert refusal_reason(mime, disposition) == reason
 
 
 def test_log_target_keeps_host_and_drops_path_query_and_user():
@@ -701,10 +727,11 @@ def test_downloads_and_documents_the_kiosk_does_not_show_are_refused(run_shell, 
         "/blob.bin": typed("application/octet-stream", b"\x00\x01\x02"),
         "/untyped": (200, {}, b"\x00\x01 no type at all"),
         "/inline": typed("text/html; charset=utf-8", coloured_page("#00ffff").encode(), "inline"),
+        "/log-in": (401, {"WWW-Authenticate": 'Basic realm="staff"', "Content-Type": "text/plain"}, b"denied"),
     }
     boxes = {name: f'<a href="/{name}">{name}</a>' for name in
              ("report.csv", "html-attachment", "odd-disposition", "doc.pdf", "data.json", "plain.txt",
-              "picture.svg", "blob.bin", "untyped")}
+              "picture.svg", "blob.bin", "untyped", "log-in")}
     boxes["download-attribute"] = '<a href="/page.html" download="page.html">save</a>'
     boxes["script-blob"] = ("<button onclick=\"const a=document.createElement('a');"
                             "a.href=window.URL.createObjectURL(new Blob(['Shevchenko'],{type:'text/csv'}));"
@@ -731,6 +758,7 @@ def test_downloads_and_documents_the_kiosk_does_not_show_are_refused(run_shell, 
             "picture.svg": "blocked response (image/svg+xml)",
             "blob.bin": "blocked response (application/octet-stream)",
             "untyped": "blocked response (",
+            "log-in": "blocked log-in dialog",
             "download-attribute": "blocked download",
             "script-blob": "to blob:",
             "script-data": "to data:",
