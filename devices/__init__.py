@@ -22,10 +22,14 @@ Public API (names are stable; the payments package relies on them)::
     bv.enable({2000, 5000, ...}) ; bv.disable()        # kopiykas; escrow always on
     bv.stack() ; bv.return_bill()                      # answers to an "escrow" event
     bv.status() -> DeviceStatus ; bv.bill_table -> list[int]   # kopiykas, read from the device
-    # event kinds: escrow, stacked, returned, rejected(reason), cassette_full, cassette_removed,
-    # cassette_replaced, jammed, cheated, failure, powerup_with_bill(where, amount_kop?),
-    # lost, online, disabled, idle.  Bill events carry {"amount_kop", "currency", "bill_type"}.
-    # The driver never auto-stacks; credit only on "stacked".
+    bv.clear_alarm()                                   # after a "stacked_unknown" incident
+    # event kinds: escrow, stacked, stacked_unknown, returned, rejected(reason), cassette_full,
+    # cassette_removed, cassette_replaced, jammed, cheated, failure, powerup_with_bill(where,
+    # amount_kop?), power_up, power_up_at_start, lost, online, disabled, idle,
+    # unavailable(reason), available, alarm_cleared.
+    # Bill events carry {"amount_kop", "currency", "bill_type"}.
+    # The driver never auto-stacks; credit only on "stacked". A callback that raises = not
+    # recorded: no ACK, same event (same seq) re-delivered later (see bill_validator.driver).
 
     from devices.card_terminal.driver import CardTerminal, CardResult
     ct = CardTerminal(url, timeouts=None)

@@ -54,9 +54,9 @@ ACTION_COOLDOWN_S = 0.5
 RECONNECT_S = 1.0
 BILL_IN_FLIGHT = {c.ACCEPTING, c.ESCROW, c.HOLDING, c.STACKING, c.RETURNING, c.BILL_STACKED,
                   c.BILL_RETURNED}
-# CCNET timing. The peripheral answers within 10 ms and keeps bytes of a frame within 5 ms of
-# each other; the controller leaves the line quiet between frames. CashCode's SDK waits 20 ms
-# after each ACK/NAK before the next command, so that is the default gap.
+# CCNET timing (see docs/devices.md): the peripheral answers within 10 ms and keeps a frame's
+# bytes within 5 ms of each other; the controller leaves the line quiet between its frames.
+# CashCode's SDK waits 20 ms after each ACK/NAK before the next command: the default gap.
 INTER_FRAME_GAP_S = 0.02
 INTER_BYTE_TIMEOUT_S = 0.05  # 10 x the spec: USB-serial adapters deliver bytes in 16 ms chunks
 RESET_BACKOFF_S = (1.0, 30.0)  # first wait after a failed initialisation, and the cap
@@ -644,17 +644,17 @@ class BillValidator:
                 return {"amount_kop": bill.amount_kop, "currency": bill.currency, "bill_type": bill_type}
         return {"amount_kop": None, "currency": None, "bill_type": bill_type}
 
-    def _stacked_unknown(self, state: c.PollState) -> None:
+    def _stacked_unknown(self, state: c.PollState, why: str) -> None:
         """A 0x81 without a bill type in the table: money went into the cassette but we do
         not know how much. An incident and an alarm, never a credit; acceptance goes off."""
         escrow = self._escrow or {}
-        data = {"bill_type": state.sub, "raw": self._last_payload.hex(" "),
+        data = {"bill_type": state.sub, "raw": self._last_payload.hex(" "), "why": why,
                 "escrow_kop": escrow.get("amount_kop"), "currency": escrow.get("currency"),
                 "stack_sent": escrow.get("stack_sent", False)}
         with self._lock:
             self._alarm = dict(data, kind="stacked_unknown")
         self._last_action.pop("enable", None)  # switch acceptance off now
-        what = "no bill type" if state.sub is None else f"bill type {state.sub} not in the bill table"
+        what = "no bill type" if state.sub is None else f"bill type {state.sub} ({why})"
         self._error(f"bill stacked with {what}: incident, acceptance off until the alarm is cleared")
         self._emit("stacked_unknown", data)
 
@@ -678,8 +678,13 @@ class BillValidator:
             emit("escrow", bill)
         elif code == c.BILL_STACKED:
             bill = self._bill(state.sub)
-            if bill["amount_kop"] is None:
-                self._stacked_unknown(state)
+            escrow = self._escrow or {}
+            if bill["amount_kop"] is None or bill["currency"] != self.currency:
+                self._stacked_unknown(state, "not in the bill table" if bill["amount_kop"] is None
+                                      else f"a {bill['currency']} bill")
+            elif escrow.get("stack_sent") and escrow.get("bill_type") != state.sub:
+                # the device can only stack the bill it held: which of its two answers is true?
+                self._stacked_unknown(state, f"not the escrowed type {escrow.get('bill_type')}")
             else:
                 emit("stacked", bill)
             self._escrow = None

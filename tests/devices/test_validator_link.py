@@ -173,9 +173,11 @@ def test_event_bus_calls_every_subscriber_and_reports_failures():
 
 
 # ----------------------------------------------------------------------------- misbehaving device
-@pytest.mark.parametrize("missing", ["missing", 23])
+@pytest.mark.parametrize("missing", ["missing", 23, 10, 6])
 def test_stacked_without_a_known_bill_type_is_an_incident_not_a_credit(link, missing):
-    sim, bv, events = link()
+    # 23: absent from the table; 10: a EUR bill in the table; 6: 100 UAH, not the 20 UAH escrowed
+    table = [(v, "UAH") for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)] + [(5, "EUR")]
+    sim, bv, events = link({"table": table})
     bv.enable({2000})
     events.wait_for("idle")
     sim.report_stacked_type(missing)
@@ -185,7 +187,7 @@ def test_stacked_without_a_known_bill_type_is_an_incident_not_a_credit(link, mis
     incident = events.wait_for("stacked_unknown")
     assert events.of("stacked") == []
     assert incident.data["escrow_kop"] == 2000 and incident.data["raw"].startswith("81")
-    assert incident.data["bill_type"] == (None if missing == "missing" else 23)
+    assert incident.data["bill_type"] == (None if missing == "missing" else missing)
     status = bv.status()
     assert status.state == "alarm" and not status.online and "bill type" in status.last_error
     wait_until(lambda: sim.sticky is None, what="incident ACKed once recorded")
