@@ -8,18 +8,23 @@ Three kinds of process:
 * the kiosk (journal, drivers, till, start-up recovery) with a visitor loop that pays by cash
   (bills pushed into the simulated validator) and by card (approve, decline, lost answer,
   timeout, customer cancel), cancels sometimes; it is SIGKILLed at random moments and restarted;
-* this driver, which also power-cycles the simulated validator while the kiosk runs.
+* this driver, which also power-cycles the simulated validator while the kiosk runs, and in
+  disk-full phases fills the file system that holds the journal (a tmpfs the bench mounts; it
+  needs root) while the kiosk takes money: the journal cannot be written, the kiosk must stop
+  taking money without acknowledging any bill, and either recover live once space is freed or
+  be killed while full and recover at the next start.
 
 At the end the kiosk starts once more (recovery only) and the invariants are checked against
 the simulators' ledgers:
   every bill in the cassette is credited in exactly one payment (Σ stacked = Σ credited);
   every approved, non-voided card purchase is in exactly one paid payment; none twice;
   every payment is settled.
-Last line: kills=… payments=… lost_kop=0 doubled=0 unsettled=0
+Last line: kills=… payments=… lost_kop=0 doubled=0 unsettled=0 disk_full_phases=…
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import random
@@ -140,12 +145,34 @@ def kiosk(instance: str, urls: dict, http: str, seed: int, settle_only: bool) ->
 
 
 # ============================================================================ driver
+def fill(directory: str) -> str:
+    """Fill the file system until ENOSPC; the filler's path."""
+    path = os.path.join(directory, "filler")
+    chunk = b"\0" * 65536
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                if len(chunk) == 1:
+                    return path
+                chunk = chunk[: len(chunk) // 2]
+    finally:
+        os.close(fd)
+
+
 def check(instance: str, http: str) -> dict:
     from payments.journal import read_records
     from payments.machine import Event, handle
 
     states = {}
+    faults_cleared = 0
     for record in read_records(os.path.join(instance, "journal.sqlite")):
+        if record.kind == "journal_recovered":
+            faults_cleared += 1
         if record.payment_id in ("device", "recovery", "encashment", "shift") or record.payment_id.startswith("voucher:"):
             continue
         try:
@@ -170,7 +197,7 @@ def check(instance: str, http: str) -> dict:
     if lost or doubled:
         print(f"cassette={sorted(cassette.elements())} credited={sorted(credited.elements())}", file=sys.stderr)
     return {"payments": len(states), "lost_kop": lost, "doubled": doubled, "unsettled": unsettled,
-            "bills": sum(cassette.values()), "card_approved": len(approved)}
+            "bills": sum(cassette.values()), "card_approved": len(approved), "faults_cleared": faults_cleared}
 
 
 def start_kiosk(instance, urls_file, seed, settle_only=False):
@@ -196,6 +223,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-run-s", type=float, default=1.5, help="longest run between two kills")
     parser.add_argument("--power-cycle-every", type=int, default=4, help="power-cycle the validator every Nth run")
+    parser.add_argument("--disk-full-every", type=int, default=3,
+                        help="fill the journal's file system in every Nth run (0: never; needs root for the tmpfs)")
     parser.add_argument("--role", default="driver", choices=["driver", "sims", "kiosk"])
     parser.add_argument("--instance")
     parser.add_argument("--urls")
@@ -214,6 +243,14 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="cnap-torture-")
     instance = os.path.join(work, "instance")
     os.makedirs(instance)
+    mounted = False
+    if args.disk_full_every:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", instance],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"cannot mount a tmpfs for the disk-full phases (root needed; --disk-full-every 0 "
+                             f"runs without them): {done.stderr.strip()}")
+        mounted = True
     urls_file = os.path.join(work, "urls.json")
     sims = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "sims", "--urls", urls_file],
                             cwd=ROOT, stderr=subprocess.DEVNULL)
@@ -226,6 +263,7 @@ def main() -> None:
         with open(urls_file) as fh:
             http = json.load(fh)["http"]
         kills = 0
+        disk_full_phases = 0
         started = time.monotonic()
         for i in range(args.kills):
             proc = start_kiosk(instance, urls_file, rnd.randrange(1 << 30))
@@ -238,10 +276,24 @@ def main() -> None:
                 time.sleep(run_for * rnd.random())
                 control(http, "bill_validator", "power_cycle", off_s=0.1)
                 run_for *= rnd.random()
+            filler = None
+            if args.disk_full_every and i % args.disk_full_every == args.disk_full_every - 1:
+                time.sleep(run_for * rnd.random())
+                filler = fill(instance)
+                disk_full_phases += 1
+                time.sleep(rnd.uniform(0.2, 1.5))  # the kiosk takes money (or tries to) on a full disk
+                if rnd.random() < 0.5:
+                    os.remove(filler)  # space again while the kiosk runs: it must recover live
+                    filler = None
+                    run_for = rnd.uniform(0.3, 2.0)
+                else:
+                    run_for = rnd.uniform(0.0, 0.5)  # killed while the disk is still full
             time.sleep(run_for)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
+            if filler is not None:
+                os.remove(filler)  # the next start needs a writable journal
             if (i + 1) % 50 == 0:
                 print(f"... {i + 1} kills, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         final = start_kiosk(instance, urls_file, 0, settle_only=True)
@@ -249,12 +301,15 @@ def main() -> None:
             raise SystemExit("final recovery did not start")
         final.communicate(timeout=120)
         result = check(instance, http)
-        print(f"bills={result['bills']} card_approved={result['card_approved']} seconds={time.monotonic() - started:.0f}")
+        print(f"bills={result['bills']} card_approved={result['card_approved']} "
+              f"journal_faults_cleared_live={result['faults_cleared']} seconds={time.monotonic() - started:.0f}")
         print(f"kills={kills} payments={result['payments']} lost_kop={result['lost_kop']} "
-              f"doubled={result['doubled']} unsettled={result['unsettled']}")
+              f"doubled={result['doubled']} unsettled={result['unsettled']} disk_full_phases={disk_full_phases}")
     finally:
         sims.terminate()
         sims.wait(10)
+        if mounted:
+            subprocess.run(["umount", "-l", instance], capture_output=True)
 
 
 if __name__ == "__main__":

@@ -143,3 +143,44 @@ def test_verification_and_busy_pages_are_axe_clean(kiosk, page):
     page.goto(f"{kiosk.url}/receipt/{payment.receipt_no}?c=forged")
     expect(page.get_by_role("alert")).to_contain_text("Квитанцію не знайдено")
     clean(page, "verify bad")
+
+
+def test_idle_reset_after_a_partly_used_voucher_frees_the_terminal(tmp_path, page):
+    """Issue 8 #9: a voucher pays part, the visitor walks away on the cash screen. kiosk.js's own
+    idle reset (no touch: the long poll must not keep postponing it) settles the payment with a
+    voucher for the credit, shows its code, and the next visitor can pay."""
+    k = Kiosk(make_app(tmp_path / "instance", IDLE_TIMEOUT_S=12, IDLE_WARNING_S=20))
+    server = LiveServer(k.app)
+    k.url = server.url
+    try:
+        # a voucher of 50,00 from an earlier, cancelled cash payment
+        from payments.taxid import Payer
+        till = k.till
+        service = k.app.extensions["cnap_catalogue"].service(SERVICE)
+        first = till.create(service, Payer("Шевченко", "rnokpp", "3652504575"))
+        till.choose_cash(first)
+        wait_until(lambda: k.validator.insert_bill(5000), what="validator accepting")
+        wait_until(lambda: till.payment(first).credited_kop == 5000, what="credit")
+        till.cancel(first)
+        wait_until(lambda: till.payment(first).settled, what="voucher printed")
+        code = till.payment(first).voucher_code
+        enter_payer(k, page)
+        page.locator("#voucher").fill(code)
+        page.get_by_role("button", name="Зарахувати ваучер").tap()
+        expect(page.get_by_text("Внесено: 50,00 грн")).to_be_visible()
+        page.get_by_role("button", name="Готівкою").tap()
+        expect(page.locator("#pay-message")).to_have_text("Вставте купюру в купюроприймач")
+        # nobody touches the screen: warning after 12 s, reset 20 s later
+        expect(page.locator("#idle-dialog")).to_be_visible(timeout=30000)
+        expect(page.locator("#left-voucher-code")).to_be_visible(timeout=40000)
+        left = page.locator("#left-voucher-code").inner_text().strip()
+        assert left != code and till.vouchers[left].amount_kop == 5000
+        clean(page, "left with a voucher")
+        wait_until(lambda: till.active_id is None, what="terminal free")
+        page.get_by_role("link", name="Готово").tap()
+        enter_payer(k, page)
+        page.get_by_role("button", name="Готівкою").tap()
+        expect(page.locator("#pay-message")).to_have_text("Вставте купюру в купюроприймач")
+    finally:
+        server.stop()
+        k.close()
