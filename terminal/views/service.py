@@ -6,6 +6,8 @@ checked on every service-mode request, so logout, deactivation and a PIN change 
 the cookie at once, and idle sessions end after ``SERVICE_SESSION_S`` whatever the browser does.
 Someone who logged in with a seeded sample PIN is sent to "choose your PIN" from every page
 until they have. The kiosk's idle reset (/reset) ends the screen's own session too.
+Every wrong PIN and every lockout is audited with the client address; attempts refused while
+locked are not audited one by one (they cost nothing to send, and a flood must not fill the disk).
 
 Other blueprints use:
     from terminal.views.service import register_section, require_role, audit

@@ -240,3 +240,41 @@ def test_an_older_database_with_sample_pins_gets_the_flag_too(tmp_path):
         assert service_login(cashier, "246802", name="cashier").headers["Location"].endswith("/service/")
     finally:
         close_app(app)
+
+
+def service_routes(app):
+    """Every service-mode URL in the map (GET and POST), so a route added later is covered."""
+    from werkzeug.routing.converters import NumberConverter
+
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/service") or rule.endpoint.startswith("catalogue."):
+            continue   # /service/<id> of the catalogue is a public page about a service
+        values = {arg: 1 if isinstance(rule._converters[arg], NumberConverter) else "x" for arg in rule.arguments}
+        path = rule.build(values, append_unknown=False)[1]
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            yield rule.endpoint, method, path
+
+
+def test_every_service_route_needs_a_live_session(app):
+    client = app.test_client()
+    checked = 0
+    for endpoint, method, path in service_routes(app):
+        if endpoint in ("service.login", "service.logout"):
+            continue
+        response = client.open(path, method=method, data={})
+        assert response.status_code == 302 and "/service/login" in response.headers["Location"], (endpoint, method)
+        checked += 1
+    assert checked >= 20
+
+
+def test_every_service_route_waits_for_the_sample_pin_to_be_changed(first_day):
+    client = first_day.test_client()
+    service_login(client, "000000")
+    checked = 0
+    for endpoint, method, path in service_routes(first_day):
+        if endpoint in ("service.login", "service.logout", "service.change_pin"):
+            continue
+        response = client.open(path, method=method, data={})
+        assert response.status_code == 302 and response.headers["Location"].endswith("/service/pin"), (endpoint, method)
+        checked += 1
+    assert checked >= 20
