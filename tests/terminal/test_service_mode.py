@@ -90,3 +90,25 @@ def test_unknown_staff_id_is_a_404_not_a_crash(client):
     login(client, "000000")
     assert client.post("/service/staff", data={"action": "set_pin", "staff_id": "999", "pin": "444444"}).status_code == 404
     assert client.post("/service/staff", data={"action": "set_pin", "staff_id": "x", "pin": "444444"}).status_code == 400
+
+
+def test_no_form_input_makes_service_mode_fail(app):
+    """Whatever the login, PIN and staff forms receive: an answer below 500, never a redirect off
+    the kiosk."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    anonymous, admin = app.test_client(), app.test_client()
+    login(admin, "000000")
+    text = st.text(max_size=30) | st.sampled_from(["", "0", "-1", "99999999999999999999", "１", "000000", "123456"])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(path=st.sampled_from(["/service/login", "/service/pin", "/service/staff", "/service/logout",
+                                 "/service/login?next=//evil.example/"]),
+           form=st.dictionaries(st.sampled_from(["staff_id", "pin", "pin2", "action", "name", "role"]), text),
+           logged_in=st.booleans())
+    def post(path, form, logged_in):
+        response = (admin if logged_in else anonymous).post(path, data=form)
+        assert response.status_code < 500, (path, form)
+        assert "evil" not in response.headers.get("Location", "")
+
+    post()
