@@ -210,8 +210,9 @@ class _KioskGuard:
         view.connect("run-file-chooser", self.on_native_dialog, "file chooser")
         view.connect("run-color-chooser", self.on_native_dialog, "colour chooser")
         view.connect("authenticate", self.on_native_dialog, "log-in dialog")
-        # pywebview asks WebKit to download what it cannot show; a kiosk never saves files. The
-        # web context can outlive the view, so its handler holds no reference to the guard.
+        # Responses are refused in decide-policy, but WebKit starts some downloads by itself (a link
+        # with a download attribute); a kiosk never saves files. The web context can outlive the
+        # view, so its handler holds no reference to the guard.
         context = view.get_context()
         handler_id = context.connect("download-started", _refuse_download)
         view.connect("destroy", lambda *_: context.disconnect(handler_id))
@@ -258,7 +259,7 @@ class _KioskGuard:
         disposition = headers.get_one("Content-Disposition") if headers is not None else None
         reason = refusal_reason(response.get_mime_type() or "", disposition)
         if reason is None and not decision.is_mime_type_supported():
-            reason = f"{response.get_mime_type()} (not displayable)"
+            reason = "page WebKit cannot display"
         if reason is None:
             decision.use()
             return True
