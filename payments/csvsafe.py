@@ -60,7 +60,9 @@ def cell(value: Any) -> Any:
         return ""
     if isinstance(value, Number):
         return str(value)
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal) and value.is_finite():
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value

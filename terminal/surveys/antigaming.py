@@ -5,10 +5,11 @@
 * ``burst_size`` identical counted main answers in a row on one tablet, all within
   ``burst_window_s``, are a *burst*: every answer of the run is flagged for review and stays
   counted until a manager decides otherwise.
-  The run is also a burst when its answers all *reached the server* within ``burst_window_s``,
-  whatever times the tablet claims: a script posting hundreds of identical answers with
-  spread-out, backdated times is caught by when they arrived. A tablet flushing a queue of real
-  answers after being offline is not, unless ``burst_size`` identical answers follow each other.
+  ``burst_size`` identical answers that *reached the server* one after another within
+  ``burst_window_s`` are a burst too, whatever times the tablet claims for them: a script posting
+  hundreds of identical answers with spread-out, backdated times is caught by when they arrived.
+  A tablet flushing a queue of real answers after being offline is not (real answers vary),
+  unless ``burst_size`` identical answers follow each other in it — then a manager looks.
 * An answer given more than ``late_after_s`` before an earlier delivery from the same tablet is
   *late*: the tablet was talking to the server after the answer was given and did not send it
   then, which the tablet app never does (it sends every finished answer at once, oldest first).

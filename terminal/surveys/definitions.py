@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from terminal.surveys.antigaming import clean_text
+
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 MAX_QUESTIONS = 40
 MAX_OPTIONS = 12
@@ -125,6 +127,8 @@ def _text(value: Any, where: str, problems: list[str]) -> dict[str, str]:
     result = {}
     for lang in ("uk", "en"):
         text = value.get(lang)
+        if isinstance(text, str):
+            text = clean_text(text, multiline=False)   # shown to visitors: nothing invisible
         if not isinstance(text, str) or not text.strip():
             problems.append(f"{where}: the {lang} text is missing")
             text = "?"

