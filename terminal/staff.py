@@ -57,6 +57,7 @@ PIN_MIN, PIN_MAX = 6, 12
 MAX_FAILURES = 5            # wrong PINs per person and scope (local/remote) per window
 MAX_CLIENT_FAILURES = 10    # wrong PINs per remote client address per window
 LOCKOUT_WINDOW_S = 900
+SESSION_HISTORY_S = 90 * 86400   # ended sessions older than this are deleted
 CLOCK_SLACK_S = 5           # wall-clock steps backwards smaller than this are tolerated
 
 SCHEMA = """
@@ -315,6 +316,9 @@ class StaffStore:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with self._write() as db:
+            # Ended (or long abandoned) sessions are kept a while for inquiries, not for ever.
+            db.execute("DELETE FROM staff_sessions WHERE COALESCE(ended_at, last_seen)<?",
+                       (now - SESSION_HISTORY_S,))
             db.execute("INSERT INTO staff_sessions(id_hash, staff_id, client, created_at, last_seen) "
                        "VALUES (?,?,?,?,?)", (_session_key(token), staff_id, client or "unknown", now, now))
         return token
@@ -338,7 +342,8 @@ class StaffStore:
             if reason:
                 db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE id_hash=?", (now, reason, key))
                 return None
-            db.execute("UPDATE staff_sessions SET last_seen=? WHERE id_hash=?", (max(now, last_seen), key))
+            if now - last_seen >= 1:   # a page's burst of requests need not write (and sync) each time
+                db.execute("UPDATE staff_sessions SET last_seen=? WHERE id_hash=?", (now, key))
         return StaffMember(staff_id, name, role, bool(must_change))
 
     def end_session(self, token: str, reason: str) -> None:

@@ -278,3 +278,16 @@ def test_every_service_route_waits_for_the_sample_pin_to_be_changed(first_day):
         assert response.status_code == 302 and response.headers["Location"].endswith("/service/pin"), (endpoint, method)
         checked += 1
     assert checked >= 20
+
+
+def test_old_sessions_are_deleted_not_kept_for_ever(app, clock):
+    from terminal.staff import SESSION_HISTORY_S
+
+    store = app.extensions["cnap_staff"]
+    for pin in ("000000", "111111"):
+        service_login(app.test_client(), pin)
+    app.test_client().post("/service/logout")
+    clock.now += SESSION_HISTORY_S + 1
+    service_login(app.test_client(), "222222")
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM staff_sessions").fetchone()[0] == 1
