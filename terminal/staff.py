@@ -111,9 +111,11 @@ def valid_pin(pin: object) -> bool:
 def client_scope(client: str | None) -> str:
     """``local`` for the kiosk's own screen (loopback), ``remote`` for anything else."""
     try:
-        return "local" if client and ipaddress.ip_address(client).is_loopback else "remote"
+        address = ipaddress.ip_address(client or "")
     except ValueError:
         return "remote"
+    mapped = getattr(address, "ipv4_mapped", None)   # ::ffff:127.0.0.1 from a dual-stack socket
+    return "local" if (mapped or address).is_loopback else "remote"
 
 
 def _session_key(token: str) -> bytes:

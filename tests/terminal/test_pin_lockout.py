@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from terminal import close_app, create_app
-from terminal.staff import (LOCKOUT_WINDOW_S, MAX_CLIENT_FAILURES, MAX_FAILURES, StaffStore, valid_pin)
+from terminal.staff import (LOCKOUT_WINDOW_S, MAX_CLIENT_FAILURES, MAX_FAILURES, StaffStore, client_scope,
+                            valid_pin)
 from terminal.surveys.store import SurveyInputError
 from tests.helpers import csrf_token_from, service_login
 
@@ -182,3 +183,11 @@ def test_no_unicode_digit_other_than_0_to_9_passes(text):
 
 def test_the_pin_rule_accepts_six_to_twelve_ascii_digits():
     assert valid_pin("000000") and valid_pin("123456789012")
+
+
+@pytest.mark.parametrize("address, scope", [("127.0.0.1", "local"), ("127.3.2.1", "local"), ("::1", "local"),
+                                            ("::ffff:127.0.0.1", "local"), ("10.0.0.5", "remote"),
+                                            ("::ffff:10.0.0.5", "remote"), ("fe80::1", "remote"), ("", "remote"),
+                                            ("unknown", "remote"), ("127.0.0.1, 10.0.0.5", "remote")])
+def test_the_kiosk_screen_is_told_apart_from_the_lan(address, scope):
+    assert client_scope(address) == scope
