@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from payments import retention
-from payments.journal import Journal
+from payments.journal import Journal, JournalError
 from payments.recovery import recover
 from payments.till import Till, TillConfig
 
@@ -179,8 +179,16 @@ def start_payments(config, instance_path: str, *, branch_name: str = "", hardwar
     till.start()
     if hw.validator is not None:
         hw.validator.start()
+    if journal.failing is not None:
+        till.enter_journal_fault(journal.failing)  # the journal could not be written at start
     if run_recovery:
-        recover(till)
+        try:
+            recover(till)
+        except JournalError as exc:
+            # not ready: the pay screens say why, /healthz fails, and recovery runs again once
+            # the journal writes (install's retry loop)
+            log.error("start-up recovery stopped by a journal fault: %s", exc)
+            till.ready = False
     return till, hw
 
 
@@ -214,7 +222,9 @@ def install(app) -> Till:
 
     def retry_recovery():
         # a card result that could not be read at start (terminal offline) is asked again
-        while not till.ready and not stop_retry.wait(RECOVERY_RETRY_S):
+        while not till.ready and not stop_retry.wait(1.0 if till.journal_fault is not None else RECOVERY_RETRY_S):
+            if till.journal_fault is not None:
+                continue  # recovery writes: wait until the journal takes writes again
             try:
                 recover(till)
             except Exception:

@@ -125,6 +125,7 @@ class Journal:
         self.commits = 0
         self.events_written = 0
         self.failing: str | None = None  # the last write error while writes fail, else None
+        self._boot_pending = False  # the boot number could not be written at start
         if not os.path.exists(path):  # private from the first byte; -wal and -shm inherit the mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = connect(path)
@@ -148,8 +149,32 @@ class Journal:
             row = db.execute("SELECT value FROM meta WHERE key='boots'").fetchone()
             self.boot = int(row[0]) + 1 if row else 1
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('boots', ?)", (str(self.boot),))
+        except sqlite3.OperationalError as exc:
+            # Disk full, I/O error, read-only file at start: a journal that is already complete
+            # can still be read, so the kiosk starts in its journal-fault state (no money taken,
+            # /healthz says why) instead of dying; the boot number is written with the first
+            # transaction that succeeds.
+            if not self._readable_at_current_schema(db):
+                raise
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            row = db.execute("SELECT value FROM meta WHERE key='boots'").fetchone()
+            self.boot = int(row[0]) + 1 if row else 1
+            self._boot_pending = True
+            self.failing = str(exc)
+            log.error("journal %s cannot be written at start (%s): no money is taken until it can", path, exc)
         finally:
             db.close()
+
+    @staticmethod
+    def _readable_at_current_schema(db: sqlite3.Connection) -> bool:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            return row is not None and int(row[0]) == SCHEMA_VERSION
+        except sqlite3.Error:
+            return False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "Journal":
@@ -195,7 +220,7 @@ class Journal:
         return [f.result(timeout=30) for f in futures]
 
     def _writer(self) -> None:
-        db = connect(self.path)
+        db = None  # opened on demand, and again after a failed write (see below)
         try:
             stop = False
             while not stop:
@@ -203,7 +228,7 @@ class Journal:
                 if first is None:
                     break
                 if isinstance(first, _Task):
-                    first.run(db)
+                    db = self._run_task(db, first)
                     continue
                 batch = [first]
                 task = None
@@ -219,34 +244,69 @@ class Journal:
                         task = item
                         break
                     batch.append(item)
-                self._write_batch(db, batch)
+                try:
+                    db = db or connect(self.path)
+                except Exception as exc:
+                    self._failed(None, batch, exc)
+                else:
+                    if not self._write_batch(db, batch):
+                        # A connection that failed may stay unable to write once the cause is
+                        # gone (SQLite opens a file it may not write read-only, for good): the
+                        # next batch gets a fresh one.
+                        db = self._close_quietly(db)
                 if task is not None:
-                    task.run(db)
+                    db = self._run_task(db, task)
         finally:
-            db.close()
+            self._close_quietly(db)
 
-    def _write_batch(self, db: sqlite3.Connection, batch: list) -> None:
+    def _run_task(self, db, task: "_Task"):
+        try:
+            db = db or connect(self.path)
+        except Exception as exc:
+            task.future.set_exception(JournalError(f"journal cannot be opened for writing: {exc}"))
+            return None
+        task.run(db)
+        return db
+
+    @staticmethod
+    def _close_quietly(db) -> None:
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+        return None
+
+    def _failed(self, db, batch: list, exc: Exception) -> None:
+        """The disk said no: every caller in the batch must know."""
+        if self.failing is None:  # the first of a series with its traceback, then one line each
+            log.exception("journal write failed", exc_info=exc)
+        else:
+            log.error("journal write failed again: %s", exc)
+        self.failing = str(exc)
+        if db is not None:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        for *_, future in batch:
+            future.set_exception(JournalError(f"journal write failed: {exc}"))
+
+    def _write_batch(self, db: sqlite3.Connection, batch: list) -> bool:
         try:
             db.execute("BEGIN IMMEDIATE")
+            if self._boot_pending:
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('boots', ?)", (str(self.boot),))
             ids = []
             for at, payment_id, kind, payload, _ in batch:
                 cur = db.execute("INSERT INTO events(at, boot, payment_id, kind, data) VALUES (?,?,?,?,?)",
                                  (at, self.boot, payment_id, kind, payload))
                 ids.append(cur.lastrowid)
             db.execute("COMMIT")
-        except Exception as exc:  # the disk said no: every caller in the batch must know
-            if self.failing is None:  # the first of a series with its traceback, then one line each
-                log.exception("journal write failed")
-            else:
-                log.error("journal write failed again: %s", exc)
-            self.failing = str(exc)
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            for *_, future in batch:
-                future.set_exception(JournalError(f"journal write failed: {exc}"))
-            return
+        except Exception as exc:
+            self._failed(db, batch, exc)
+            return False
+        self._boot_pending = False
         if self.failing is not None:
             log.warning("journal writes again (after: %s)", self.failing)
             self.failing = None
@@ -254,6 +314,7 @@ class Journal:
         self.events_written += len(batch)
         for event_id, (*_, future) in zip(ids, batch):
             future.set_result(event_id)
+        return True
 
     # ------------------------------------------------------------------ reading
     def _reader(self) -> sqlite3.Connection:

@@ -250,6 +250,10 @@ class Till:
                 raise
             raise JournalError(f"journal write failed: {exc}") from exc
 
+    def enter_journal_fault(self, reason: str) -> None:
+        """The journal is known not to take writes (e.g. found so at start)."""
+        self._journal_failed(JournalError(reason))
+
     def _journal_failed(self, exc: BaseException) -> None:
         with self.lock:
             first = self.journal_fault is None
@@ -301,7 +305,7 @@ class Till:
         self.changed.notify_all()
         pid = self.cash_id
         payment = self.payments.get(pid) if pid else None
-        if payment is not None and payment.accepting_bills and not payment.bill_in_flight:
+        if self.ready and payment is not None and payment.accepting_bills and not payment.bill_in_flight:
             try:
                 self._execute(pid, [Command("enable_bills", {"denominations": sorted(payment.wanted_bills())})])
             except Exception:

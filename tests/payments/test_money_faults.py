@@ -295,3 +295,38 @@ def test_validator_event_that_cannot_be_journaled_raises_and_redelivery_credits_
         assert [r.kind for r in read_records(real.path) if r.payment_id == "device"][-1] == "validator_stacked_unknown"
     finally:
         kiosk.close()
+
+
+def test_kiosk_started_on_an_unwritable_journal_takes_no_money_until_it_writes(tmp_path, ext4_fs):
+    """The journal cannot be written when the kiosk starts (here: its files immutable): it
+    starts anyway, takes no money, says why, and recovers once the journal writes again."""
+    kiosk = journal_kiosk(tmp_path, ext4_fs)
+    pid = start_cash(kiosk)
+    kiosk.pay_bills(2000)
+    kiosk.close()  # the kiosk stops with the payment open
+    # the database and its WAL; not the -shm index, which SQLite maps into memory (a write to an
+    # immutable mapping is a SIGBUS, not an error SQLite could report)
+    files = [str(ext4_fs / name) for name in ("journal.sqlite", "journal.sqlite-wal") if (ext4_fs / name).exists()]
+    _run("chattr", "+i", *files)
+    locked = True
+    again = journal_kiosk(tmp_path, ext4_fs)
+    try:
+        till = again.till
+        assert till.journal_fault and not till.ready
+        code, check = journal_health(again)
+        assert code == 503 and check["ok"] is False
+        page = again.client.get("/pay/service/" + SERVICE)
+        assert page.status_code == 503 and "не може приймати оплату" in page.get_data(as_text=True)
+        assert till.payment(pid).status == "cash"  # nothing settled without the journal
+        _run("chattr", "-i", *files)
+        locked = False
+        wait_until(lambda: till.ready, timeout=30, what="recovery once the journal writes")
+        p = till.payment(pid)
+        assert p.status == "partial" and p.voucher_out_kop == 2000 and p.credited_kop == 2000
+        assert journal_health(again)[1]["ok"] is True
+        boots = [r.boot for r in read_records(till.journal.path)]
+        assert boots == sorted(boots) and boots[-1] == till.journal.boot == 2
+    finally:
+        if locked:
+            subprocess.run(["chattr", "-i", *files], capture_output=True)
+        again.close()
