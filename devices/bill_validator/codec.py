@@ -355,8 +355,8 @@ def encode_identification(ident: Identification) -> bytes:
 
 
 def parse_identification(payload: bytes) -> Identification:
-    return Identification(
-        payload[:15].decode("ascii", "replace").strip(),
-        payload[15:27].decode("ascii", "replace").strip(),
+    return Identification(  # padded with spaces, or NULs by some firmware
+        payload[:15].decode("ascii", "replace").strip(" \0"),
+        payload[15:27].decode("ascii", "replace").strip(" \0"),
         payload[27:34].hex(),
     )

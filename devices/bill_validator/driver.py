@@ -61,7 +61,9 @@ INTER_FRAME_GAP_S = 0.02
 INTER_BYTE_TIMEOUT_S = 0.05  # 10 x the spec: USB-serial adapters deliver bytes in 16 ms chunks
 RESET_BACKOFF_S = (1.0, 30.0)  # first wait after a failed initialisation, and the cap
 DELIVERY_BACKOFF_S = (0.5, 5.0)  # between re-deliveries of an event the host failed to record
-ACK_ONLY_POLLS = 3  # bare ACKs in a row to POLL before the device is reported
+POWER_UP_STATES = {c.POWER_UP, c.POWER_UP_BILL_IN_VALIDATOR, c.POWER_UP_BILL_IN_STACKER}
+ACK_ONLY_POLLS = 3
+STUCK_IN_POWER_UP = "stays in power-up after RESET"  # bare ACKs in a row to POLL before the device is reported
 
 
 class Backoff:
@@ -108,7 +110,10 @@ def identification_problem(answer: c.Frame | None) -> str | None:
         return "answers ACK only (to IDENTIFICATION)"
     if payload == bytes([c.ILLEGAL_COMMAND]):
         return "identification refused (ILLEGAL COMMAND)"
-    if len(payload) < 27 or not all(0x20 <= b <= 0x7E for b in payload[:27]):
+    # part and serial number are ASCII, padded with spaces (some firmware pads with NULs)
+    text = payload[:27]
+    if len(payload) < 27 or not all(b == 0 or 0x20 <= b <= 0x7E for b in text) \
+            or not any(chr(b).isalnum() for b in text[:15]):
         return f"identification unreadable ({len(payload)} bytes)"
     return None
 
@@ -167,6 +172,7 @@ class BillValidator:
         self._unavailable: str | None = None
         self._reset_backoff = Backoff(*reset_backoff_s)
         self._next_init_at = 0.0
+        self._resets_unconfirmed = 0  # RESETs not yet followed by a state after power-up
         self._ack_only_polls = 0
         # an incident that needs a person (stacked without a known bill type)
         self._alarm: dict | None = None
@@ -175,6 +181,8 @@ class BillValidator:
         self._delivery_backoff = Backoff(*delivery_backoff_s)
         self._redeliver_at = 0.0
         self._host_error: str | None = None
+        self._host_error_message = ""
+        self._alarm_message = ""
         self.counters = {"polls": 0, "answers": 0, "timeouts": 0, "bad_crc": 0, "garbage": 0,
                          "bad_length": 0, "oversized": 0, "illegal": 0, "port_errors": 0,
                          "unknown_states": 0, "resets": 0, "naks": 0, "ack_only": 0,
@@ -244,18 +252,21 @@ class BillValidator:
             if self._identification:
                 detail["part_number"] = self._identification.part_number
                 detail["serial_number"] = self._identification.serial_number
+            # a standing condition is reported over the latest transient wire error
+            last_error = self._last_error
             if self._host_error is not None:
-                state = "host_error"
+                state, last_error = "host_error", self._host_error_message
             elif self._alarm is not None:
-                state = "alarm"
+                state, last_error = "alarm", self._alarm_message
             elif self._unavailable is not None:
-                state = "unavailable"
+                state, last_error = "unavailable", f"device unavailable: {self._unavailable}"
             elif self._online:
                 state = self._state_name
             else:
                 state = "offline"
+            detail["wire_error"] = self._last_error
             online = self._online and state not in ("host_error", "alarm", "unavailable")
-            return DeviceStatus(online, state, self._last_error, detail)
+            return DeviceStatus(online, state, last_error, detail)
 
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
@@ -332,10 +343,12 @@ class BillValidator:
                 self.counters["delivery_failures"] += 1
                 delay = self._delivery_backoff.next()
                 self._redeliver_at = time.monotonic() + delay
+                message = (f"host could not record {event.kind} #{event.seq}: {exc} "
+                           f"(not acknowledged; next try in {delay:.1f} s)")
                 with self._lock:
                     self._host_error = str(exc)
-                self._error(f"host could not record {event.kind} #{event.seq}: {exc} "
-                            f"(not acknowledged; next try in {delay:.1f} s)")
+                    self._host_error_message = message
+                self._error(message)
                 return False
             with self._lock:
                 self._undelivered.popleft()
@@ -451,15 +464,18 @@ class BillValidator:
         if self._undelivered:
             return  # an at-start event the host could not record: no RESET before it is
         problem = self._reset_and_read()
+        # every RESET, even one that went well, waits its back-off: a device that ACKs RESET
+        # but stays in power-up must not be RESET once a second for ever. The back-off starts
+        # over when the device reports a state after power-up (_handle_poll_answer).
+        self._next_init_at = time.monotonic() + self._reset_backoff.next()
         if problem is None:
-            self._reset_backoff.reset()
-            self._next_init_at = 0.0
+            self._resets_unconfirmed += 1
             self._need_init = False
             self._answered()
-            self._set_available()
+            if self._unavailable != STUCK_IN_POWER_UP:  # that one clears when a state shows it
+                self._set_available()
             log.info("bill validator %s: table %s", self._identification, self.bill_table)
             return
-        self._next_init_at = time.monotonic() + self._reset_backoff.next()
         if problem != "no answer to RESET":
             self._set_unavailable(problem)
 
@@ -602,6 +618,14 @@ class BillValidator:
         if self._ack_only_polls >= ACK_ONLY_POLLS and self._unavailable == "answers ACK only (to POLL)":
             self._set_available()
         self._ack_only_polls = 0
+        if state.code not in POWER_UP_STATES and not self._need_init and self._resets_unconfirmed:
+            self._resets_unconfirmed = 0  # the RESET took: the device left power-up
+            self._reset_backoff.reset()
+            self._next_init_at = 0.0
+            if self._unavailable == STUCK_IN_POWER_UP:
+                self._set_available()
+        elif state.code in POWER_UP_STATES and self._resets_unconfirmed >= 3:
+            self._set_unavailable(STUCK_IN_POWER_UP)
         self._answered()
         previous, self._last_state = self._last_state, state
         self._last_payload = answer.payload
@@ -651,11 +675,13 @@ class BillValidator:
         data = {"bill_type": state.sub, "raw": self._last_payload.hex(" "), "why": why,
                 "escrow_kop": escrow.get("amount_kop"), "currency": escrow.get("currency"),
                 "stack_sent": escrow.get("stack_sent", False)}
+        what = "no bill type" if state.sub is None else f"bill type {state.sub} ({why})"
+        message = f"bill stacked with {what}: incident, acceptance off until the alarm is cleared"
         with self._lock:
             self._alarm = dict(data, kind="stacked_unknown")
+            self._alarm_message = message
         self._last_action.pop("enable", None)  # switch acceptance off now
-        what = "no bill type" if state.sub is None else f"bill type {state.sub} ({why})"
-        self._error(f"bill stacked with {what}: incident, acceptance off until the alarm is cleared")
+        self._error(message)
         self._emit("stacked_unknown", data)
 
     def _on_transition(self, previous: c.PollState | None, state: c.PollState) -> None:

@@ -82,10 +82,11 @@ class BillValidatorSimulator(SimulatorBase):
         self.drop_next = 0
         # misbehaving-firmware modes (kept across power cycles: they are the device, not a glitch)
         if not hasattr(self, "identification_fault"):
-            self.identification_fault: str | None = None  # "illegal" | "garbage" | "silent" | "ack"
+            self.identification_fault: str | None = None  # illegal|garbage|silent|ack|nul_padded
             self.bill_table_fault: str | None = None  # "garbage" | "short" | "ack"
             self.ack_only = False  # answers every command, POLL included, with a bare ACK
             self.stacked_type: str | int | None = None  # "missing" or a bill type to report
+            self.ignore_reset = False  # ACKs RESET but stays where it is (e.g. in power-up)
             self.min_gap_s = 0.0  # host frames closer than this to its previous one are not heard
             self.wire_log: list[tuple[float, str, str]] = []  # (monotonic, "in"|"out", name)
             self.last_frame_end = 0.0
@@ -233,7 +234,8 @@ class BillValidatorSimulator(SimulatorBase):
             self.drop_next = count
 
     def fail_identification(self, mode: str | None = "illegal") -> None:
-        """IDENTIFICATION answered with ILLEGAL COMMAND, garbage, nothing or a bare ACK."""
+        """IDENTIFICATION answered with ILLEGAL COMMAND, garbage, nothing or a bare ACK; or
+        ("nul_padded") correctly but padded with NULs, as some firmware does."""
         with self.lock:
             self.identification_fault = mode
 
@@ -251,6 +253,11 @@ class BillValidatorSimulator(SimulatorBase):
         """The next "stacked" answers carry no bill type ("missing") or this bill type."""
         with self.lock:
             self.stacked_type = bill_type
+
+    def set_ignore_reset(self, on: bool = True) -> None:
+        """Firmware that ACKs RESET and does nothing: it stays in power-up."""
+        with self.lock:
+            self.ignore_reset = on
 
     def require_gap(self, seconds: float) -> None:
         """Like a device that needs the line quiet between the host's frames: a host frame that
@@ -386,7 +393,8 @@ class BillValidatorSimulator(SimulatorBase):
             self._answer(frame=c.encode_poll_answer(state))
         elif command == c.RESET:
             self._answer(bytes([c.ACK]))
-            self._reset()
+            if not self.ignore_reset:
+                self._reset()
         elif command == c.GET_STATUS:
             self._answer(c.encode_type_mask(self.enabled) + bytes(3))
         elif command == c.SET_SECURITY:
@@ -401,6 +409,10 @@ class BillValidatorSimulator(SimulatorBase):
                 self._answer(bytes([c.ACK]))
             elif fault == "garbage":
                 self._answer(bytes((0x80 + i * 37) & 0xFF or 1 for i in range(34)))
+            elif fault == "nul_padded":  # valid, but padded with NULs instead of spaces
+                raw = c.encode_identification(self.identification)
+                self._answer(raw[:15].rstrip(b" ").ljust(15, b"\0")
+                             + raw[15:27].rstrip(b" ").ljust(12, b"\0") + raw[27:])
             else:
                 self._answer(c.encode_identification(self.identification))
         elif command == c.GET_BILL_TABLE:

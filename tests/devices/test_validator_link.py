@@ -209,6 +209,7 @@ def test_stacked_without_a_known_bill_type_is_an_incident_not_a_credit(link, mis
     (("fail_identification", "garbage"), "identification"),
     (("fail_identification", "ack"), "ACK only"),
     (("set_ack_only", True), "ACK only"),
+    (("set_ignore_reset", True), "power-up"),
 ])
 def test_unreadable_device_is_reset_with_back_off_and_reported(link, fault, reason):
     sim, bv, events = link(faults=[fault], reset_backoff_s=(0.25, 1.0))
@@ -227,6 +228,12 @@ def test_unreadable_device_is_reset_with_back_off_and_reported(link, fault, reas
     events.wait_for("available", timeout=5)
     wait_until(lambda: sim.enabled == {4}, what="enabled after recovery")
     assert bv.status().online and bv.status().state in ("idling", "unit_disabled")
+
+
+def test_identification_padded_with_nuls_is_accepted(link):
+    sim, bv, events = link(faults=[("fail_identification", "nul_padded")])
+    assert bv.status().online and bv.status().detail["part_number"] == "SM-UA1015"
+    assert bv.status().detail["serial_number"] == "41K123456" and events.of("unavailable") == []
 
 
 def test_default_reset_back_off_is_a_handful_of_resets_in_12_s():
