@@ -163,6 +163,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("surveys", "SURVEY_LATE_AFTER_S", 600, "An answer given more than this many seconds before an "
        "earlier delivery from the same tablet was held back while the tablet was online: stored, "
        "flagged 'late' and not counted. 0 turns the check off."),
+    _s("surveys", "SURVEY_API_REQUESTS_PER_MIN", 120, "Answer batches one tablet may send a minute "
+       "(in bursts of as many); more get 429 with Retry-After and the tablet retries. 0: no limit."),
     _s("surveys", "SURVEY_CLOCK_QUIET_S", 3600, "A step of the server's wall clock (NTP) is adopted for "
        "survey times only after this many seconds without survey activity (answers, shift starts and "
        "ends), so a step during a shift or a burst changes no figures."),

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ class Rules:
     burst_window_s: float = 120
     late_after_s: float = 600
     max_offline_s: float = 7 * 86400
+    requests_per_minute: float = 120
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,31 @@ def clean_text(text: str, multiline: bool = True) -> str:
         text = text.replace("\n", " ")
     text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in _DROPPED_CATEGORIES)
     return unicodedata.normalize("NFC", text).strip()
+
+
+class RequestRate:
+    """At most ``per_minute`` requests a minute from one tablet, in bursts of up to ``per_minute``
+    (a token bucket on the monotonic clock, so a step of the wall clock neither opens nor closes
+    it). A tablet flushing a long queue needs a request per 500 answers; a stolen key cannot
+    hammer the store."""
+
+    def __init__(self, per_minute: float):
+        self.per_minute = per_minute
+        self._buckets: dict[int, tuple[float, float]] = {}     # tablet -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def wait(self, tablet_id: int, now: float) -> float:
+        """0 when the request may go ahead (and is counted); otherwise seconds until it may."""
+        if self.per_minute <= 0:
+            return 0.0
+        with self._lock:
+            tokens, at = self._buckets.get(tablet_id, (self.per_minute, now))
+            tokens = min(self.per_minute, tokens + max(0.0, now - at) * self.per_minute / 60)
+            if tokens >= 1:
+                self._buckets[tablet_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[tablet_id] = (tokens, now)
+            return (1 - tokens) * 60 / self.per_minute
 
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")

@@ -61,6 +61,10 @@ class SteadyClock:
     def now(self) -> float:
         return self.read()[0]
 
+    def monotonic(self) -> float:
+        """For durations measured on the server (rate limits)."""
+        return self._monotonic()
+
     def touch(self) -> None:
         """Something happened that a step must not split (an answer, a shift start or end)."""
         with self._lock:

@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 
 from terminal.staff import hash_pin, valid_pin
 from terminal.surveys import antigaming
-from terminal.surveys.antigaming import (BURST, EXCLUDED, GENUINE, LATE, REPEAT, REVIEW_DECISIONS, Recent, Rules,
-                                         clean_text)
+from terminal.surveys.antigaming import (BURST, EXCLUDED, GENUINE, LATE, REPEAT, REVIEW_DECISIONS, Recent,
+                                         RequestRate, Rules, clean_text)
 from terminal.surveys.clock import SteadyClock
 from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definition, DefinitionError,
                                           parse)
@@ -182,6 +182,7 @@ class SurveyStore:
         self.path = path
         self.rules = rules or Rules()
         self.clock = clock or SteadyClock()
+        self._request_rate = RequestRate(self.rules.requests_per_minute)
         self.zone = ZoneInfo(timezone)
         self._write_lock = threading.Lock()
         self._local = threading.local()
@@ -293,6 +294,10 @@ class SurveyStore:
             with self._write() as db:
                 db.execute("UPDATE shifts SET started_at = started_at + ? WHERE ended_at IS NULL", (step,))
         return now
+
+    def request_wait(self, tablet_id: int) -> float:
+        """0 when the tablet may send another batch now; otherwise seconds to wait (see RequestRate)."""
+        return self._request_rate.wait(tablet_id, self.clock.monotonic())
 
     def day_of(self, ts: float) -> str:
         return datetime.fromtimestamp(ts, self.zone).date().isoformat()

@@ -264,7 +264,8 @@ def init_app(app: Flask) -> None:
     path = os.path.join(app.instance_path, app.config["SURVEYS_DB"])
     rules = Rules(repeat_window_s=app.config["SURVEY_REPEAT_WINDOW_S"], burst_size=app.config["SURVEY_BURST_SIZE"],
                   burst_window_s=app.config["SURVEY_BURST_WINDOW_S"], late_after_s=app.config["SURVEY_LATE_AFTER_S"],
-                  max_offline_s=app.config["SURVEY_MAX_OFFLINE_S"])
+                  max_offline_s=app.config["SURVEY_MAX_OFFLINE_S"],
+                  requests_per_minute=app.config["SURVEY_API_REQUESTS_PER_MIN"])
     store = SurveyStore(path, rules, app.config["TIMEZONE"], SteadyClock(quiet_s=app.config["SURVEY_CLOCK_QUIET_S"]))
     store.ensure_default_survey()
     app.extensions["cnap_surveys"] = store
@@ -394,6 +395,12 @@ def api_answers():
     tablet = _tablet_from_request()
     if not isinstance(tablet, Tablet):
         return tablet
+    wait = store().request_wait(tablet.id)
+    if wait:
+        log.warning("survey API: tablet %s is sending too fast (SURVEY_API_REQUESTS_PER_MIN)", tablet.id)
+        response, status = _api_error(429, "rate_limited", "too many requests from this tablet; retry later")
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response, status
     try:
         body = json_body()
     except BadRequest:

@@ -365,3 +365,17 @@ def test_a_step_is_adopted_once_the_tablets_are_quiet_and_open_shifts_move_with_
     row = d.row(quiet)
     assert row["answered_at"] == pytest.approx(d.fake.true - 20 - 2 * 3600)  # the wall clock's time now
     assert (row["admin_id"], row["shift_id"]) == (d.admin.id, shift)         # still inside its shift
+
+
+def test_a_tablet_sending_too_fast_is_told_to_wait_whatever_the_wall_clock_does(desk):
+    d = desk(at_kyiv(2026, 3, 10, 9, 0), SURVEY_API_REQUESTS_PER_MIN=30)
+    statuses = [d.send([d.answer(MIXED[k % 10], d.fake.true - 600 + 10 * k)]).status_code for k in range(40)]
+    assert statuses == [200] * 30 + [429] * 10          # no time passed: a burst of 30, then refused
+    refused = d.send([])
+    assert refused.status_code == 429 and refused.get_json()["error"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3
+    assert d.store.count_answers() == 30                 # a refused batch stores nothing
+    d.fake.step = 3600                                   # the wall clock jumps an hour: no refill
+    assert d.send([]).status_code == 429
+    d.fake.advance(10)                                   # ten seconds: five more batches (30 a minute)
+    assert [d.send([]).status_code for _ in range(6)] == [200] * 5 + [429]
