@@ -330,3 +330,37 @@ def test_kiosk_started_on_an_unwritable_journal_takes_no_money_until_it_writes(t
         if locked:
             subprocess.run(["chattr", "-i", *files], capture_output=True)
         again.close()
+
+
+def test_card_approval_during_a_journal_fault_is_booked_once_when_it_writes(tmp_path, small_fs):
+    """The bank approved while the journal could not take the result: the result is kept and
+    journaled once the journal writes (never lost, never a second Purchase)."""
+    kiosk = journal_kiosk(tmp_path, small_fs)
+    filler = None
+    try:
+        pid = new_payment(kiosk)
+        with kiosk.client.session_transaction() as session:
+            session["pay_payment"] = pid
+        kiosk.card.processing_s = 600.0
+        kiosk.till.choose_card(pid)
+        wait_until(lambda: kiosk.payment().card_pending and kiosk.card.pending, what="purchase in the terminal")
+        filler = fill(small_fs)
+        with kiosk.card.lock:
+            kiosk.card.pending["due"] = time.monotonic()  # the visitor's card is approved now
+        wait_until(lambda: kiosk.till.journal_fault, what="journal fault")
+        wait_until(lambda: kiosk.card.purchases("approved"), what="approval")
+        assert kiosk.payment().status == "card" and kiosk.payment().card_pending
+        assert kiosk.status()["fault"]
+        os.remove(filler)
+        filler = None
+        kiosk.settle()
+        p = kiosk.payment()
+        assert p.status == "paid" and p.card["invoice_number"] == kiosk.card.purchases("approved")[0]["invoice"]
+        results = [r for r in read_records(kiosk.till.journal.path) if r.payment_id == pid and r.kind == "card_result"]
+        assert [r.data["status"] for r in results] == ["approved"]
+        assert len(kiosk.card.purchases("approved")) == 1 and len(kiosk.card.purchases("failed")) == 0
+        wait_until(lambda: kiosk.till.journal_fault is None, timeout=30, what="fault cleared")
+    finally:
+        if filler:
+            os.remove(filler)
+        kiosk.close()
