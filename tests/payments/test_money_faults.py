@@ -17,6 +17,7 @@ from devices.events import DeviceEvent
 from payments.journal import JournalError, read_records
 from payments.reports import shift_report
 from payments.taxid import Payer
+from tests.helpers import service_login
 from tests.payments.helpers import RNOKPP, SERVICE, Kiosk, make_app, wait_until
 
 STACKED = "bill_stacked"
@@ -156,6 +157,10 @@ def test_disk_full_while_a_bill_stacks_no_ack_then_credited_once(tmp_path, small
         assert page.status_code == 503 and "не може приймати оплату" in page.get_data(as_text=True)
         assert "Traceback" not in page.get_data(as_text=True)
         assert kiosk.till.availability()["cash"] is False and kiosk.till.availability()["card"] is False
+        staff = kiosk.app.test_client()
+        assert service_login(staff, "111111").status_code == 302  # cashier
+        svc = staff.get("/service/pay/payments").get_data(as_text=True)
+        assert 'id="journal-fault"' in svc and "Журнал платежів не записується" in svc
         # space again: the repeated 0x81 is journaled, credited once, acknowledged
         os.remove(filler)
         filler = None
