@@ -191,3 +191,16 @@ def init_app(app: Flask) -> None:
         limit = getattr(view, "max_body_bytes", None)
         if limit is not None:
             request.max_content_length = limit
+        if request.mimetype == "multipart/form-data":
+            _drop_unnamed_parts()
+
+
+def _drop_unnamed_parts() -> None:
+    """A multipart part without a name comes out of werkzeug under the key None; code that walks
+    a form's keys expects strings (Flask-WTF's CSRF check raised AttributeError: a 500). Parsed
+    here under the route's body limit."""
+    for attribute in ("form", "files"):
+        values = getattr(request, attribute)
+        if any(not isinstance(key, str) for key in values.keys()):
+            setattr(request, attribute, type(values)(
+                [(key, value) for key, value in values.items(multi=True) if isinstance(key, str)]))

@@ -18,6 +18,9 @@ GROUPS = ("branch", "desk", "admin")
 PENDING_BURST_EXCLUDED = " AND NOT (flag IS 'burst' AND review IS NULL)"
 
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)   # the dates a report filter accepts
+
+
 @dataclass
 class Filters:
     date_from: date
@@ -31,9 +34,11 @@ class Filters:
     def from_args(cls, args, today: date) -> "Filters":
         def parse_day(text, default):
             try:
-                return date.fromisoformat(text) if text else default
+                day = date.fromisoformat(text) if text else default
             except ValueError:
                 return default
+            # Reports add days and take epoch times around these dates: years 1 and 9999 overflow.
+            return day if FIRST_DAY <= day <= LAST_DAY else default
 
         date_to = parse_day(args.get("to"), today)
         date_from = parse_day(args.get("from"), date_to - timedelta(days=29))

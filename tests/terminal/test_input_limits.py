@@ -165,3 +165,23 @@ def test_json_depth_limit_is_a_setting(app):
     assert not limits.json_depth_exceeds(nested(20), 20)
     assert limits.json_depth_exceeds(nested(21), 20)
     assert limits.json_depth_exceeds({"a": [{"b": nested(19)}]}, 20)
+
+
+def test_multipart_parts_without_a_name_are_ignored_not_a_500(staff):
+    """werkzeug files such a part under the key None; Flask-WTF's CSRF check then crashed."""
+    body = (b"--x\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n"
+            b"--x\r\nContent-Disposition: form-data; filename=\"a.png\"\r\n\r\n\x89PNG\r\n--x--\r\n")
+    for path in ("/service/logout", "/prefs", "/service/surveys/media"):
+        response = staff.post(path, data=body, content_type="multipart/form-data; boundary=x")
+        assert response.status_code in (302, 400), (path, response.status_code)
+
+
+@pytest.mark.parametrize("query", [{"to": "0001-01-05"}, {"from": "0001-01-01", "to": "9999-12-31"},
+                                   {"from": "9999-12-31"}, {"to": "9999-12-30", "group": "admin"}])
+def test_report_dates_at_the_ends_of_the_calendar_are_no_500(staff, query):
+    """Reports add days and take epoch times around their dates; years 1 and 9999 overflowed."""
+    for path in ("/service/surveys/reports", "/service/surveys/reports.csv"):
+        for kind in ("answers", "summary"):
+            response = staff.get(path, query_string={**query, "kind": kind})
+            response.get_data()
+            assert response.status_code == 200, (path, kind)
