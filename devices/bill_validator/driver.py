@@ -63,7 +63,9 @@ RESET_BACKOFF_S = (1.0, 30.0)  # first wait after a failed initialisation, and t
 DELIVERY_BACKOFF_S = (0.5, 5.0)  # between re-deliveries of an event the host failed to record
 POWER_UP_STATES = {c.POWER_UP, c.POWER_UP_BILL_IN_VALIDATOR, c.POWER_UP_BILL_IN_STACKER}
 ACK_ONLY_POLLS = 3
-STUCK_IN_POWER_UP = "stays in power-up after RESET"  # bare ACKs in a row to POLL before the device is reported
+STUCK_IN_POWER_UP = "stays in power-up after RESET"
+NO_STATE_ACK = "answers ACK only (to POLL)"
+NO_STATE_ILLEGAL = "refuses POLL (ILLEGAL COMMAND)"  # bare ACKs in a row to POLL before the device is reported
 
 
 class Backoff:
@@ -604,18 +606,16 @@ class BillValidator:
         if state is None or (state.code == c.NAK and state.sub is None):
             self._missed("POLL not understood (NAK)")
             return
-        if state.code == c.ACK and state.sub is None:
-            # a device that acknowledges POLL instead of telling its state is not working
-            self.counters["ack_only"] += 1
+        if state.code in (c.ACK, c.ILLEGAL_COMMAND) and state.sub is None:
+            # a device that acknowledges or refuses POLL instead of telling its state is not
+            # working: reported after a few, not polled in silence
+            self.counters["ack_only" if state.code == c.ACK else "illegal"] += 1
             self._ack_only_polls += 1
             self._unanswered = 0
             if self._ack_only_polls >= ACK_ONLY_POLLS:
-                self._set_unavailable("answers ACK only (to POLL)")
+                self._set_unavailable(NO_STATE_ACK if state.code == c.ACK else NO_STATE_ILLEGAL)
             return
-        if state.code == c.ILLEGAL_COMMAND and state.sub is None:
-            self.counters["illegal"] += 1
-            return
-        if self._ack_only_polls >= ACK_ONLY_POLLS and self._unavailable == "answers ACK only (to POLL)":
+        if self._unavailable in (NO_STATE_ACK, NO_STATE_ILLEGAL):
             self._set_available()
         self._ack_only_polls = 0
         if state.code not in POWER_UP_STATES and not self._need_init and self._resets_unconfirmed:

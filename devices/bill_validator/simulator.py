@@ -87,6 +87,7 @@ class BillValidatorSimulator(SimulatorBase):
             self.ack_only = False  # answers every command, POLL included, with a bare ACK
             self.stacked_type: str | int | None = None  # "missing" or a bill type to report
             self.ignore_reset = False  # ACKs RESET but stays where it is (e.g. in power-up)
+            self.refuse_poll = False  # answers POLL with ILLEGAL COMMAND
             self.min_gap_s = 0.0  # host frames closer than this to its previous one are not heard
             self.wire_log: list[tuple[float, str, str]] = []  # (monotonic, "in"|"out", name)
             self.last_frame_end = 0.0
@@ -254,6 +255,11 @@ class BillValidatorSimulator(SimulatorBase):
         with self.lock:
             self.stacked_type = bill_type
 
+    def set_refuse_poll(self, on: bool = True) -> None:
+        """Firmware that answers POLL with ILLEGAL COMMAND."""
+        with self.lock:
+            self.refuse_poll = on
+
     def set_ignore_reset(self, on: bool = True) -> None:
         """Firmware that ACKs RESET and does nothing: it stays in power-up."""
         with self.lock:
@@ -386,7 +392,9 @@ class BillValidatorSimulator(SimulatorBase):
                 self.wire_log.append((time.monotonic(), "out", "repeat"))
                 self.send_later(self.response_delay_s, self.last_answer)
             return
-        if command == c.POLL:
+        if command == c.POLL and self.refuse_poll:
+            self._answer(bytes([c.ILLEGAL_COMMAND]))
+        elif command == c.POLL:
             state = self.state
             if self.sticky is not None and state == self.sticky:
                 self.sticky_polled = True

@@ -249,15 +249,16 @@ def test_default_reset_back_off_is_a_handful_of_resets_in_12_s():
     assert b.next() == 0.5
 
 
-def test_device_that_starts_answering_polls_with_bare_ack_is_reported(link):
+@pytest.mark.parametrize("fault, reason", [("set_ack_only", "ACK only"), ("set_refuse_poll", "ILLEGAL")])
+def test_device_that_starts_answering_polls_without_a_state_is_reported(link, fault, reason):
     sim, bv, events = link()
     bv.enable({2000})
     events.wait_for("idle")
-    sim.set_ack_only(True)
+    getattr(sim, fault)(True)
     event = events.wait_for("unavailable")
-    assert "ACK only" in event.data["reason"]
+    assert reason in event.data["reason"]
     assert bv.status().state == "unavailable" and not bv.status().online
-    sim.set_ack_only(False)
+    getattr(sim, fault)(False)
     events.wait_for("available")
     wait_until(lambda: bv.status().online, what="available again")
 
