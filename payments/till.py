@@ -565,6 +565,10 @@ class Till:
                 if payment is None:
                     self._append(DEVICE_STREAM, kind, data)
                     return
+                if (kind in ("stacked", "powerup_with_bill") and not payment.service_id and payment.method is None
+                        and payment.stack_pending_kop is not None):
+                    self._orphan_bill(kind, data, pid)  # the repeat of an orphan bill whose journaling failed
+                    return
                 if kind == "escrow" and not payment.accepting_bills:
                     return
                 self.dispatch(pid, bill_kinds[kind], data)
@@ -589,17 +593,19 @@ class Till:
                 if payment is not None and not payment.final and payment.fault:
                     self.dispatch(pid, "validator_ok", {})
 
-    def _orphan_bill(self, kind: str, data: dict) -> None:
+    def _orphan_bill(self, kind: str, data: dict, pid: str | None = None) -> None:
         """Cash stacked with no payment to own it (seen at start-up): it becomes a recovered
-        record with a voucher for the whole sum, never lost and never silently kept."""
+        record with a voucher for the whole sum, never lost and never silently kept. ``pid``:
+        the record a failed delivery of this bill already created (its repeat continues it)."""
         amount = data.get("amount_kop")
         if not amount:
             self._append(DEVICE_STREAM, "orphan_bill_unknown_amount", data)
             return
-        pid = self._create_record("", {"uk": "Нерозподілена готівка", "en": "Unassigned cash"}, {},
-                                  {"amount_kop": 0, "commission_kop": 0, "total_kop": 0}, {})
-        self.cash_id = pid
-        self.dispatch(pid, "stack_intent", {"amount_kop": amount, "orphan": True})
+        if pid is None:
+            pid = self._create_record("", {"uk": "Нерозподілена готівка", "en": "Unassigned cash"}, {},
+                                      {"amount_kop": 0, "commission_kop": 0, "total_kop": 0}, {})
+            self.cash_id = pid
+            self.dispatch(pid, "stack_intent", {"amount_kop": amount, "orphan": True})
         self.dispatch(pid, "bill_stacked" if kind == "stacked" else "powerup_with_bill",
                       dict(data, recovered=True))
         if not self.payments[pid].final:

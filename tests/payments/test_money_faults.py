@@ -369,3 +369,42 @@ def test_card_approval_during_a_journal_fault_is_booked_once_when_it_writes(tmp_
         if filler:
             os.remove(filler)
         kiosk.close()
+
+
+class FlakyJournal(FailingJournal):
+    """Lets ``passes`` writes through, then the disk goes."""
+
+    def __init__(self, journal, passes):
+        super().__init__(journal)
+        self.passes = passes
+
+    def append(self, *a, **kw):
+        if self.passes > 0:
+            self.passes -= 1
+            return self.journal.append(*a, **kw)
+        return super().append(*a, **kw)
+
+
+def test_orphan_bill_whose_journaling_failed_midway_is_completed_by_its_repeat(tmp_path):
+    """A stacked bill no payment owns (seen at start-up) becomes an "unassigned cash" record in
+    three journal writes; the disk fails after two. The repeat completes that record: one
+    record, one credit, one recovery case, one voucher."""
+    kiosk = Kiosk(make_app(tmp_path / "instance", BILL_VALIDATOR_URL=""))
+    try:
+        till = kiosk.till
+        real = till.journal
+        event = DeviceEvent(7, "bill_validator", "stacked", {"amount_kop": 20000, "bill_type": 4}, 0.0)
+        till.journal = FlakyJournal(real, passes=2)
+        with pytest.raises(Exception):
+            till.on_validator_event(event)
+        till.journal = real
+        till.on_validator_event(event)
+        orphans = [pid for pid in till.order if not till.payments[pid].service_id]
+        assert len(orphans) == 1
+        p = till.payments[orphans[0]]
+        assert p.credited_kop == 20000 and p.bills == (20000,) and p.voucher_out_kop == 20000 and p.final
+        assert len(credits(kiosk, orphans[0], 20000)) == 1
+        assert [c["rule"] for c in till.recovery_cases] == ["orphan_bill"]
+        assert till.vouchers[p.voucher_code].amount_kop == 20000
+    finally:
+        kiosk.close()
