@@ -183,6 +183,9 @@ class SurveyStore:
         self.rules = rules or Rules()
         self.clock = clock or SteadyClock()
         self._request_rate = RequestRate(self.rules.requests_per_minute)
+        self._pending_step = 0.0
+        self._step_lock = threading.Lock()
+        self._tx_thread: int | None = None
         self.zone = ZoneInfo(timezone)
         self._write_lock = threading.Lock()
         self._local = threading.local()
@@ -223,14 +226,25 @@ class SurveyStore:
         class _Tx:
             def __enter__(self):
                 store._write_lock.acquire()
-                self.db = store._db()
-                self.db.execute("BEGIN IMMEDIATE")
+                store._tx_thread = threading.get_ident()
+                try:
+                    self.db = store._db()
+                    self.db.execute("BEGIN IMMEDIATE")
+                    self.step = store._move_open_shifts(self.db)
+                except BaseException:
+                    store._tx_thread = None
+                    store._write_lock.release()
+                    raise
                 return self.db
 
             def __exit__(self, exc_type, exc, tb):
                 try:
                     self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+                    if exc_type and self.step:
+                        with store._step_lock:
+                            store._pending_step += self.step
                 finally:
+                    store._tx_thread = None
                     store._write_lock.release()
                 return False
 
@@ -286,14 +300,25 @@ class SurveyStore:
             db.executemany("UPDATE answers SET burst_id=? WHERE uuid=?", [(cur.lastrowid, r[0]) for r in run])
 
     def now(self) -> float:
-        """Now on the store's steady timeline (see ``clock``); never call inside a transaction."""
+        """Now on the store's steady timeline (see ``clock``)."""
         now, step = self.clock.read()
         if step:
-            # Open shifts started on the old timeline: move them with it, so their answers still fall
-            # inside them. Ended shifts keep their times (history).
-            with self._write() as db:
-                db.execute("UPDATE shifts SET started_at = started_at + ? WHERE ended_at IS NULL", (step,))
+            # Open shifts started on the old timeline: a transaction moves them with it (this one
+            # or, when called inside one, that one), so their answers still fall inside them.
+            # Ended shifts keep their times (history).
+            with self._step_lock:
+                self._pending_step += step
+            if self._tx_thread != threading.get_ident():
+                with self._write():
+                    pass
         return now
+
+    def _move_open_shifts(self, db: sqlite3.Connection) -> float:
+        with self._step_lock:
+            step, self._pending_step = self._pending_step, 0.0
+        if step:
+            db.execute("UPDATE shifts SET started_at = started_at + ? WHERE ended_at IS NULL", (step,))
+        return step
 
     def request_wait(self, tablet_id: int) -> float:
         """0 when the tablet may send another batch now; otherwise seconds to wait (see RequestRate)."""
@@ -390,10 +415,10 @@ class SurveyStore:
         if self.current(survey_id) is None:
             raise SurveyInputError(f"unknown survey {survey_id!r}")
         token = secrets.token_urlsafe(24)
+        now = self.now()
         with self._write() as db:
             cur = db.execute("INSERT INTO tablets(label, branch_id, desk, survey_id, token_hash, created_at) "
-                             "VALUES (?,?,?,?,?,?)", (label, branch_id, desk, survey_id, token_hash(token),
-                                                      self.now()))
+                             "VALUES (?,?,?,?,?,?)", (label, branch_id, desk, survey_id, token_hash(token), now))
             tablet_id = cur.lastrowid
         return self.tablet(tablet_id), token
 

@@ -348,7 +348,11 @@ def test_a_wrong_clock_at_boot_is_corrected_before_any_answer(desk):
     d = desk(true_start, step=-365 * 86400)     # the store opens on the wrong clock
     d.fake.advance(60)
     d.fake.step = 0                             # NTP
-    a = d.given_and_sent("good", 60)
+    shift = d.start_shift()                     # reads the stepped clock first
+    second, _ = d.store.register_tablet("Планшет 2", d.tablet.branch_id, "Вікно 2", "desk")
+    assert second.created_at == pytest.approx(d.fake.true)
+    a = d.given_and_sent("good", 60, shift)
+    assert d.row(a)["admin_id"] == d.admin.id
     assert d.row(a)["answered_at"] == pytest.approx(d.fake.true - 20)
     assert d.row(a)["day"] == "2026-03-10"
 
