@@ -71,7 +71,8 @@ class EventEmitter:
         for callback in subscribers:
             try:
                 callback(event)
-            except Exception as exc:  # collected, never lost: the caller decides what it means
+            except BaseException as exc:  # noqa: BLE001 - even SystemExit must not end a poll thread
+                # collected, never lost: the caller decides what it means
                 log.warning("%s subscriber failed on #%d %s: %r", self.device, event.seq, event.kind, exc)
                 errors.append(exc)
         if errors:

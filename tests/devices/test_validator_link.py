@@ -146,9 +146,10 @@ def test_while_the_host_fails_nothing_that_moves_money_goes_out(link):
     assert polls < 30  # one per back-off step; at the 20 ms poll interval it would be ~75
 
 
-def test_a_subscriber_that_always_raises_never_stops_the_thread(link):
+@pytest.mark.parametrize("error", [RuntimeError, SystemExit])
+def test_a_subscriber_that_always_raises_never_stops_the_thread(link, error):
     def broken(event):
-        raise RuntimeError("caller bug")
+        raise error("caller bug")
 
     sim, bv, _ = link(subscriber=broken)
     bv.enable({2000})
