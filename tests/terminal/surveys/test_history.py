@@ -383,3 +383,40 @@ def test_a_tablet_sending_too_fast_is_told_to_wait_whatever_the_wall_clock_does(
     assert d.send([]).status_code == 429
     d.fake.advance(10)                                   # ten seconds: five more batches (30 a minute)
     assert [d.send([]).status_code for _ in range(6)] == [200] * 5 + [429]
+
+
+def test_a_file_of_the_previous_release_is_migrated_and_keeps_its_figures(tmp_path):
+    import sqlite3
+
+    from terminal.surveys.antigaming import Rules
+    from terminal.surveys.store import SCHEMA_VERSION, SurveyStore
+    from tests.terminal.surveys.conftest import NOW, answer
+
+    path = str(tmp_path / "v2.sqlite")
+    rules = Rules(repeat_window_s=5, burst_size=4, burst_window_s=120)
+    store = SurveyStore(path, rules)
+    store.ensure_default_survey()
+    tablet, _ = store.register_tablet("Tablet 1", "central", "Desk 3", "desk")
+    store.ingest(tablet, [answer(MIXED[k % 10], at=NOW - 5000 + 60 * k) for k in range(20)], now=NOW - 3800)
+    before = key_figures(reports.report(store, WHOLE)["totals"])
+    store.close()
+    db = sqlite3.connect(path)                  # what release 2 wrote: no tablet times, no late count
+    db.executescript("""
+        DROP INDEX answers_tablet_received;
+        ALTER TABLE answers DROP COLUMN sent_at; ALTER TABLE answers DROP COLUMN tablet_answered_at;
+        ALTER TABLE answers DROP COLUMN claimed_shift_id; ALTER TABLE stats DROP COLUMN late;
+        PRAGMA user_version = 2;""")
+    db.close()
+    migrated = SurveyStore(path, rules)
+    try:
+        assert migrated._db().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert key_figures(reports.report(migrated, WHOLE)["totals"]) == before
+        old = answer("very_good", at=NOW - 4500)         # given before deliveries seen since: late
+        assert migrated.ingest(tablet, [old], now=NOW)[0]["status"] == "stored"
+        assert migrated.answer(old["uuid"])["flag"] == "late"
+        assert reports.report(migrated, WHOLE)["late"] == 1
+        rows = sorted(r for r in migrated._db().execute("SELECT * FROM stats") if any(r[6:]))
+        migrated.rebuild_rollups()
+        assert sorted(r for r in migrated._db().execute("SELECT * FROM stats") if any(r[6:])) == rows
+    finally:
+        migrated.close()
