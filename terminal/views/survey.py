@@ -10,6 +10,7 @@ import logging
 import os
 import re
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import qrcode
 import qrcode.image.svg
@@ -448,8 +449,17 @@ def _qr_data_uri(text: str) -> str:
 
 
 def _tablets_base() -> str:
-    """Where tablets reach this kiosk: its tablets' listener when one runs (set by cnap kiosk)."""
-    return current_app.config.get("TABLET_URL") or request.host_url
+    """Where tablets reach this kiosk: its tablets' listener when one runs (TABLET_URL, set by cnap
+    kiosk). A listener on every address (0.0.0.0) is offered under the name this page was opened
+    with, on the tablets' port. Staff may type another address on the page."""
+    tablet_url = current_app.config.get("TABLET_URL")
+    if not tablet_url:
+        return request.host_url
+    parts = urlsplit(tablet_url)
+    if parts.hostname in ("0.0.0.0", "::", ""):
+        host = urlsplit(request.host_url).hostname or "localhost"
+        return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{parts.port}/"
+    return tablet_url
 
 
 def _tablet_link(token: str, base: str) -> str:

@@ -163,3 +163,46 @@ def test_bad_service_networks_setting_is_refused(tmp_path):
 
     with pytest.raises(SettingError, match="SERVICE_NETWORKS"):
         make_app(tmp_path, SERVICE_NETWORKS="192.168.1.0/24,kiosk-lan")
+
+
+def test_service_mode_offers_the_tablets_listener_for_new_tablet_links(tmp_path):
+    """A tablet registered in service mode gets a link to the tablets' listener, which serves it;
+    the main listener's address would not reach it from the LAN."""
+    from flask.testing import FlaskClient
+
+    from tests.terminal.limits_helpers import csrf_token, log_in_admin
+
+    app = make_app(tmp_path)
+    server = BackgroundServer(app, "127.0.0.1", 0, threads=4, tablet_host="127.0.0.2", tablet_port=0)
+    app.config["TABLET_URL"] = server.tablet_url  # as cnap kiosk sets it
+    try:
+        client = FlaskClient(app, app.response_class, use_cookies=True)
+        log_in_admin(client)
+        page = client.get("/service/surveys/tablets").text
+        assert f'name="base" value="{server.tablet_url}"' in page
+        token = csrf_token(client)
+        branch = app.extensions["cnap_catalogue"].branches[0].id
+        registered = client.post("/service/surveys/tablets", data={
+            "label": "Планшет 2", "branch": branch, "desk": "Вікно 2", "survey": "desk", "base": "",
+            **({"csrf_token": token} if token else {})})
+        link = re_link(registered.text)
+        assert link.startswith(server.tablet_url + "/tablet/#token=")
+        port = tablet_port(server)
+        status, body = request("127.0.0.2", port, "GET", "/api/survey/config",
+                               headers={"Authorization": "Bearer " + link.split("#token=")[1]})
+        assert status == 200 and json.loads(body)["tablet"]["label"] == "Планшет 2"
+        # A listener on every address is offered under the name service mode was opened with.
+        from terminal.views.survey import _tablets_base
+
+        app.config["TABLET_URL"] = "http://0.0.0.0:8181"
+        with app.test_request_context("/service/surveys/tablets", base_url="http://kiosk-3.cnap.lan:8080"):
+            assert _tablets_base() == "http://kiosk-3.cnap.lan:8181/"
+    finally:
+        server.stop()
+        close_app(app)
+
+
+def re_link(page: str) -> str:
+    match = re.search(r'(http://[^"<\s]+/tablet/#token=[^"<\s]+)', page)
+    assert match, page[:2000]
+    return match.group(1)
