@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -72,6 +73,18 @@ def snapshot(http: str) -> dict:
 
 
 # ============================================================================ kiosk
+def mark_journal_faults(till, directory: str) -> None:
+    """One marker file (outside the journal's file system) per journal fault this kiosk saw, so
+    the driver can tell a disk-full phase that hit a write from one the WAL's slack absorbed."""
+    seen = False
+    while True:
+        fault = till.journal_fault is not None
+        if fault and not seen:
+            open(os.path.join(directory, f"journal-fault-{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+        seen = fault
+        time.sleep(0.02)
+
+
 def kiosk(instance: str, urls: dict, http: str, seed: int, settle_only: bool) -> None:
     from devices.bill_validator.driver import BillValidator
     from devices.card_terminal.driver import CardTerminal
@@ -92,6 +105,7 @@ def kiosk(instance: str, urls: dict, http: str, seed: int, settle_only: bool) ->
         unsettled = [pid for pid in till.order if not till.payments[pid].settled]
         print(json.dumps({"unsettled": unsettled}), flush=True)
         os._exit(0)
+    threading.Thread(target=mark_journal_faults, args=(till, os.path.dirname(instance)), daemon=True).start()
     rnd = random.Random(seed)
     details = PaymentDetails("ГУК у м.Києві", "37993783", "UA583808050000026009702978805", "101", {"uk": "Збір"})
     payer = Payer("Шевченко", "rnokpp", "3652504575")
@@ -301,7 +315,8 @@ def main() -> None:
             raise SystemExit("final recovery did not start")
         final.communicate(timeout=120)
         result = check(instance, http)
-        print(f"bills={result['bills']} card_approved={result['card_approved']} "
+        faults_seen = sum(1 for name in os.listdir(work) if name.startswith("journal-fault-"))
+        print(f"bills={result['bills']} card_approved={result['card_approved']} journal_faults_seen={faults_seen} "
               f"journal_faults_cleared_live={result['faults_cleared']} seconds={time.monotonic() - started:.0f}")
         print(f"kills={kills} payments={result['payments']} lost_kop={result['lost_kop']} "
               f"doubled={result['doubled']} unsettled={result['unsettled']} disk_full_phases={disk_full_phases}")
