@@ -579,7 +579,7 @@ class SurveyStore:
                 prepared.append((i, answer))
             except Rejected as exc:
                 uuid = raw.get("uuid") if isinstance(raw, dict) and isinstance(raw.get("uuid"), str) else None
-                if uuid is not None and not UUID_RE.match(uuid):
+                if uuid is not None and not UUID_RE.fullmatch(uuid):
                     # Not an id: keep only what is safe to store, log and show (no controls, short).
                     uuid = clean_text(uuid, multiline=False)[:64].encode("ascii", "replace").decode()
                 results[i] = {"uuid": uuid, "status": "rejected", "error": exc.code, "message": exc.message}
@@ -620,14 +620,14 @@ class SurveyStore:
         if not isinstance(raw, dict):
             raise Rejected("bad_answer", "an answer must be an object")
         uuid = raw.get("uuid")
-        if not isinstance(uuid, str) or not UUID_RE.match(uuid):
+        if not isinstance(uuid, str) or not UUID_RE.fullmatch(uuid):
             raise Rejected("bad_uuid", "uuid must be a lower-case UUID")
         survey_id, version = raw.get("survey"), raw.get("version")
-        if not isinstance(survey_id, str) or not isinstance(version, int) or isinstance(version, bool):
+        if not isinstance(survey_id, str) or not _is_id(version):
             raise Rejected("unknown_survey", "survey and version are required")
-        definition = self.definition(survey_id, version)
+        definition = self.definition(survey_id, version) if len(survey_id) <= 64 else None
         if definition is None:
-            raise Rejected("unknown_survey", f"survey {survey_id!r} has no version {version}")
+            raise Rejected("unknown_survey", f"survey {_short(survey_id)} has no version {version}")
         answered_at = raw.get("answered_at")
         if not _is_number(answered_at):
             raise Rejected("bad_time", "answered_at must be a number of seconds")
@@ -641,7 +641,7 @@ class SurveyStore:
         main = raw.get("main")
         score = definition.score_of(main) if isinstance(main, str) else None
         if score is None:
-            raise Rejected("unknown_option", f"the main question has no option {main!r}")
+            raise Rejected("unknown_option", f"the main question has no option {_short(main)}")
         path_raw = raw.get("path") or []
         if not isinstance(path_raw, list) or len(path_raw) > MAX_DEPTH:
             raise Rejected("bad_path", "path must be a short list of [question, option]")
@@ -676,7 +676,7 @@ class SurveyStore:
         shift_id = raw.get("shift_id")
         admin_id, claimed_shift_id = 0, None
         if shift_id is not None:
-            shift = self.shift(shift_id) if isinstance(shift_id, int) and not isinstance(shift_id, bool) else None
+            shift = self.shift(shift_id) if _is_id(shift_id) else None
             if shift is None or shift.tablet_id != tablet.id:
                 raise Rejected("unknown_shift", "the shift does not belong to this tablet")
             if (answered_at < shift.started_at - SHIFT_GRACE_S
@@ -964,7 +964,21 @@ class SurveyStore:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number of seconds (JSON may carry integers of any size: those are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) < 1e15 if isinstance(value, int) else math.isfinite(value) and abs(value) < 1e15
+
+
+def _is_id(value: Any) -> bool:
+    """A row id SQLite can hold (a larger integer from JSON would make the query fail)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2 ** 62
+
+
+def _short(value: Any) -> str:
+    """A value from a tablet quoted in an error message: short and printable."""
+    text = clean_text(value if isinstance(value, str) else repr(value), multiline=False)
+    return repr(text[:40] + ("…" if len(text) > 40 else ""))
 
 
 __all__ = ["SurveyStore", "Tablet", "Administrator", "Shift", "Rejected", "SurveyInputError", "BurstReviewError",

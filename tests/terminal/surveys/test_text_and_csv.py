@@ -102,6 +102,32 @@ def test_a_rejected_answer_with_a_garbage_id_stores_and_logs_nothing_invisible(t
     assert all("\n" not in r.getMessage() and "\u202e" not in r.getMessage() for r in caplog.records)
 
 
+BIG = 10 ** 30
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"shift_id": BIG}, "unknown_shift"), ({"shift_id": -BIG}, "unknown_shift"), ({"shift_id": 0}, "unknown_shift"),
+    ({"version": BIG}, "unknown_survey"), ({"version": -1}, "unknown_survey"), ({"survey": "x" * 100_000}, "unknown_survey"),
+    ({"answered_at": 10 ** 400}, "bad_time"), ({"answered_at": -(10 ** 400)}, "bad_time"), ({"answered_at": BIG}, "bad_time"),
+    ({"main": "y" * 100_000}, "unknown_option"), ({"main": {"a": [1, 2]}}, "unknown_option"),
+    ({"uuid": str(uuidlib.uuid4()) + "\n"}, "bad_uuid"), ({"nps": BIG}, "out_of_range"),
+])
+def test_no_value_in_an_answer_is_a_server_error(tablet_api, change, error):
+    a = dict(comment_answer("ок"), **change)
+    response = tablet_api({"sent_at": time.time(), "answers": [a]})
+    assert response.status_code == 200
+    (result,) = response.get_json()["results"]
+    assert (result["status"], result["error"]) == ("rejected", error)
+    assert len(result["message"]) < 200             # the tablet's value is not echoed at length
+    assert tablet_api.store.count_answers() == 0
+
+
+@pytest.mark.parametrize("sent_at", [10 ** 400, -(10 ** 400), 10 ** 30])
+def test_a_batch_sent_at_a_huge_time_is_refused_not_a_server_error(tablet_api, sent_at):
+    response = tablet_api(('{"sent_at": %d, "answers": []}' % sent_at).encode())
+    assert response.status_code == 400 and response.get_json()["error"] == "bad_batch"
+
+
 def test_a_comment_made_long_by_invisible_characters_still_fits_its_limit(tablet_api):
     a = comment_answer("ок" + "\u200b" * 498)        # 500 characters sent, 2 kept
     assert tablet_api({"sent_at": time.time(), "answers": [a]}).get_json()["results"][0]["status"] == "stored"
