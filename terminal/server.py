@@ -19,6 +19,16 @@ def on_listener(app, name: str, host: str):
     return application
 
 
+def largest_body(app) -> int | None:
+    """The largest request body any route of a Flask ``app`` accepts (MAX_CONTENT_LENGTH, or a
+    route's own terminal.limits.body_limit); None when unknown."""
+    config = getattr(app, "config", None)
+    if config is None or config.get("MAX_CONTENT_LENGTH") is None:
+        return None
+    routes = [getattr(view, "max_body_bytes", 0) for view in app.view_functions.values()]
+    return max([config["MAX_CONTENT_LENGTH"], *routes])
+
+
 class BackgroundServer:
     """Serve ``app`` on ``host:port`` (0 picks a free port) until ``stop()``; with ``tablet_host``,
     also on a second listener for desk tablets (``tablet_port``, 0: any free port). Both share one
@@ -30,6 +40,11 @@ class BackgroundServer:
         from waitress.server import create_server
 
         options = dict(threads=threads, ident="cnap-kiosk", clear_untrusted_proxy_headers=True)
+        largest = largest_body(app)
+        if largest is not None:
+            # waitress buffers a whole body (to a temporary file) before the app sees it, up to 1 GB
+            # by default: refuse at the door what no route would take.
+            options["max_request_body_size"] = largest
         self._server = create_server(on_listener(app, KIOSK, host), host=host, port=port, **options)
         self._tablet_server = None
         if tablet_host:

@@ -206,3 +206,38 @@ def re_link(page: str) -> str:
     match = re.search(r'(http://[^"<\s]+/tablet/#token=[^"<\s]+)', page)
     assert match, page[:2000]
     return match.group(1)
+
+
+def test_the_server_refuses_bodies_no_route_would_take_before_buffering_them(served):
+    """waitress reads a whole body (to a temporary file) before the app runs, up to 1 GB by
+    default; beyond the largest route limit (media uploads, 51 MiB) it now answers 413 itself."""
+    from terminal.server import largest_body
+
+    app, server, _ = served
+
+    def chunks(total, size=1024 * 1024):
+        for _ in range(total // size):
+            yield b"%x\r\n" % size + b"\0" * size + b"\r\n"
+        yield b"0\r\n\r\n"
+
+    def post_chunked(megabytes):
+        conn = http.client.HTTPConnection("127.0.0.2", server.port, timeout=60)
+        try:
+            conn.putrequest("POST", "/healthz")  # the app would answer 405 without reading the body
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.endheaders()
+            try:
+                for chunk in chunks(megabytes * 1024 * 1024):
+                    conn.send(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server stopped reading: its answer is waiting
+            response = conn.getresponse()
+            return response.status
+        finally:
+            conn.close()
+
+    assert post_chunked(2) == 405          # within the limit: the app answers
+    assert post_chunked(60) == 413         # beyond it: refused by the server
+    assert largest_body(app) == 51 * 1024 * 1024
+
