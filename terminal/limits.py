@@ -16,6 +16,7 @@ import re
 from typing import Any, Callable
 
 from flask import Flask, abort, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from terminal import i18n
@@ -94,10 +95,13 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def json_body(*, kind: type = dict, default: Any = None) -> Any:
-    """The request's JSON body, checked: at most the route's body limit (413 beyond it), valid
+    """The request's JSON body, checked: at most the route's body limit, valid
     UTF-8 JSON without NaN/Infinity, nested at most MAX_JSON_DEPTH deep, and of ``kind`` (dict or
     list) — otherwise 400. An empty body gives ``default`` when one is given."""
-    raw = request.get_data(cache=True)  # bounded by max_content_length: 413 beyond it
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:  # a JSON client gets 400 with a JSON error, as for any bad document
+        abort(400, description=f"the JSON body is larger than {request.max_content_length} bytes")
     if not raw.strip() and default is not None:
         return default
     try:

@@ -96,9 +96,10 @@ def test_answer_batches_may_be_larger_than_the_default_limit_but_not_unbounded(a
     ok = client.post("/api/survey/answers", data=json.dumps({"sent_at": 0, "answers": [], "pad": padding}),
                      headers=headers)
     assert ok.status_code != 413 and ok.is_json
-    huge = client.post("/api/survey/answers", data=json.dumps({"answers": [], "pad": "x" * (3 * 1024 * 1024)}),
-                       headers=headers)
-    assert huge.status_code == 413 and huge.is_json
+    huge = json.dumps({"answers": [], "pad": "x" * (3 * 1024 * 1024)})
+    for path in ("/api/survey/answers", "/api/survey/shift"):   # 2 MiB and 1 MiB
+        response = client.post(path, data=huge, headers=headers)
+        assert response.status_code == 400 and response.is_json, path   # a bad document, like any other
 
 
 def test_media_uploads_may_be_larger_than_the_default_limit(staff, app):
