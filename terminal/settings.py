@@ -81,9 +81,10 @@ SETTINGS: tuple[Setting, ...] = (
        "itself); other clients of the main listener get 403 for everything but the tablet pages."),
     _s("kiosk", "HTTP_THREADS", 8, "Worker threads of the web server (waitress); desk tablets and "
        "the kiosk screen share them."),
-    _s("kiosk", "MAX_CONTENT_LENGTH", 1024 * 1024, "Largest request body in bytes; larger gets 413. "
-       "A few routes allow more: attract-loop media uploads (50 MB + 1 MiB) and tablet answer "
-       "batches (2 MiB)."),
+    _s("kiosk", "MAX_CONTENT_LENGTH", 1024 * 1024, "Largest request body in bytes; larger gets 413 "
+       "(400 with a JSON error on the survey API). A few routes allow more: attract-loop media "
+       "uploads (50 MB + 1 MiB) and tablet answer batches (2 MiB); the web server refuses a body "
+       "larger than all of them before reading it."),
     _s("kiosk", "MAX_FORM_MEMORY_SIZE", 1024 * 1024, "Largest non-file field of a multipart form, in "
        "bytes (Flask/Werkzeug)."),
     _s("kiosk", "MAX_FORM_PARTS", 100, "Most fields and files one multipart form may have "
