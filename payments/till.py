@@ -415,7 +415,13 @@ class Till:
         name = command.name
         if name == "purchase":
             amount = int(command.args["amount_kop"])
-            self.dispatch(payment_id, "card_intent", {"amount_kop": amount})  # durable before Purchase
+            try:
+                self.dispatch(payment_id, "card_intent", {"amount_kop": amount})  # durable before Purchase
+            except JournalError:
+                # no intent on disk, so no Purchase is sent: the attempt ends "nothing charged"
+                # as soon as the journal writes again (until then the screen shows the fault)
+                self._dispatch_durably(payment_id, "card_result", {"status": "error", "text": "journal_fault"})
+                return
             if self.card is None:
                 result = {"status": "offline"}
             else:
@@ -479,11 +485,18 @@ class Till:
     def print_receipt(self, payment_id: str, kind: str = "receipt") -> bool:
         status = self.printer_status()
         if not status["online"] or status["paper"] == "out" or status["cover_open"]:
-            self.dispatch(payment_id, "print_intent", {"kind": kind, "skipped": True})
-            self.dispatch(payment_id, "print_failed", {"error": status.get("error") or
-                                                       ("paper_out" if status["paper"] == "out" else "offline")})
+            self._dispatch_durably(payment_id, "print_intent", {"kind": kind, "skipped": True})
+            self._dispatch_durably(payment_id, "print_failed", {"error": status.get("error") or
+                                                                ("paper_out" if status["paper"] == "out" else "offline")})
             return False
-        self.dispatch(payment_id, "print_intent", {"kind": kind})
+        try:
+            self.dispatch(payment_id, "print_intent", {"kind": kind})
+        except JournalError:
+            # nothing is printed that the journal does not know of: once it writes, the screen's
+            # receipt (number and QR) stands as the electronic receipt
+            self._dispatch_durably(payment_id, "print_intent", {"kind": kind, "skipped": True})
+            self._dispatch_durably(payment_id, "print_failed", {"error": "journal_fault"})
+            return False
         payment = self.payments[payment_id]
         blocks = receipts.build_blocks(payment, self.receipt_context(), kind=kind, when=self.clock())
         try:
@@ -640,13 +653,13 @@ class Till:
 
     def _create_record(self, service_id, service_name, details, quote, payer) -> str:
         payment_id = secrets.token_hex(8)
-        self.receipt_counter += 1
-        seq = self.receipt_counter
+        seq = self.receipt_counter + 1  # taken only once "created" is on disk: no gaps in receipt numbers
         self.dispatch(payment_id, "created", {
             "payment_id": payment_id, "service_id": service_id, "service_name": service_name,
             "details": details, "quote": quote, "payer": payer, "receipt_seq": seq,
             "receipt_no": f"{self.config.terminal_id}-{seq:06d}", "voucher_code": new_voucher_code(),
             "at": self.clock()})
+        self.receipt_counter = seq
         return payment_id
 
     def create(self, service, payer: Payer, *, lang_names: dict | None = None) -> str:

@@ -408,3 +408,33 @@ def test_orphan_bill_whose_journaling_failed_midway_is_completed_by_its_repeat(t
         assert till.vouchers[p.voucher_code].amount_kop == 20000
     finally:
         kiosk.close()
+
+
+def test_card_purchase_whose_intent_cannot_be_journaled_is_never_sent(tmp_path):
+    """choose_card is on disk, then the disk goes: the Purchase must not reach the terminal; the
+    attempt ends "nothing charged" once the journal writes, and the terminal is free again."""
+    kiosk = Kiosk(make_app(tmp_path / "instance"))
+    try:
+        till = kiosk.till
+        real = till.journal
+        till.journal = FailingJournal(real)
+        with pytest.raises(JournalError):
+            new_payment(kiosk)  # a payment that could not be created takes no receipt number
+        till.journal = real
+        wait_until(lambda: till.journal_fault is None, timeout=30, what="fault cleared")
+        pid = new_payment(kiosk)
+        with kiosk.client.session_transaction() as session:
+            session["pay_payment"] = pid
+        till.journal = FlakyJournal(real, passes=1)  # choose_card passes, card_intent does not
+        till.choose_card(pid)
+        wait_until(lambda: till.journal_fault, what="journal fault")
+        assert kiosk.status()["fault"] and till.payment(pid).status == "card"
+        till.journal = real
+        wait_until(lambda: till.payment(pid).status == "new", timeout=30, what="attempt ended")
+        p = till.payment(pid)
+        assert p.card_error == "error" and p.card is None and not p.card_pending
+        assert [j for j in kiosk.card.journal if j["method"] == "Purchase"] == []  # never sent
+        wait_until(lambda: till.journal_fault is None, timeout=30, what="fault cleared")
+        assert [r.data["receipt_seq"] for r in read_records(real.path) if r.kind == "created"] == [1]
+    finally:
+        kiosk.close()
