@@ -11,6 +11,7 @@ import re
 import time
 import unicodedata
 import uuid as uuidlib
+from datetime import date
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -248,3 +249,30 @@ def test_the_csv_writer_never_writes_a_formula_only_numbers_it_was_given(values)
             hasattr(value, "is_finite") and value.is_finite())
         if not number:
             assert first_visible(written) not in TRIGGERS, (value, written)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(desk=SAFE_TEXT, name=SAFE_TEXT, comment=SAFE_TEXT)
+def test_no_cell_of_the_survey_answers_export_runs_as_a_formula(store, desk, name, comment):
+    from hypothesis import assume
+
+    from payments import csvsafe
+    from terminal.surveys import reports
+    from terminal.surveys.store import SurveyInputError
+    try:
+        tablet, _ = store.register_tablet("T", "central", desk, "desk")
+    except SurveyInputError:
+        assume(False)
+    store.ingest(tablet, [store_answer("bad", at=NOW - 60, comment=comment or None, nps=3,
+                                       path=[["why_bad", "waiting"]])], now=NOW)
+    buffer = io.StringIO()
+    writer = csvsafe.writer(buffer)
+    writer.writerow(reports.CSV_COLUMNS)
+    filters = reports.Filters(date(2020, 1, 1), date(2030, 1, 1))
+    # Administrator names as staff typed them (not cleaned): the writer alone must make them safe.
+    writer.writerows(reports.csv_rows(store, filters, {0: name}))
+    rows = read_csv(buffer.getvalue())
+    header = rows[0]
+    numeric = {header.index(c) for c in ("tablet_id", "version", "score", "scale", "score_1_5", "nps", "counted")}
+    assert_safe_cells(rows, numeric)
+    assert {r[header.index("administrator")] for r in rows[1:]} <= {name, "'" + name}
