@@ -172,6 +172,9 @@ def score5(score: int, scale: int) -> float:
 
 class Rejected(Exception):
     def __init__(self, code: str, message: str):
+        # Messages may quote what the tablet sent: short and printable, whatever it sent.
+        message = clean_text(message, multiline=False)
+        message = message if len(message) <= 160 else message[:159] + "…"
         self.code, self.message = code, message
         super().__init__(message)
 

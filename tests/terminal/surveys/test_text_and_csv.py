@@ -112,6 +112,8 @@ BIG = 10 ** 30
     ({"answered_at": 10 ** 400}, "bad_time"), ({"answered_at": -(10 ** 400)}, "bad_time"), ({"answered_at": BIG}, "bad_time"),
     ({"main": "y" * 100_000}, "unknown_option"), ({"main": {"a": [1, 2]}}, "unknown_option"),
     ({"uuid": str(uuidlib.uuid4()) + "\n"}, "bad_uuid"), ({"nps": BIG}, "out_of_range"),
+    ({"main": "bad", "path": [["why_bad", "z" * 100_000]]}, "unknown_option"),
+    ({"main": "bad", "path": [["q\u202e" * 1000, "waiting"]]}, "unknown_option"),
 ])
 def test_no_value_in_an_answer_is_a_server_error(tablet_api, change, error):
     a = dict(comment_answer("ок"), **change)
