@@ -136,6 +136,8 @@ def test_disk_full_while_a_bill_stacks_no_ack_then_credited_once(tmp_path, small
     try:
         pid = start_cash(kiosk)
         kiosk.pay_bills(2000)
+        waiting = kiosk.app.test_client()  # the next visitor, on the method screen already
+        assert kiosk.payer(client=waiting).status_code == 302
         stack_slowly(kiosk)
         kiosk.insert(5000)
         bill_stacking(kiosk, 5000)  # the stack intent is on disk, the bill is on its way in
@@ -156,6 +158,9 @@ def test_disk_full_while_a_bill_stacks_no_ack_then_credited_once(tmp_path, small
         page = kiosk.app.test_client().get("/pay/service/" + SERVICE)
         assert page.status_code == 503 and "не може приймати оплату" in page.get_data(as_text=True)
         assert "Traceback" not in page.get_data(as_text=True)
+        confirm = waiting.get("/pay/confirm").get_data(as_text=True)
+        assert 'id="journal-fault"' in confirm and "не може приймати оплату" in confirm
+        assert kiosk.begin("cash", client=waiting).status_code == 503
         assert kiosk.till.availability()["cash"] is False and kiosk.till.availability()["card"] is False
         staff = kiosk.app.test_client()
         assert service_login(staff, "111111").status_code == 302  # cashier
