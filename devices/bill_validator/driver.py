@@ -382,8 +382,10 @@ class BillValidator:
         ACK/NAK answer the device's frame at once."""
         if not reply:
             while True:
+                if self._stop.is_set():
+                    return  # stopping: no command goes out, and none without its gap
                 left = self._line_quiet_from + self.inter_frame_gap_s - time.monotonic()
-                if left <= 0 or self._stop.is_set():
+                if left <= 0:
                     break
                 self._stop.wait(left)
         self._port.write(frame)
