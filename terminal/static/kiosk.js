@@ -34,11 +34,26 @@
         remaining -= 1;
         if (remaining <= 0) {
           clearInterval(countdown);
-          window.location.assign(body.dataset.resetUrl);
+          resetVisitor();
           return;
         }
         render();
       }, 1000);
+    }
+    // The reset changes state (ends a payment, a staff session): a POST carrying the page's
+    // CSRF token, never a plain navigation.
+    function resetVisitor() {
+      var form = document.createElement("form");
+      form.method = "post";
+      form.action = body.dataset.resetUrl;
+      var meta = document.querySelector('meta[name="csrf-token"]');
+      var token = document.createElement("input");
+      token.type = "hidden";
+      token.name = "csrf_token";
+      token.value = meta ? meta.content : "";
+      form.appendChild(token);
+      document.body.appendChild(form);
+      form.submit();
     }
     function stay() {
       clearInterval(countdown);

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, Flask, Response, current_app, g, jsonify, redirect, render_template,
                    request, session, url_for)
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from terminal import i18n
@@ -90,6 +91,16 @@ def init_app(app: Flask) -> None:
             value = value.replace(tzinfo=zone)
         return value.astimezone(zone).strftime("%d.%m.%Y %H:%M:%S")
 
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        # The idle reset must always bring the screen home, also when the page outlived its
+        # session (a kiosk restart changes the key). Without a valid token it changes nothing:
+        # a forged reset cannot end anyone's payment, and a page whose session is gone has
+        # nothing left to forget.
+        if request.endpoint == "core.reset":
+            return redirect(url_for("catalogue.home"))
+        return _http_error(exc)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
@@ -126,9 +137,11 @@ def set_preferences():
     return redirect(safe_next(request.form.get("next")))
 
 
-@bp.route("/reset", methods=["GET", "POST"])
+@bp.post("/reset")
 def reset():
-    """Idle reset and "start over": forget the visitor entirely."""
+    """Idle reset and "start over": forget the visitor entirely. A POST with the page's CSRF
+    token (kiosk.js sends one): it ends a payment and a staff session, so no link or image
+    elsewhere may trigger it."""
     session.clear()
     return redirect(url_for("catalogue.home"))
 

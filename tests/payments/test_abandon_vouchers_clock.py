@@ -61,7 +61,7 @@ def credit_by(kiosk, source) -> str:
 @pytest.mark.parametrize("source", ["voucher", "bills", "voucher_then_declined_card"])
 def test_idle_reset_settles_a_payment_with_credit_and_frees_the_terminal(kiosk, source):
     pid = credit_by(kiosk, source)
-    page = kiosk.client.get("/reset")  # kiosk.js's idle reset
+    page = kiosk.client.post("/reset")  # kiosk.js's idle reset
     p = kiosk.till.payment(pid)
     assert p.status == "voucher" and p.voucher_out_kop == 5000
     assert page.status_code == 200 and p.voucher_code in page.get_data(as_text=True)
@@ -79,7 +79,7 @@ def test_idle_reset_settles_a_payment_with_credit_and_frees_the_terminal(kiosk, 
 def test_idle_reset_without_credit_just_cancels(kiosk):
     pid = new_payment(kiosk)
     kiosk.till.choose_cash(pid)
-    kiosk.client.get("/reset")
+    kiosk.client.post("/reset")
     assert kiosk.till.payment(pid).status == "cancelled"
     new_payment(kiosk, kiosk.app.test_client())
 

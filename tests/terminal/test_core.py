@@ -42,7 +42,7 @@ def test_reset_forgets_language_size_and_contrast(client):
     client.post("/lang/en", data={"next": "/"})
     client.post("/prefs", data={"action": "larger", "next": "/"})
     client.post("/prefs", data={"action": "contrast", "next": "/"})
-    page = client.get("/reset", follow_redirects=True)
+    page = client.post("/reset", follow_redirects=True)
     assert '<html lang="uk" class="size-100">' in page.text
 
 
@@ -92,3 +92,16 @@ def test_security_headers_keep_everything_local(client):
     headers = client.get("/").headers
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_reset_is_a_post_and_a_forged_one_changes_nothing(app, client):
+    from tests.terminal.test_csrf import plain_client
+
+    client.post("/lang/en", data={"next": "/"})
+    assert client.get("/reset").status_code == 405           # no link or image can reset
+    forged = client.post("/reset", csrf=False)               # no token: home, nothing forgotten
+    assert forged.status_code == 302 and forged.headers["Location"] == "/"
+    assert '<html lang="en"' in client.get("/").text
+    stale = plain_client(app)                                # a page older than its session
+    response = stale.post("/reset", data={"csrf_token": "from-before-a-restart"})
+    assert response.status_code == 302 and response.headers["Location"] == "/"

@@ -53,7 +53,7 @@ def test_logout_and_idle_reset_both_end_service_mode(client):
     client.post("/service/logout")
     assert client.get("/service/").status_code == 302
     login(client, "000000")
-    client.get("/reset")
+    client.post("/reset")
     assert client.get("/service/").status_code == 302
 
 

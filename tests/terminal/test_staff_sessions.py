@@ -91,7 +91,7 @@ def test_changing_ones_own_pin_keeps_this_screen_and_kills_copies(app, client):
 def test_the_idle_reset_ends_the_screens_server_session(app, client):
     service_login(client, "000000")
     thief = copy_of(app, client)
-    client.get("/reset")
+    client.post("/reset")
     assert not inside(thief)
 
 
