@@ -243,23 +243,6 @@ class StaffStore:
             row = db.execute("SELECT pin_salt, pin_hash FROM staff WHERE id=?", (staff_id,)).fetchone()
         return bool(row) and valid_pin(pin) and hmac.compare_digest(hash_pin(pin, row[0]), row[1])
 
-    def holder_of(self, pin: str) -> StaffMember | None:
-        """The active staff member whose PIN this is, if any."""
-        if not valid_pin(pin):
-            return None
-        with self._read() as db:
-            rows = db.execute("SELECT id, name, role, must_change, pin_salt, pin_hash FROM staff "
-                              "WHERE active=1 ORDER BY id").fetchall()
-        for staff_id, name, role, must_change, salt, digest in rows:
-            if hmac.compare_digest(hash_pin(pin, salt), digest):
-                return StaffMember(staff_id, name, role, bool(must_change))
-        return None
-
-    def pin_in_use(self, pin: str, except_id: int | None = None) -> bool:
-        """Two people may not share a PIN (a PIN typed on the wrong name must not let anyone in)."""
-        holder = self.holder_of(pin)
-        return holder is not None and holder.id != except_id
-
     # --- login and PIN guessing ------------------------------------------------------------
     def _locked_for(self, db, now: float, staff_id: int | None, scope: str, client: str) -> int:
         since = now - LOCKOUT_WINDOW_S

@@ -46,12 +46,18 @@ def _is_path(args) -> bool:
     return bool(args) and isinstance(args[0], str)
 
 
+def holder_of(store, pin: str):
+    """The active staff member whose PIN this is (tests know the PINs they seeded)."""
+    return next((store.member(m["id"]) for m in store.members(active_only=True)
+                 if store.pin_matches(m["id"], pin)), None)
+
+
 def service_login(client: FlaskClient, pin: str, name: str | None = None, next_path: str | None = None):
     """Log in to service mode the way the login page does: choose the person, type the PIN.
     ``name`` defaults to the active staff member who holds ``pin`` (looked up in the real store)."""
     store = client.application.extensions["cnap_staff"]
     if name is None:
-        holder = store.holder_of(pin)
+        holder = holder_of(store, pin)
         staff_id = holder.id if holder else next(m["id"] for m in store.members(active_only=True))
     else:
         staff_id = next(m["id"] for m in store.members(active_only=True) if m["name"] == name)

@@ -70,9 +70,10 @@ i18n.register({
     "service.pin.repeat": ("Повторіть новий PIN-код", "Repeat the new PIN"),
     "service.pin.save": ("Зберегти PIN-код", "Save the PIN"),
     "service.pin.mismatch": ("PIN-коди не збігаються.", "The two PINs differ."),
+    "service.pin.sample": ("Це один із початкових PIN-кодів зі зразка; оберіть інший.",
+                           "This is one of the sample PINs; choose another."),
     "service.pin.same": ("Новий PIN-код має відрізнятися від поточного.", "The new PIN must differ from the current one."),
     "service.pin.change": ("Змінити свій PIN-код", "Change my PIN"),
-    "service.staff.pin_taken": ("Такий PIN-код уже має інший працівник.", "Another staff member has this PIN."),
     "service.staff.bad_name": ("Вкажіть ім'я (до 60 символів).", "Enter a name (up to 60 characters)."),
     "service.staff.last_admin": ("Останнього адміністратора вимкнути не можна.", "The last administrator cannot be deactivated."),
     "service.forbidden": ("Ця дія недоступна для вашої ролі.", "Your role cannot do this."),
@@ -121,6 +122,12 @@ def register_section(app: Flask, endpoint: str, title_key: str, roles=("admin",)
 
 def staff_store() -> StaffStore:
     return current_app.extensions["cnap_staff"]
+
+
+def is_sample_pin(pin: str) -> bool:
+    """The seeded PINs (SERVICE_PINS) are published in the README: never a real PIN."""
+    pairs = (p.partition(":") for p in current_app.config["SERVICE_PINS"].split(","))
+    return any(pin == sample.strip() for _, _, sample in pairs)
 
 
 def client_address() -> str:
@@ -244,8 +251,8 @@ def change_pin():
             message = "service.pin.mismatch"
         elif store.pin_matches(staff.id, pin):
             message = "service.pin.same"
-        elif store.pin_in_use(pin, except_id=staff.id):
-            message = "service.staff.pin_taken"
+        elif is_sample_pin(pin):
+            message = "service.pin.sample"
         else:
             store.set_pin(staff.id, pin)
             store.audit(staff, "staff.change_own_pin", forced=staff.must_change, client=client_address())
@@ -272,8 +279,8 @@ def staff():
         target = ascii_int(request.form.get("staff_id"), 0, 2**62, default=0, name="staff_id")
         if action in ("add", "set_pin") and not valid_pin(pin):
             message = "service.staff.bad_pin"
-        elif action in ("add", "set_pin") and store.pin_in_use(pin, except_id=target or None):
-            message = "service.staff.pin_taken"
+        elif action in ("add", "set_pin") and is_sample_pin(pin):
+            message = "service.pin.sample"
         elif action == "add":
             name = " ".join(request.form.get("name", "").split())
             role = request.form.get("role", "")

@@ -10,7 +10,7 @@ from terminal import close_app, create_app
 from terminal.staff import (LOCKOUT_WINDOW_S, MAX_CLIENT_FAILURES, MAX_FAILURES, StaffStore, client_scope,
                             valid_pin)
 from terminal.surveys.store import SurveyInputError
-from tests.helpers import csrf_token_from, service_login
+from tests.helpers import csrf_token_from, holder_of, service_login
 
 
 def config(instance, **extra):
@@ -77,7 +77,7 @@ def test_concurrent_wrong_guesses_consume_one_try_each(app):
 def test_the_store_counts_concurrent_tries_exactly(tmp_path):
     store = StaffStore(str(tmp_path / "s.sqlite"))
     store.seed("admin:000000", must_change=False)
-    admin = store.holder_of("000000").id
+    admin = holder_of(store, "000000").id
     start = threading.Barrier(12)
     results = []
 

@@ -7,7 +7,7 @@ import pytest
 
 from terminal import close_app, create_app
 from terminal.staff import CLOCK_SLACK_S, StaffStore
-from tests.helpers import service_login
+from tests.helpers import holder_of, service_login
 
 
 def member_id(app, role):
@@ -189,7 +189,7 @@ def test_a_sample_pin_must_be_changed_before_anything_else(first_day):
 
 @pytest.mark.parametrize("new, repeat, why", [
     ("000000", "000000", "відрізнятися від поточного"),
-    ("111111", "111111", "уже має інший працівник"),
+    ("111111", "111111", "початкових PIN-кодів"),      # another sample PIN is no change at all
     ("١٢٣٤٥٦", "١٢٣٤٥٦", "від 6 до 12 цифр"),
     ("¹²³⁴⁵⁶", "¹²³⁴⁵⁶", "від 6 до 12 цифр"),
     ("12345", "12345", "від 6 до 12 цифр"),
@@ -228,7 +228,7 @@ def test_an_older_database_with_sample_pins_gets_the_flag_too(tmp_path):
     instance.mkdir()
     store = StaffStore(str(instance / "service.sqlite"))
     store.seed("admin:000000,cashier:111111", must_change=False)
-    store.set_pin(store.holder_of("111111").id, "246802")          # changed long ago
+    store.set_pin(holder_of(store, "111111").id, "246802")          # changed long ago
     with sqlite3.connect(instance / "service.sqlite") as db:   # as a database from before the column
         db.execute("ALTER TABLE staff DROP COLUMN must_change")
     app = create_app({"INSTANCE_PATH": str(instance), "TESTING": True, "SECRET_KEY": "t",
