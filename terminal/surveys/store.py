@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from terminal.staff import hash_pin, valid_pin
+from terminal.staff import CLOCK_SLACK_S, LOCKOUT_WINDOW_S, MAX_FAILURES, hash_pin, valid_pin
 from terminal.surveys import antigaming
 from terminal.surveys.antigaming import (BURST, EXCLUDED, GENUINE, LATE, REPEAT, REVIEW_DECISIONS, Recent,
                                          RequestRate, Rules, clean_text)
@@ -39,8 +39,6 @@ from terminal.surveys.definitions import (DEFAULT_DEFINITION, MAX_DEPTH, Definit
 
 log = logging.getLogger("cnap.surveys")
 
-PIN_MAX_FAILURES = 5
-PIN_LOCKOUT_S = 60
 MAX_BATCH = 500
 MAX_FUTURE_S = 120          # an answer this far ahead of the server (tablet clock corrected) is refused
 # How far an answer's time may lie outside its shift and still belong to it: the error of the
@@ -103,6 +101,10 @@ CREATE TABLE IF NOT EXISTS bursts (
   id INTEGER PRIMARY KEY, tablet_id INTEGER NOT NULL, main TEXT NOT NULL, created_at REAL NOT NULL,
   decision TEXT, reviewed_at REAL, reviewed_by TEXT, reviewer_id INTEGER, answers_reviewed INTEGER);
 CREATE INDEX IF NOT EXISTS bursts_pending ON bursts(decision);
+-- Wrong desk-administrator PINs per tablet, kept on disk so a restart gives no fresh tries.
+CREATE TABLE IF NOT EXISTS pin_failures (
+  id INTEGER PRIMARY KEY, tablet_id INTEGER NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS pin_failures_tablet ON pin_failures(tablet_id, at);
 CREATE TABLE IF NOT EXISTS rejections (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, tablet_id INTEGER, uuid TEXT, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
@@ -195,7 +197,6 @@ class SurveyStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._definitions: dict[tuple[str, int], Definition] = {}
-        self._pin_failures: dict[int, list[float]] = {}
         db = self._db()
         db.executescript(SCHEMA)
         self._migrate()
@@ -506,25 +507,38 @@ class SurveyStore:
                 return Administrator(admin_id, name, branch, True)
         return None
 
+    # Desk-administrator PINs follow service mode's rule for guessing (terminal/staff.py): at most
+    # MAX_FAILURES wrong PINs per tablet per LOCKOUT_WINDOW_S, counted on disk (a restart gives
+    # no fresh tries), each try reserved in one write transaction *before* the slow PBKDF2, so
+    # concurrent guesses consume one try each. Wall time, because it must survive a restart;
+    # failure times in the future (the clock went back) are pulled to now.
+    def _pin_locked_for(self, db: sqlite3.Connection, tablet_id: int, wall: float) -> int:
+        row = db.execute("SELECT at FROM pin_failures WHERE tablet_id=? AND at>? ORDER BY at DESC "
+                         "LIMIT 1 OFFSET ?", (tablet_id, wall - LOCKOUT_WINDOW_S, MAX_FAILURES - 1)).fetchone()
+        return int(row[0] + LOCKOUT_WINDOW_S - wall) + 1 if row else 0
+
     def pin_locked_for(self, tablet_id: int) -> int:
-        now = time.monotonic()
-        recent = [t for t in self._pin_failures.get(tablet_id, []) if now - t < PIN_LOCKOUT_S]
-        self._pin_failures[tablet_id] = recent
-        if len(recent) >= PIN_MAX_FAILURES:
-            return int(PIN_LOCKOUT_S - (now - recent[-PIN_MAX_FAILURES])) + 1
-        return 0
+        """Seconds until this tablet may try a PIN again (0: it may)."""
+        return self._pin_locked_for(self._db(), tablet_id, time.time())
 
     def start_shift(self, tablet: Tablet, pin: str, now: float | None = None) -> Shift | None:
-        """The administrator whose PIN this is takes the desk; the previous shift ends."""
-        if self.pin_locked_for(tablet.id):
-            return None
+        """The administrator whose PIN this is takes the desk; the previous shift ends. None for
+        a wrong PIN or while the tablet is locked out."""
+        wall = time.time()
+        with self._write() as db:
+            db.execute("UPDATE pin_failures SET at=? WHERE at>?", (wall, wall + CLOCK_SLACK_S))
+            db.execute("DELETE FROM pin_failures WHERE at<=?", (wall - LOCKOUT_WINDOW_S,))
+            if self._pin_locked_for(db, tablet.id, wall):
+                return None
+            reserved = db.execute("INSERT INTO pin_failures(tablet_id, at) VALUES (?,?)",
+                                  (tablet.id, wall)).lastrowid
         admin = self._match_pin(tablet.branch_id, pin) if valid_pin(pin) else None
         if admin is None:
-            self._pin_failures.setdefault(tablet.id, []).append(time.monotonic())
+            log.warning("wrong desk-administrator PIN on tablet %s", tablet.id)
             return None
-        self._pin_failures.pop(tablet.id, None)
         now = self.now() if now is None else now
         with self._write() as db:
+            db.execute("DELETE FROM pin_failures WHERE id=? OR tablet_id=?", (reserved, tablet.id))
             db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet.id))
             cur = db.execute("INSERT INTO shifts(tablet_id, admin_id, started_at) VALUES (?,?,?)",
                              (tablet.id, admin.id, now))

@@ -71,7 +71,7 @@ TABLET_STRINGS = {
     "tablet.staff.end": ("Завершити зміну", "End shift"),
     "tablet.staff.back": ("Повернутися до опитування", "Back to the survey"),
     "tablet.staff.wrong": ("Неправильний PIN-код.", "Wrong PIN."),
-    "tablet.staff.locked": ("Забагато спроб. Зачекайте хвилину.", "Too many attempts. Wait a minute."),
+    "tablet.staff.locked": ("Забагато спроб. Спробуйте пізніше.", "Too many attempts. Try again later."),
     "tablet.staff.offline": ("Немає зв’язку із сервером. Зміну можна почати, коли зв’язок відновиться.",
                              "No connection to the server. The shift can be started once it is back."),
     "tablet.staff.started": ("Зміну розпочато: {name}", "Shift started: {name}"),
@@ -423,7 +423,7 @@ def api_shift_start():
     body = json_body(default={})
     pin = body.get("pin") if isinstance(body.get("pin"), str) else ""
     if store().pin_locked_for(tablet.id):
-        return _api_error(429, "locked", "too many wrong PINs; wait a minute")
+        return _api_error(429, "locked", "too many wrong PINs; try again later")
     shift = store().start_shift(tablet, pin)
     if shift is None:
         log.warning("survey shift: wrong PIN on tablet %s", tablet.id)

@@ -177,6 +177,38 @@ def test_pin_lockout_after_repeated_failures(store, tablet):
     assert store.pin_locked_for(tablet.id) > 0
 
 
+def test_pin_failures_survive_a_restart_and_concurrent_guesses_get_one_try_each(store, tablet, tmp_path):
+    import threading
+
+    from terminal.staff import MAX_FAILURES
+    from terminal.surveys.store import SurveyStore
+
+    store.add_administrator("Олена К.", "central", "432154")
+    assert store.start_shift(tablet, "111122") is None               # one failure before the restart
+    reopened = SurveyStore(store.path, store.rules)
+    try:
+        start = threading.Barrier(12)
+        results = []
+
+        def guess(i):
+            start.wait()
+            results.append(reopened.start_shift(tablet, f"{900000 + i}"))
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [None] * 12
+        failures = reopened._db().execute("SELECT COUNT(*) FROM pin_failures WHERE tablet_id=?",
+                                          (tablet.id,)).fetchone()[0]
+        assert failures == MAX_FAILURES            # 1 before the restart + 4 of the 12; the rest locked out
+        assert reopened.pin_locked_for(tablet.id) > 0
+        assert reopened.start_shift(tablet, "432154") is None          # the right PIN waits too
+    finally:
+        reopened.close()
+
+
 def test_revoked_and_reissued_tokens(store):
     t, token = store.register_tablet("Tablet 9", "central", "Desk 9", "desk")
     assert store.tablet_by_token(token).active
