@@ -375,3 +375,14 @@ def test_sample_catalogue_passport_family(sample_index):
         assert {"passport-abroad", "id-card"} <= set(found[:5]), query
         # Ties follow the catalogue's order: citizens' passports before a building passport.
         assert found[0] in {"passport-abroad", "id-card"}, query
+
+
+def test_no_penalty_drops_a_match_into_a_lower_tier():
+    """The ranking's promise (module docstring): tiers lie further apart than the largest total
+    penalty one word can collect, so a typo never ranks a name match below a description match."""
+    from terminal.catalogue import search as s
+
+    largest = s.PENALTY_CROSS_SCRIPT + s.PENALTY_LAYOUT + s.PENALTY_PREFIX + s.PENALTY_TYPO
+    tiers = sorted((s.EXACT_NAME_BASE, s.NAME_PREFIX_BASE, *s.FIELD_BASE), reverse=True)
+    assert all(upper - lower > largest for upper, lower in zip(tiers, tiers[1:])), tiers
+    assert tiers[-1] - largest > 0       # the lowest tier still scores above "no match"
