@@ -17,7 +17,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from payments import receipts
+from payments import health, receipts
+from payments.health import DeviceHealth
 from payments.commission import quote_for
 from payments.journal import Journal, JournalError
 from payments.machine import Command, Event, Payment, Rejected, handle
@@ -626,28 +627,42 @@ class Till:
         self.recovery_case(pid, "orphan_bill", amount_kop=amount)
 
     # ================================================================== visitor actions
+    def device_health(self, *, probe: bool = False) -> dict[str, DeviceHealth]:
+        """Each device's verdict by the one rule in payments/health.py. ``probe`` also asks the
+        card terminal actively (PingDevice; the self-test does, screens and /healthz don't)."""
+        result = {}
+        if self.validator is None:
+            result["bill_validator"] = health.not_configured("bill_validator")
+        else:
+            try:
+                result["bill_validator"] = health.validator_health(
+                    self.validator.status(), list(self.validator.bill_table), self.device.fault)
+            except Exception as exc:
+                result["bill_validator"] = health.DeviceHealth("bill_validator", True, False, "error",
+                                                               {"error": type(exc).__name__})
+        if self.card is None:
+            result["card_terminal"] = health.not_configured("card_terminal")
+        else:
+            try:
+                pinged = bool(self.card.ping()) if probe else None
+                result["card_terminal"] = health.card_health(self.card.status(), pinged)
+            except Exception as exc:
+                result["card_terminal"] = health.DeviceHealth("card_terminal", True, False, "error",
+                                                              {"error": type(exc).__name__})
+        result["printer"] = (health.printer_health(self.printer_status()) if self.printer is not None
+                             else health.not_configured("printer"))
+        return result
+
     def availability(self) -> dict:
         """What the kiosk can take right now, for the confirm screen."""
-        validator_ok = False
-        bill_table: list[int] = []
-        if self.validator is not None:
-            try:
-                status = self.validator.status()
-                bill_table = list(self.validator.bill_table)
-                validator_ok = bool(status.online) and not self.device.fault and bool(bill_table)
-            except Exception:
-                validator_ok = False
-        card_ok = False
-        if self.card is not None:
-            try:
-                status = self.card.status()
-                card_ok = bool(status.online)
-            except Exception:
-                card_ok = False
+        devices = self.device_health()
+        validator = devices["bill_validator"]
         unsettled = [pid for pid in self.order if not self.payments[pid].settled]
         journal_ok = self.journal_fault is None
-        return {"ready": self.ready, "cash": validator_ok and journal_ok, "card": card_ok and journal_ok,
-                "bill_table": bill_table, "printer": self.printer_status(), "fault": self.device.fault,
+        return {"ready": self.ready, "cash": validator.ok and journal_ok,
+                "card": devices["card_terminal"].ok and journal_ok,
+                "bill_table": validator.detail.get("bills", []), "printer": self.printer_status(),
+                "printer_ok": devices["printer"].ok, "fault": self.device.fault,
                 "journal_fault": self.journal_fault, "busy": self.active_id is not None,
                 "unsettled": len(unsettled)}
 
@@ -840,29 +855,18 @@ class Till:
         return ok
 
     def self_test(self, print_page: bool = False) -> list[dict]:
-        """Each device asked what it knows; nothing here moves money."""
+        """Each configured device asked what it knows (the card terminal actively), judged by the
+        same rule as /healthz and the screens; nothing here moves money."""
         results = []
-        if self.validator is not None:
-            try:
-                st = self.validator.status()
-                results.append({"device": "bill_validator", "ok": bool(st.online) and not self.device.fault,
-                                "detail": f"{st.state}; bills {list(self.validator.bill_table)}; "
-                                          f"fault {self.device.fault or '-'}"})
-            except Exception as exc:
-                results.append({"device": "bill_validator", "ok": False, "detail": type(exc).__name__})
-        if self.card is not None:
-            try:
-                ok = bool(self.card.ping())
-                results.append({"device": "card_terminal", "ok": ok, "detail": "PingDevice " + ("ok" if ok else "no answer")})
-            except Exception as exc:
-                results.append({"device": "card_terminal", "ok": False, "detail": type(exc).__name__})
-        if self.printer is not None:
-            st = self.printer_status()
-            ok = st["online"] and st["paper"] != "out" and not st["cover_open"]
-            if ok and print_page:
+        for name, verdict in self.device_health(probe=True).items():
+            if not verdict.configured:
+                continue
+            ok = verdict.ok
+            if name == "printer" and ok and print_page:
                 ok = self.print_report("SELF-TEST", {"terminal": self.config.terminal_id})
-            results.append({"device": "printer", "ok": ok, "detail": f"paper {st['paper']}, cover "
-                                                                    f"{'open' if st['cover_open'] else 'closed'}"})
+            detail = "; ".join([verdict.state] + [f"{k} {v}" for k, v in verdict.detail.items()
+                                                  if v not in (None, "", [])])
+            results.append({"device": name, "ok": ok, "detail": detail})
         self._append(DEVICE_STREAM, "self_test", {"results": results})
         return results
 
