@@ -10,7 +10,8 @@ from datetime import date, datetime, time as dtime, timedelta
 from terminal.limits import ascii_int
 from payments.csvsafe import Number
 from terminal.surveys.antigaming import clean_text, mask_personal
-from terminal.surveys.store import SurveyStore, score5
+from terminal.surveys.scoring import is_detractor, is_promoter, is_top, score5
+from terminal.surveys.store import SurveyStore
 
 GROUPS = ("branch", "desk", "admin")
 # Answers-table condition for "not part of a burst still waiting for review" (reviewed ones follow
@@ -225,13 +226,13 @@ def figures_from_answers(answers: list[dict], include_flagged: bool = True) -> F
         if not a["counted"] or (not include_flagged and pending_burst):
             continue
         f.n += 1
-        f.top2 += a["score"] >= a["scale"] - 1
+        f.top2 += is_top(a["score"], a["scale"])
         f.sum_score5 += score5(a["score"], a["scale"])
         f.distribution[a["score"] - 1] += 1
         if a["nps"] is not None:
             f.nps_n += 1
-            f.nps_pro += a["nps"] >= 9
-            f.nps_det += a["nps"] <= 6
+            f.nps_pro += is_promoter(a["nps"])
+            f.nps_det += is_detractor(a["nps"])
         f.comments += a["comment"] is not None
     return f
 

@@ -29,6 +29,8 @@ from datetime import datetime
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
+from terminal.surveys.scoring import (SQL_DETRACTOR, SQL_PROMOTER, SQL_SCORE5, SQL_TOP, is_detractor,
+                                      is_promoter, is_top, score5)
 from terminal.staff import CLOCK_SLACK_S, LOCKOUT_WINDOW_S, MAX_FAILURES, hash_pin, valid_pin
 from terminal.surveys import antigaming
 from terminal.surveys.antigaming import (BURST, EXCLUDED, GENUINE, LATE, REPEAT, REVIEW_DECISIONS, Recent,
@@ -165,11 +167,6 @@ class Shift:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def score5(score: int, scale: int) -> float:
-    """A face on a 4- or 5-face scale as a mark from 1 to 5, so versions can be compared."""
-    return 1 + (score - 1) * 4 / (scale - 1)
 
 
 class Rejected(Exception):
@@ -812,9 +809,9 @@ class SurveyStore:
             "c4=c4+excluded.c4, c5=c5+excluded.c5, nps_n=nps_n+excluded.nps_n, nps_pro=nps_pro+excluded.nps_pro, "
             "nps_det=nps_det+excluded.nps_det, comments=comments+excluded.comments, "
             "reviewed_genuine=reviewed_genuine+excluded.reviewed_genuine",
-            (*key, sign, sign if score >= scale - 1 else 0, sign * score5(score, scale), *counts,
-             sign if nps is not None else 0, sign if nps is not None and nps >= 9 else 0,
-             sign if nps is not None and nps <= 6 else 0, sign if row["comment"] else 0,
+            (*key, sign, sign if is_top(score, scale) else 0, sign * score5(score, scale), *counts,
+             sign if nps is not None else 0, sign if is_promoter(nps) else 0,
+             sign if is_detractor(nps) else 0, sign if row["comment"] else 0,
              sign if review == GENUINE else 0))
         path = json.loads(row["path"]) if isinstance(row["path"], str) else row["path"]
         for question_id, option_id in path:
@@ -832,11 +829,11 @@ class SurveyStore:
                 "c1, c2, c3, c4, c5, nps_n, nps_pro, nps_det, comments, repeats, reviewed_genuine, reviewed_excluded, "
                 "late) "
                 "SELECT day, branch_id, desk, tablet_id, admin_id, flag IS 'burst' AND review IS NULL, "
-                "SUM(counted), SUM(counted AND score >= scale - 1), "
-                "TOTAL(CASE WHEN counted THEN 1 + (score - 1) * 4.0 / (scale - 1) END), "
+                f"SUM(counted), SUM(counted AND {SQL_TOP}), "
+                f"TOTAL(CASE WHEN counted THEN {SQL_SCORE5} END), "
                 "SUM(counted AND score=1), SUM(counted AND score=2), SUM(counted AND score=3), "
                 "SUM(counted AND score=4), SUM(counted AND score=5), SUM(counted AND nps IS NOT NULL), "
-                "SUM(counted AND COALESCE(nps >= 9, 0)), SUM(counted AND COALESCE(nps <= 6, 0)), "
+                f"SUM(counted AND {SQL_PROMOTER}), SUM(counted AND {SQL_DETRACTOR}), "
                 "SUM(counted AND comment IS NOT NULL), "
                 "SUM(NOT counted AND review IS NOT 'excluded' AND flag IS NOT 'late'), "
                 "SUM(counted AND review IS 'genuine'), SUM(NOT counted AND review IS 'excluded'), "
@@ -999,4 +996,4 @@ def _short(value: Any) -> str:
 
 
 __all__ = ["SurveyStore", "Tablet", "Administrator", "Shift", "Rejected", "SurveyInputError", "BurstReviewError",
-           "DefinitionError", "token_hash", "score5", "MAX_BATCH", "SCHEMA_VERSION"]
+           "DefinitionError", "token_hash", "MAX_BATCH", "SCHEMA_VERSION"]
