@@ -24,7 +24,6 @@ Last line: kills=… payments=… lost_kop=0 doubled=0 unsettled=0 disk_full_pha
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import random
@@ -39,6 +38,8 @@ from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from tests.fsfaults import fill  # noqa: E402  (the tests' real-ENOSPC helper)
 
 AMOUNTS = [7400, 2000, 3500, 12000, 85, 62400]
 BILLS = [2000, 5000, 10000, 20000, 50000, 100000]
@@ -159,25 +160,6 @@ def kiosk(instance: str, urls: dict, http: str, seed: int, settle_only: bool) ->
 
 
 # ============================================================================ driver
-def fill(directory: str) -> str:
-    """Fill the file system until ENOSPC; the filler's path."""
-    path = os.path.join(directory, "filler")
-    chunk = b"\0" * 65536
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                if len(chunk) == 1:
-                    return path
-                chunk = chunk[: len(chunk) // 2]
-    finally:
-        os.close(fd)
-
-
 def check(instance: str, http: str) -> dict:
     from payments.journal import read_records
     from payments.machine import Event, handle

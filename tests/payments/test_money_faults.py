@@ -6,7 +6,6 @@ with the journal files made immutable (``chattr +i``: root ignores permission bi
 read-only remount is refused while SQLite holds the files open for writing)."""
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import time
@@ -17,6 +16,7 @@ from devices.events import DeviceEvent
 from payments.journal import JournalError, read_records
 from payments.reports import shift_report
 from payments.taxid import Payer
+from tests.fsfaults import fill
 from tests.helpers import service_login
 from tests.payments.helpers import RNOKPP, SERVICE, Kiosk, make_app, wait_until
 
@@ -54,26 +54,6 @@ def ext4_fs(tmp_path):
     for name in os.listdir(mount):
         subprocess.run(["chattr", "-i", str(mount / name)], capture_output=True)
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def fill(directory) -> str:
-    """Fill the file system until it says ENOSPC; returns the filler's path."""
-    path = os.path.join(directory, "filler")
-    chunk = b"\0" * 65536
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                if len(chunk) == 1:
-                    break
-                chunk = chunk[: len(chunk) // 2]
-    finally:
-        os.close(fd)
-    return path
 
 
 def new_payment(kiosk, service=SERVICE) -> str:
