@@ -19,7 +19,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-RNOKPP_WEIGHTS = (-1, 5, 7, 9, 4, 6, 10, 5, 7)
+from stdnum.exceptions import InvalidChecksum, ValidationError
+from stdnum.ua import rntrc
+
 MAX_SURNAME = 60
 
 # Ukrainian and Latin letters, the apostrophe forms Ukrainian spelling uses, hyphen and space
@@ -44,16 +46,6 @@ class PayerError(ValueError):
         self.code = code
 
 
-def rnokpp_check_digit(first9: str) -> int:
-    total = sum(int(d) * w for d, w in zip(first9, RNOKPP_WEIGHTS))
-    return (total % 11) % 10
-
-
-def valid_rnokpp(value: str) -> bool:
-    return len(value) == 10 and value.isascii() and value.isdigit() \
-        and rnokpp_check_digit(value[:9]) == int(value[9])
-
-
 def normalize_surname(raw: str) -> str:
     """Trim, collapse spaces, unify apostrophes; raise PayerError when empty or absurd."""
     text = unicodedata.normalize("NFC", raw or "").strip()
@@ -75,10 +67,15 @@ def normalize_id(kind: str, raw: str) -> str:
     if kind == "rnokpp":
         if not value:
             raise PayerError("id_value", "rnokpp_empty")
-        if not (value.isascii() and value.isdigit()) or len(value) != 10:
+        # stdnum would fold full-width digits to ASCII; the kiosk keeps refusing them as before
+        if not (value.isascii() and value.isdigit()):
             raise PayerError("id_value", "rnokpp_format")
-        if not valid_rnokpp(value):
-            raise PayerError("id_value", "rnokpp_checksum")
+        try:
+            rntrc.validate(value)  # 10 digits, check digit (Σ dᵢ×wᵢ mod 11) mod 10
+        except InvalidChecksum:
+            raise PayerError("id_value", "rnokpp_checksum") from None
+        except ValidationError:  # InvalidLength
+            raise PayerError("id_value", "rnokpp_format") from None
         return value
     if kind == "passport":
         # Latin look-alikes typed on a Latin layout become the Cyrillic letters a passport has.

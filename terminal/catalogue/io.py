@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import yaml
+from stdnum import iban as stdnum_iban
+from stdnum.exceptions import InvalidChecksum, ValidationError
+from stdnum.ua import edrpou as stdnum_edrpou
 
 from .model import (LANGUAGES, Branch, Category, Commission, Fee, Interval, NewsItem, Package,
                     PaymentDetails, Service, Stage)
@@ -73,40 +76,52 @@ class CatalogueError(ValueError):
 
 
 # --- check digits ----------------------------------------------------------------------------
+# The algorithms are python-stdnum's (ISO 7064 mod 97-10 for the IBAN, the State Statistics
+# Service's weights for the ЄДРПОУ); the rules around them and the messages are the catalogue's.
+# stdnum cleans what it is given (drops spaces, folds full-width digits to ASCII, upper-cases);
+# the catalogue refuses instead, so a code is stored and printed exactly as it was checked.
 
-def iban_checksum_ok(iban: str) -> bool:
-    """ISO 13616: move the first four characters to the end, letters to numbers, mod 97 == 1."""
-    rearranged = iban[4:] + iban[:4]
-    digits = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(digits) % 97 == 1
-
-
-def iban_check_digits(country: str, bban: str) -> str:
-    """The two check digits that make ``country + ?? + bban`` a valid IBAN."""
-    digits = "".join(str(int(ch, 36)) for ch in bban + country + "00")
-    return f"{98 - int(digits) % 97:02d}"
+UA_IBAN_LENGTH = 29  # UA, 2 check digits, 6-digit bank code (МФО), 19-digit account
 
 
-def edrpou_check_digit(first7: str) -> int:
-    """Check digit of an ЄДРПОУ code (the State Statistics Service's algorithm).
-
-    Weights 1…7, or 7,1…6 for codes between 30,000,000 and 60,000,000; sum mod 11. A result of
-    10 is recomputed with every weight raised by 2; a second 10 gives 0.
-    """
-    digits = [int(d) for d in first7]
-    value = int(first7)
-    alternative = 3000000 <= value < 6000000  # the first seven digits of 30M…60M
-    weights = [7, 1, 2, 3, 4, 5, 6] if alternative else [1, 2, 3, 4, 5, 6, 7]
-    remainder = sum(d * w for d, w in zip(digits, weights)) % 11
-    if remainder >= 10:
-        remainder = sum(d * (w + 2) for d, w in zip(digits, weights)) % 11
-        if remainder >= 10:
-            remainder = 0
-    return remainder
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() is also true for Arabic-Indic, full-width and superscript digits
+    return text.isascii() and text.isdigit()
 
 
-def edrpou_ok(code: str) -> bool:
-    return len(code) == 8 and code.isdigit() and edrpou_check_digit(code[:7]) == int(code[7])
+def edrpou_problem(code: str) -> str | None:
+    """What is wrong with an ЄДРПОУ code, or None when it is 8 digits with a valid check digit."""
+    if not _ascii_digits(code):
+        return f"{code!r} must be exactly 8 digits"
+    try:
+        stdnum_edrpou.validate(code)
+    except InvalidChecksum:
+        return (f"{code!r}: check digit fails (expected {stdnum_edrpou.calc_check_digit(code)} "
+                "at the end)")
+    except ValidationError:  # InvalidLength
+        return f"{code!r} must be exactly 8 digits"
+    return None
+
+
+def iban_problem(iban: str) -> str | None:
+    """What is wrong with a payee's IBAN, or None when it is a valid Ukrainian one."""
+    if " " in iban:
+        return f"{iban!r}: write the IBAN without spaces"
+    if not iban.startswith("UA"):
+        return f"{iban!r}: must start with UA (a Ukrainian account)"
+    # stdnum tests mod-97 before the length; a wrong length is the plainer fault to report
+    if len(iban) != UA_IBAN_LENGTH:
+        return f"{iban!r}: must be {UA_IBAN_LENGTH} characters (UA + 27), got {len(iban)}"
+    # The IBAN registry allows letters in a UA account number (19!c); Ukrainian banks use digits.
+    if not _ascii_digits(iban[2:]):
+        return f"{iban!r}: after UA only digits are allowed"
+    try:
+        stdnum_iban.validate(iban)
+    except InvalidChecksum:
+        return "checksum fails (mod-97)"
+    except ValidationError as exc:  # not expected for UA + 27 digits; say what stdnum found
+        return f"{iban!r}: not a valid IBAN ({exc})"
+    return None
 
 
 # --- reading and validating ------------------------------------------------------------------
@@ -334,17 +349,13 @@ def _check_details(raw: Any, c: _Checker) -> PaymentDetails | None:
         return None
     recipient = c.string(raw.get("recipient"), f"{field}.recipient")
     edrpou = c.string(raw.get("edrpou"), f"{field}.edrpou")
-    if edrpou is not None:
-        if len(edrpou) != 8 or not edrpou.isdigit():
-            c.error(f"{field}.edrpou", f"{edrpou!r} must be exactly 8 digits")
-            edrpou = None
-        elif not edrpou_ok(edrpou):
-            c.error(f"{field}.edrpou", f"{edrpou!r}: check digit fails (expected "
-                                       f"{edrpou_check_digit(edrpou[:7])} at the end)")
-            edrpou = None
+    if edrpou is not None and (problem := edrpou_problem(edrpou)):
+        c.error(f"{field}.edrpou", problem)
+        edrpou = None
     iban = c.string(raw.get("iban"), f"{field}.iban")
-    if iban is not None:
-        iban = _check_iban(iban, f"{field}.iban", c)
+    if iban is not None and (problem := iban_problem(iban)):
+        c.error(f"{field}.iban", problem)
+        iban = None
     purpose_code = c.string(raw.get("purpose_code"), f"{field}.purpose_code",
                             pattern=re.compile(r"^[0-9]{3}$"),
                             hint="must be the 3-digit Treasury payment type code, e.g. \"101\"")
@@ -353,25 +364,6 @@ def _check_details(raw: Any, c: _Checker) -> PaymentDetails | None:
         return None
     return PaymentDetails(recipient=recipient, edrpou=edrpou, iban=iban,  # type: ignore[arg-type]
                           purpose_code=purpose_code, purpose=purpose)  # type: ignore[arg-type]
-
-
-def _check_iban(iban: str, field: str, c: _Checker) -> str | None:
-    if " " in iban:
-        c.error(field, f"{iban!r}: write the IBAN without spaces")
-        return None
-    if not iban.startswith("UA"):
-        c.error(field, f"{iban!r}: must start with UA (a Ukrainian account)")
-        return None
-    if len(iban) != 29:
-        c.error(field, f"{iban!r}: must be 29 characters (UA + 27), got {len(iban)}")
-        return None
-    if not iban[2:].isdigit():
-        c.error(field, f"{iban!r}: after UA only digits are allowed")
-        return None
-    if not iban_checksum_ok(iban):
-        c.error(field, "checksum fails (mod-97)")
-        return None
-    return iban
 
 
 def _check_commission(raw: Any, c: _Checker) -> Commission | None:

@@ -7,10 +7,10 @@ from typing import Any, Callable
 
 import pytest
 import yaml
+from stdnum import iban as stdnum_iban
 
-from terminal.catalogue.io import (SAMPLE_FOLDER, CatalogueError, check_folder, edrpou_ok,
-                                   iban_check_digits, iban_checksum_ok, import_folder,
-                                   read_folder, write_folder)
+from terminal.catalogue.io import (SAMPLE_FOLDER, CatalogueError, check_folder, edrpou_problem,
+                                   iban_problem, import_folder, read_folder, write_folder)
 from terminal.catalogue.store import Catalogue, CatalogueStore
 
 
@@ -124,20 +124,20 @@ def test_export_refuses_to_mix_with_an_existing_catalogue(tmp_path, small_folder
 @pytest.mark.parametrize("code", ["00032129", "14360506", "65432176", "31451932", "37026684",
                                   "21133352", "37988155"])
 def test_edrpou_check_digit_accepts_valid_codes(code):
-    assert edrpou_ok(code)
+    assert edrpou_problem(code) is None
 
 
 @pytest.mark.parametrize("code", ["00032128", "14360507", "31451933", "3798815", "3798815a"])
 def test_edrpou_check_digit_rejects_invalid_codes(code):
-    assert not edrpou_ok(code)
+    assert edrpou_problem(code) is not None
 
 
 def test_iban_checksum():
-    assert iban_checksum_ok("UA583808050000026009702978805")
-    assert not iban_checksum_ok("UA583808050000026009702978806")
-    bban = "8999980333220125000000401"
-    iban = "UA" + iban_check_digits("UA", bban) + bban
-    assert len(iban) == 29 and iban_checksum_ok(iban)
+    assert iban_problem("UA583808050000026009702978805") is None
+    assert iban_problem("UA583808050000026009702978806") == "checksum fails (mod-97)"
+    bban = "8999980333220125000000401"  # how docs/catalogue.md makes the check digits
+    iban = "UA" + stdnum_iban.calc_check_digits("UA00" + bban) + bban
+    assert len(iban) == 29 and iban_problem(iban) is None
 
 
 # --- every error names file, record and field --------------------------------------------------
@@ -163,6 +163,10 @@ def _drop(path: str) -> Callable[[dict], None]:
     return change
 
 
+_ARABIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+ARABIC_EDRPOU = "37988155".translate(_ARABIC)  # valid check digit, Arabic-Indic digits
+ARABIC_IBAN = "UA" + "168999980333220125000000411".translate(_ARABIC)  # valid mod-97, likewise
+
 BROKEN_SERVICES = [
     ("fee.details.iban", "UA168999980333220125000000412",
      'services/passports.yaml: service "id-card": fee.details.iban: checksum fails (mod-97)'),
@@ -178,6 +182,17 @@ BROKEN_SERVICES = [
     ("fee.details.edrpou", 37988155,
      'services/passports.yaml: service "id-card": fee.details.edrpou: must be text, got a number '
      "(put it in quotes)"),
+    # Only ASCII digits: the hand-written checks took str.isdigit()'s word for it, so an ЄДРПОУ
+    # or IBAN in Arabic-Indic digits passed and a superscript digit crashed the import.
+    ("fee.details.edrpou", ARABIC_EDRPOU,
+     f'services/passports.yaml: service "id-card": fee.details.edrpou: {ARABIC_EDRPOU!r} must be '
+     "exactly 8 digits"),
+    ("fee.details.edrpou", "3798815\u00b2",
+     'services/passports.yaml: service "id-card": fee.details.edrpou: \'3798815\u00b2\' must be '
+     "exactly 8 digits"),
+    ("fee.details.iban", ARABIC_IBAN,
+     f'services/passports.yaml: service "id-card": fee.details.iban: {ARABIC_IBAN!r}: after UA only '
+     "digits are allowed"),
     ("fee.amount_kop", 279.5,
      'services/passports.yaml: service "id-card": fee.amount_kop: must be a whole number of '
      "kopiykas greater than 0 (279 UAH = 27900), got 279.5"),
