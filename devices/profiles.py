@@ -63,6 +63,10 @@ def validate(profile: dict, kind: str, where: str = "profile") -> dict:
             raise ProfileError(f"{where}: paper_width_mm must be 58 or 80")
         if not 24 <= _require(profile, "width_chars", int, where) <= 64:
             raise ProfileError(f"{where}: width_chars out of range")
+        condensed = profile.get("width_chars_condensed", profile["width_chars"])
+        if not isinstance(condensed, int) or isinstance(condensed, bool) or \
+                not profile["width_chars"] <= condensed <= 96:
+            raise ProfileError(f"{where}: width_chars_condensed must be width_chars..96")
         if not 256 <= _require(profile, "width_dots", int, where) <= 640:
             raise ProfileError(f"{where}: width_dots out of range")
     else:

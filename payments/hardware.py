@@ -98,7 +98,7 @@ class PingingCard:
 def build_hardware(config) -> Hardware:
     from devices.bill_validator.driver import BillValidator
     from devices.card_terminal.driver import CardTerminal
-    from devices.printer.driver import ReceiptPrinter
+    from devices.printer.driver import ReceiptPrinter, load_printer_profile
 
     hw = Hardware()
     url = config.get("BILL_VALIDATOR_URL", "")
@@ -129,14 +129,16 @@ def build_hardware(config) -> Hardware:
             timeouts = {"purchase": 10.0, "last_result_total": 5.0}
         hw.card = PingingCard(CardTerminal(url, timeouts=timeouts))
     url = config.get("PRINTER_URL", "")
+    profile = config.get("PRINTER_PROFILE", "generic-80mm")
     if url:
         if url == "sim":
             from devices.printer.simulator import PrinterSimulator
 
-            sim = PrinterSimulator()
+            # the simulated paper is as wide as the configured profile's
+            sim = PrinterSimulator(width_dots=int(load_printer_profile(profile)["width_dots"]))
             url = sim.start_tcp()
             hw.simulators["printer"] = sim
-        hw.printer = ReceiptPrinter(url, profile=config.get("PRINTER_PROFILE", "generic-80mm"))
+        hw.printer = ReceiptPrinter(url, profile=profile)
     return hw
 
 

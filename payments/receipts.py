@@ -17,9 +17,6 @@ from payments.machine import Payment
 from payments.money import format_uah
 from payments.taxid import mask_id
 
-WIDTH = 48
-
-
 @dataclass(frozen=True)
 class ReceiptContext:
     terminal_id: str
@@ -106,43 +103,34 @@ VOUCHER_RULE = ("Термінал решти не видає. Ваучер мо�
                 "voucher here for another payment or get the money back at the ЦНАП cashier.")
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    out, line = [], ""
-    for word in text.split():
-        while len(word) > width:
-            if line:
-                out.append(line)
-                line = ""
-            out.append(word[:width])
-            word = word[width:]
-        if not line:
-            line = word
-        elif len(line) + 1 + len(word) <= width:
-            line += " " + word
-        else:
-            out.append(line)
-            line = word
-    if line:
-        out.append(line)
-    return out or [""]
+def verify_blocks(url: str) -> list[tuple]:
+    """The verification address on paper, never split across lines (a split URL cannot be typed
+    or clicked): on a line of its own in the normal font, else in the condensed font, else
+    without its scheme, else a note that the QR below carries it (the QR always does)."""
+    note = ("text", "Адреса перевірки — у QR-коді нижче / the verification address is in the QR "
+                    "code below", {"align": "center"})
+    fallback = [note]
+    if "://" in url:
+        fallback = [("text", url.split("://", 1)[1], {"align": "center", "nobreak": True, "fallback": [note]})]
+    return [("text", "Перевірка / verify:", {"align": "center"}),
+            ("text", url, {"align": "center", "nobreak": True, "fallback": fallback})]
 
 
-def build_blocks(payment: Payment, ctx: ReceiptContext, *, kind: str = "receipt", when: float | None = None,
-                 width: int = WIDTH) -> list[tuple]:
-    """The print job for ``devices.printer`` (``ReceiptPrinter.print_job``)."""
+def build_blocks(payment: Payment, ctx: ReceiptContext, *, kind: str = "receipt", when: float | None = None) -> list[tuple]:
+    """The print job for ``devices.printer`` (``ReceiptPrinter.print_job``). One text block per
+    row, not wrapped here: the driver composes lines once, at the columns of the printer it
+    drives, with the value of a "label: value" row hanging under the value."""
     blocks: list[tuple] = []
     if kind == "copy" or payment.recovered:
         blocks.append(("text", "КОПІЯ / RECOVERED", {"bold": True, "align": "center", "double": True}))
     blocks.append(("text", title_for(payment, kind), {"bold": True, "align": "center", "double": True}))
     for label, value in lines(payment, ctx, kind=kind, when=when):
-        text = f"{label}: {value}"
-        for piece in _wrap(text, width):
-            blocks.append(("text", piece, {}))
+        blocks.append(("text", f"{label}: {value}", {"hang": len(label) + 2}))
     if payment.voucher_out_kop:
-        for piece in _wrap(VOUCHER_RULE, width):
-            blocks.append(("text", piece, {}))
-    blocks.append(("text", "Перевірка / verify: " + verify_url(ctx, payment), {"align": "center"}))
-    blocks.append(("qr", verify_url(ctx, payment)))
+        blocks.append(("text", VOUCHER_RULE, {}))
+    url = verify_url(ctx, payment)
+    blocks += verify_blocks(url)
+    blocks.append(("qr", url))
     blocks.append(("feed", 3))
     blocks.append(("cut",))
     return blocks

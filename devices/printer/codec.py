@@ -57,7 +57,7 @@ def encode_status(n: int, *, online: bool, cover_open: bool, paper: str, error: 
 # ----------------------------------------------------------------------------- device side
 @dataclass(frozen=True)
 class Op:
-    kind: str  # text | newline | init | codepage | bold | align | size | cut | feed | raster | status | skipped
+    kind: str  # text | newline | init | codepage | bold | align | size | font | cut | feed | raster | status | skipped
     value: object = None
 
 
@@ -157,7 +157,10 @@ class EscPosParser:
                 op = Op("align", {0: "left", 1: "center", 2: "right", 48: "left", 49: "center",
                                   50: "right"}.get(arg, "left"))
             elif cmd == ord("!"):
-                op = Op("size", (2 if arg & 0x20 else 1, 2 if arg & 0x10 else 1, bool(arg & 0x08)))
+                op = Op("size", (2 if arg & 0x20 else 1, 2 if arg & 0x10 else 1, bool(arg & 0x08),
+                                 "b" if arg & 0x01 else "a"))  # bit 0 also selects the font
+            elif cmd == ord("M"):
+                op = Op("font", "b" if arg in (1, 49) else "a")
             elif cmd == ord("d"):
                 op = Op("feed", arg)
             elif cmd == ord("J"):
@@ -198,5 +201,5 @@ class EscPosParser:
             return 0, None
         if cmd == ord("!"):
             arg = buf[i + 2]
-            return 3, Op("size", ((arg >> 4) + 1, (arg & 0x0F) + 1, None))
+            return 3, Op("size", ((arg >> 4) + 1, (arg & 0x0F) + 1, None, None))
         return 2 + args, None

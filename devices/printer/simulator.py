@@ -13,6 +13,8 @@ from devices.simwire import SimulatorBase
 
 log = logging.getLogger(__name__)
 
+# Epson fonts: A is 12 dots wide (48 columns on 576 dots, 32 on 384), B is 9 (64, 42)
+FONT_DOTS = {"a": 12, "b": 9}
 FONT_PATHS = ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
               "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -29,11 +31,11 @@ class PrinterSimulator(SimulatorBase):
         self.error = False
         self.silent = False
         self.paper_out_after_lines: int | None = None
-        self.lines: list[dict] = []  # printed lines: {"text", "bold", "align", "size"} or images/cuts
+        self.lines: list[dict] = []  # printed lines: {"text", "bold", "align", "size", "font"} or images/cuts
         self.discarded_bytes = 0
         self.cuts = 0
         self._current = ""
-        self._style = {"bold": False, "align": "left", "size": (1, 1)}
+        self._style = {"bold": False, "align": "left", "size": (1, 1), "font": "a"}
         self._codec = "cp437"
         self.status_queries = 0
         self.printed = threading.Event()
@@ -65,6 +67,15 @@ class PrinterSimulator(SimulatorBase):
         with self.lock:
             self.lines.clear()
             self.cuts = 0
+
+    def columns(self, line: dict | None = None, *, font: str = "a") -> int:
+        """Characters that fit one line of this paper in a printed line's font and size (or in
+        ``font`` at normal size). Longer lines are kept whole here so tests can see them; a real
+        printer would wrap them by itself, mid-word."""
+        if line is not None:
+            font = line.get("font", "a")
+        width = line.get("size", (1, 1))[0] if line is not None else 1
+        return self.width_dots // FONT_DOTS[font] // width
 
     @property
     def online(self) -> bool:
@@ -152,7 +163,7 @@ class PrinterSimulator(SimulatorBase):
     def _apply(self, op: c.Op) -> None:
         kind = op.kind
         if kind == "init":
-            self._style = {"bold": False, "align": "left", "size": (1, 1)}
+            self._style = {"bold": False, "align": "left", "size": (1, 1), "font": "a"}
             self._codec = "cp437"
         elif kind == "codepage":
             self._codec = c.CODE_PAGE_CODECS.get(op.value, "cp437")
@@ -161,10 +172,14 @@ class PrinterSimulator(SimulatorBase):
         elif kind == "align":
             self._style["align"] = op.value
         elif kind == "size":
-            width, height, emphasised = op.value
+            width, height, emphasised, font = op.value
             self._style["size"] = (width, height)
             if emphasised is not None:
                 self._style["bold"] = self._style["bold"] or emphasised
+            if font is not None:
+                self._style["font"] = font
+        elif kind == "font":
+            self._style["font"] = op.value
         elif kind == "text":
             self._current += op.value.decode(self._codec, errors="replace")
         elif kind == "newline":

@@ -197,3 +197,76 @@ def test_text_is_wrapped_to_the_paper_width(rig):
     ReceiptPrinter(url, width_chars=32).print_job([("text", "слово " * 20)])
     lines = [line["text"] for line in sim.lines if line["kind"] == "text" and line["text"]]
     assert len(lines) >= 4 and max(len(line) for line in lines) <= 32
+
+
+# ---------------------------------------------------------------- line composition (driver only)
+def test_compose_hangs_the_value_and_keeps_words_whole():
+    from devices.printer.driver import compose
+
+    lines = compose("Отримувач: Головне управління Казначейства у м. Києві", 24, hang=11)
+    assert lines == ["Отримувач: Головне", "           управління", "           Казначейства",
+                     "           у м. Києві"]
+    # a word that fits the line but not beside the indent gets less indent, not a cut
+    assert compose("Платник: Шевченко-Квітка-Основ'яненко", 32, hang=9) == [
+        "Платник:", "    Шевченко-Квітка-Основ'яненко"]
+    # only a word longer than the line is cut, into full-width pieces; hyphens are no break points
+    assert compose("IBAN: UA918999980334159879000026011 ok", 16, hang=6) == [
+        "IBAN:", "UA91899998033415", "9879000026011 ok"]
+    assert compose("a\n\nb", 10) == ["a", "", "b"] and compose("", 10) == [""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="абвгґєіїжAZ09-/.'", min_size=1, max_size=50), max_size=30),
+       st.integers(min_value=8, max_value=64), st.integers(min_value=0, max_value=40))
+def test_compose_fills_lines_and_gives_back_the_words(words, width, hang):
+    from devices.printer.driver import compose
+
+    lines = compose(" ".join(words), width, hang)
+    assert all(len(line) <= width for line in lines)
+    tokens = [t for line in lines for t in line.split()]
+    k = 0
+    for word in words:
+        if len(word) <= width:
+            assert tokens[k] == word
+            k += 1
+        else:
+            piece = ""
+            while piece != word:
+                piece += tokens[k]
+                k += 1
+    assert k == len(tokens)
+
+
+def test_driver_composes_once_at_its_own_width(rig):
+    """A long block wraps at the printer's columns; pre-composed 48-column lines would be
+    wrapped again at 32 into ragged 32 + 16 pairs."""
+    sim, url = rig
+    text = "Призначення: 101 Адміністративний збір за реєстрацію місця проживання особи"
+    ReceiptPrinter(url, profile="generic-58mm-cp1125").print_job([("text", text, {"hang": 13})])
+    lines = [line["text"] for line in sim.lines if line["kind"] == "text"]
+    assert lines == ["Призначення: 101", "             Адміністративний", "             збір за реєстрацію",
+                     "             місця проживання", "             особи"]
+
+
+def test_unbreakable_text_goes_condensed_then_to_its_fallback():
+    printer = ReceiptPrinter("loop://", profile="generic-58mm-cp1125")
+    assert (printer.width_chars, printer.condensed_chars) == (32, 42)
+    short, mid, long = "https://a.ua/" + "x" * 10, "https://a.ua/" + "x" * 25, "https://a.ua/" + "x" * 40
+    sim = PrinterSimulator(width_dots=384)
+    fallback = [("text", "див. QR / see the QR", {})]
+    sim.on_data(printer.render([("text", u, {"nobreak": True, "align": "center", "fallback": fallback})
+                                for u in (short, mid, long)] + [("text", "після / after")]))
+    got = [(line["text"], line["font"]) for line in sim.lines if line["kind"] == "text"]
+    assert got == [(short, "a"), (mid, "b"), ("див. QR / see the QR", "a"), ("після / after", "a")]
+    assert sim.columns(font="b") == 42 and all(len(t) <= sim.columns(font=f) for t, f in got)
+
+
+def test_parser_reads_font_selection():
+    ops = c.EscPosParser().feed(b"\x1bM\x01\x1b!\x00\x1bM\x31")
+    assert [(op.kind, op.value) for op in ops] == [("font", "b"), ("size", (1, 1, False, "a")), ("font", "b")]
+
+
+def test_condensed_columns_follow_an_overridden_width():
+    assert ReceiptPrinter("loop://", profile="generic-80mm").condensed_chars == 64
+    assert ReceiptPrinter("loop://", profile="generic-80mm", width_chars=32).condensed_chars == 42
+    assert ReceiptPrinter("loop://", profile={"width_chars": 48}).condensed_chars == 64

@@ -38,12 +38,17 @@ def test_validation_catches_mistakes():
     printer["code_page"] = "cp866"
     with pytest.raises(ProfileError, match="code_page"):
         validate(printer, "printer")
+    printer = load_profile(next(p for p in PROFILES if p.stem == "generic-58mm-cp1125"))
+    for value in (31, 97, 42.0, True):  # fewer columns than font A, or not a count
+        printer["width_chars_condensed"] = value
+        with pytest.raises(ProfileError, match="width_chars_condensed"):
+            validate(printer, "printer")
 
 
 def test_printer_profile_by_name_sets_code_page_and_width():
     assert find_profile("printer", "generic-58mm-cp1125")["code_page"] == "cp1125"
     printer = ReceiptPrinter("loop://", profile="generic-58mm-cp1125")
-    assert printer.code_page == "cp1125" and printer.width_chars == 32
+    assert printer.code_page == "cp1125" and printer.width_chars == 32 and printer.condensed_chars == 42
     assert b"\x1bt\x2c" in printer.render([("text", "ї")])  # ESC t 44 selects CP1125
 
 

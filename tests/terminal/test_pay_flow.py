@@ -266,8 +266,8 @@ def test_the_printed_qr_code_opens_the_receipt_verification(kiosk):
     url = urlsplit(decoded)
     page = kiosk.client.get(f"{url.path}?{url.query}")
     assert page.status_code == 200 and "Квитанція справжня" in page.get_data(as_text=True)
-    # the same address is printed above the code (wrapped to the paper width)
-    assert decoded in kiosk.printer.received_text().replace("\n", "")
+    # the same address is printed above the code, whole on one line (font B on 80 mm)
+    assert decoded in kiosk.printer.received_text().splitlines()
 
 
 def test_validator_lost_stops_cash_honestly_and_comes_back(kiosk):
@@ -300,3 +300,22 @@ def test_card_terminal_offline_offers_no_card_and_charges_nothing(kiosk):
     kiosk.begin("card")
     kiosk.settle()
     assert kiosk.payment().status == "paid" and len(kiosk.card.purchases("approved")) == 1
+
+
+def test_58mm_printer_profile_gets_a_receipt_composed_at_its_width(tmp_path):
+    k = Kiosk(make_app(tmp_path / "instance", PRINTER_PROFILE="generic-58mm-cp1125"))
+    try:
+        assert k.printer.width_dots == 384 and k.till.printer.width_chars == 32
+        k.payer(service="id-card-lost")
+        k.begin("card")
+        k.settle()
+        payment = k.payment()
+        wait_until(lambda: k.printer.images(), what="receipt printed")
+        lines = [line for line in k.printer.lines if line["kind"] == "text"]
+        assert lines and all(len(line["text"]) <= k.printer.columns(line) for line in lines)
+        text = k.printer.received_text()
+        assert payment.receipt_no in text and "Шевченко" in text and "Відділення:" in text
+        # the address (too long for 42 columns) is never split: the QR carries it
+        assert "?c=" not in text and "QR" in text
+    finally:
+        k.close()
