@@ -133,10 +133,14 @@ class BillValidatorSimulator(SimulatorBase):
 
     # ------------------------------------------------------------------ scripting API
     def insert_bill(self, amount_kop: int, *, counterfeit: bool = False,
-                    reject_reason: int | None = None) -> bool:
-        """A customer pushes a bill in; False if the bezel is not accepting right now."""
+                    reject_reason: int | None = None, when_enabled: bool = False) -> bool:
+        """A customer pushes a bill in; False if the bezel is not accepting right now.
+        ``when_enabled``: only once the host has enabled this denomination (a customer who waits
+        for the screen to ask for it; without it a bill the host has not enabled is rejected)."""
         with self.lock:
             if not self.powered or self.state.code != c.IDLING:
+                return False
+            if when_enabled and self._type_of(amount_kop) not in self.enabled:
                 return False
             self.bill = {"amount_kop": amount_kop, "type": self._type_of(amount_kop),
                          "counterfeit": counterfeit, "reason": reject_reason}

@@ -75,7 +75,10 @@ class Kiosk:
         return client.get(f"/pay/p/{self.payment_id(client)}/status").get_json()
 
     def insert(self, amount_kop):
-        wait_until(lambda: self.validator.insert_bill(amount_kop), what=f"validator to take {amount_kop}")
+        # as a visitor does: once the validator accepts this bill (the till re-enables the
+        # denominations after every credit; a bill pushed in between is rightly rejected)
+        wait_until(lambda: self.validator.insert_bill(amount_kop, when_enabled=True),
+                   what=f"validator to take {amount_kop}")
 
     def pay_bills(self, *amounts):
         for amount in amounts:
