@@ -176,7 +176,8 @@ i18n.register({
     "survey.report.count": ("Відповідей", "Answers"),
     "survey.report.csat": ("Задоволені (CSAT)", "Satisfied (CSAT)"),
     "survey.report.mean": ("Середня оцінка (з 5)", "Mean score (of 5)"),
-    "survey.report.loyalty": ("Індекс лояльності (−100…100)", "Loyalty index (−100…100)"),
+    # U+2060 (word joiner): the range is one word; a narrow column must not split it after "…".
+    "survey.report.loyalty": ("Індекс лояльності (−100…\u2060100)", "Loyalty index (−100…\u2060100)"),
     "survey.report.loyalty_n": ("відповіли на питання про рекомендацію: {n}", "answered the recommendation question: {n}"),
     "survey.report.repeats": ("Повторні натискання (не враховано): {n}", "Repeated presses (not counted): {n}"),
     "survey.report.late": ("Надіслані із запізненням, коли планшет був на зв’язку (не враховано): {n}",
