@@ -25,6 +25,7 @@ from terminal.surveys import charts, reports
 from terminal.surveys.antigaming import Rules, clean_text
 from terminal.surveys.clock import SteadyClock
 from terminal.surveys.definitions import DefinitionError, client_view
+from terminal.views import core
 from terminal.surveys.store import (MAX_BATCH, BurstReviewError, Rejected, SurveyInputError, SurveyStore,
                                     Tablet)
 from terminal.views.service import audit, register_section, require_role
@@ -271,6 +272,7 @@ def init_app(app: Flask) -> None:
     store = SurveyStore(path, rules, app.config["TIMEZONE"], SteadyClock(quiet_s=app.config["SURVEY_CLOCK_QUIET_S"]))
     store.ensure_default_survey()
     app.extensions["cnap_surveys"] = store
+    core.version_static(app, "survey.tablet_static", STATIC_DIR)   # ?v=<hash>, cached for good
     app.extensions["cnap_closers"].append(store.close)
     os.makedirs(media_dir(app), exist_ok=True)
     app.extensions["cnap_health"]["surveys"] = lambda: (

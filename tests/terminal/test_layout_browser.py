@@ -156,3 +156,30 @@ def test_no_screen_scrolls_sideways_or_breaks_a_word(kiosk, browser, name):
         assert not failures, "\n".join(failures)
     finally:
         context.close()
+
+
+def test_static_files_are_fetched_once_not_on_every_page(kiosk, browser):
+    """Versioned static URLs are immutable: moving between screens asks the server for no
+    stylesheet or script again (each page load used to revalidate them all)."""
+    registry = kiosk.app.extensions["cnap_metrics"]
+
+    def static_requests():
+        return sum(registry.get_sample_value("cnap_http_requests_total",
+                                             {"endpoint": "static", "method": "GET", "status": status}) or 0
+                   for status in ("200", "304"))
+
+    context = browser.new_context(viewport=VIEWPORTS["kiosk"], locale="uk-UA")
+    page = context.new_page()
+    try:
+        screens = ("/", "/branches", "/search?q=паспорт", f"/service/{SERVICE}", "/pay")
+        for path in screens:   # the first visit of each loads its files (icons, search.js, …)
+            page.goto(kiosk.url + path)
+            page.wait_for_load_state("networkidle")
+        before = static_requests()
+        assert before > 0
+        for path in screens + screens[::-1]:
+            page.goto(kiosk.url + path)
+            page.wait_for_load_state("networkidle")
+        assert static_requests() == before
+    finally:
+        context.close()
