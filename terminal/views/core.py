@@ -99,8 +99,8 @@ def init_app(app: Flask) -> None:
         # may read the Referer; other origins never see a URL with a receipt number or check code.
         versions = app.extensions["cnap_static_versions"].get(endpoint)
         if versions is not None:
-            filename = (request.view_args or {}).get("filename", "")
-            if response.status_code in (200, 304) and request.args.get("v") == versions.get(filename):
+            digest = versions.get((request.view_args or {}).get("filename", ""))
+            if digest and response.status_code in (200, 304) and request.args.get("v") == digest:
                 response.headers["Cache-Control"] = IMMUTABLE
         elif request.endpoint != "static" and not (request.endpoint or "").endswith(".static"):
             response.headers.setdefault("Cache-Control", "no-store")
