@@ -168,8 +168,19 @@
   document.addEventListener("touchmove", blockPinch, { passive: false });
   document.addEventListener("gesturestart", function (ev) { ev.preventDefault(); });
 
+  // A table wider than the screen scrolls inside its .table-scroll wrapper; a keyboard user
+  // (service mode on a desk PC) reaches that scroll only if the wrapper can take focus.
+  function markScrollableTables() {
+    document.querySelectorAll(".table-scroll").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) box.setAttribute("tabindex", "0");
+      else box.removeAttribute("tabindex");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setupIdle();
     setupKeyboard();
+    markScrollableTables();
+    window.addEventListener("resize", markScrollableTables);
   });
 })();

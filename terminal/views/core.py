@@ -2,6 +2,8 @@
 error pages."""
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -18,6 +20,29 @@ from terminal import i18n
 bp = Blueprint("core", __name__)
 
 TEXT_SIZES = (100, 125, 150, 175, 200)
+
+# A static URL carries ?v=<its content hash>; with that exact version it may be kept for good.
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def content_hashes(folder: str) -> dict[str, str]:
+    """Every file under ``folder`` (posix path relative to it) -> the first 12 hex digits of its
+    SHA-256. Computed once when the app is built: the files ship with the package."""
+    hashes = {}
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()[:12]
+            hashes[os.path.relpath(path, folder).replace(os.sep, "/")] = digest
+    return hashes
+
+
+def version_static(app: Flask, endpoint: str, folder: str) -> None:
+    """url_for(endpoint, filename=…) adds ?v=<content hash>, and a request carrying the current
+    hash is answered with a year-long immutable Cache-Control. Without it (or with an old one) the
+    file keeps its revalidating headers, so a page from before an update never pins stale bytes."""
+    app.extensions.setdefault("cnap_static_versions", {})[endpoint] = content_hashes(folder)
 
 
 def safe_next(target: str | None) -> str:
@@ -38,6 +63,15 @@ def init_app(app: Flask) -> None:
                         buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                         registry=registry)
     app.extensions["cnap_metrics"] = registry
+    version_static(app, "static", app.static_folder)
+
+    @app.url_defaults
+    def _static_version(endpoint: str, values: dict) -> None:
+        versions = app.extensions["cnap_static_versions"].get(endpoint)
+        if versions is not None and "v" not in values:
+            digest = versions.get(values.get("filename", ""))
+            if digest:
+                values["v"] = digest
 
     @app.before_request
     def _start_timer_and_language():
@@ -63,7 +97,12 @@ def init_app(app: Flask) -> None:
         # that chose its own policy for content without personal data (tablet app shell,
         # content-addressed media) keeps it. same-origin, not no-referrer: our own CSRF checks
         # may read the Referer; other origins never see a URL with a receipt number or check code.
-        if request.endpoint != "static" and not (request.endpoint or "").endswith(".static"):
+        versions = app.extensions["cnap_static_versions"].get(endpoint)
+        if versions is not None:
+            digest = versions.get((request.view_args or {}).get("filename", ""))
+            if digest and response.status_code in (200, 304) and request.args.get("v") == digest:
+                response.headers["Cache-Control"] = IMMUTABLE
+        elif request.endpoint != "static" and not (request.endpoint or "").endswith(".static"):
             response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

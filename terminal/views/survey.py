@@ -25,6 +25,7 @@ from terminal.surveys import charts, reports
 from terminal.surveys.antigaming import Rules, clean_text
 from terminal.surveys.clock import SteadyClock
 from terminal.surveys.definitions import DefinitionError, client_view
+from terminal.views import core
 from terminal.surveys.store import (MAX_BATCH, BurstReviewError, Rejected, SurveyInputError, SurveyStore,
                                     Tablet)
 from terminal.views.service import audit, register_section, require_role
@@ -176,7 +177,8 @@ i18n.register({
     "survey.report.count": ("Відповідей", "Answers"),
     "survey.report.csat": ("Задоволені (CSAT)", "Satisfied (CSAT)"),
     "survey.report.mean": ("Середня оцінка (з 5)", "Mean score (of 5)"),
-    "survey.report.loyalty": ("Індекс лояльності (−100…100)", "Loyalty index (−100…100)"),
+    # U+2060 (word joiner): the range is one word; a narrow column must not split it after "…".
+    "survey.report.loyalty": ("Індекс лояльності (−100…\u2060100)", "Loyalty index (−100…\u2060100)"),
     "survey.report.loyalty_n": ("відповіли на питання про рекомендацію: {n}", "answered the recommendation question: {n}"),
     "survey.report.repeats": ("Повторні натискання (не враховано): {n}", "Repeated presses (not counted): {n}"),
     "survey.report.late": ("Надіслані із запізненням, коли планшет був на зв’язку (не враховано): {n}",
@@ -270,6 +272,7 @@ def init_app(app: Flask) -> None:
     store = SurveyStore(path, rules, app.config["TIMEZONE"], SteadyClock(quiet_s=app.config["SURVEY_CLOCK_QUIET_S"]))
     store.ensure_default_survey()
     app.extensions["cnap_surveys"] = store
+    core.version_static(app, "survey.tablet_static", STATIC_DIR)   # ?v=<hash>, cached for good
     app.extensions["cnap_closers"].append(store.close)
     os.makedirs(media_dir(app), exist_ok=True)
     app.extensions["cnap_health"]["surveys"] = lambda: (

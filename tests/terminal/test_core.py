@@ -105,3 +105,35 @@ def test_reset_is_a_post_and_a_forged_one_changes_nothing(app, client):
     stale = plain_client(app)                                # a page older than its session
     response = stale.post("/reset", data={"csrf_token": "from-before-a-restart"})
     assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+# --- static files: versioned URLs, cached for good -------------------------------------------------
+def _sha12(path):
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256((Path(__file__).parents[2] / "terminal" / "static" / path).read_bytes()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("page,url", [("/", "/static/kiosk.css"), ("/", "/static/kiosk.js"),
+                                      ("/service/login", "/static/kiosk.css"),
+                                      ("/tablet/", "/tablet/static/tablet.css"),
+                                      ("/tablet/", "/tablet/static/tablet.js")])
+def test_pages_link_static_files_by_content_hash(client, page, url):
+    html = client.get(page).get_data(as_text=True)
+    file = url.replace("/tablet/static/", "survey/").replace("/static/", "")
+    assert f'{url}?v={_sha12(file)}"' in html
+
+
+def test_a_versioned_static_file_is_cached_for_good_an_unversioned_one_revalidates(client):
+    version = _sha12("kiosk.css")
+    for url in (f"/static/kiosk.css?v={version}", f"/tablet/static/tablet.css?v={_sha12('survey/tablet.css')}"):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable", url
+    # Unversioned, or a version that is not this file's content (a page from before an update):
+    # the browser must ask again, never keep it for a year.
+    for url in ("/static/kiosk.css", "/static/kiosk.css?v=000000000000", "/tablet/static/tablet.css"):
+        cache_control = client.get(url).headers.get("Cache-Control", "")
+        assert "immutable" not in cache_control and "max-age=31536000" not in cache_control, url
+    assert client.get("/").headers["Cache-Control"] == "no-store"   # pages still are never cached

@@ -73,5 +73,7 @@ self.addEventListener("fetch", (event) => {
   if (request.mode === "navigate" && url.pathname.startsWith("/tablet/")) {
     event.respondWith(networkFirst(request, "/tablet/")); return;
   }
+  // The page links its files as /…/tablet.css?v=<content hash>: cached by path, query stripped,
+  // so an offline reload finds them whatever version the cached page names.
   if (SHELL.includes(url.pathname)) { event.respondWith(networkFirst(request, url.pathname)); }
 });
