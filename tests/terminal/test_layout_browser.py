@@ -183,3 +183,37 @@ def test_static_files_are_fetched_once_not_on_every_page(kiosk, browser):
         assert static_requests() == before
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("name", list(VIEWPORTS))
+def test_the_on_screen_keyboard_keeps_its_words_and_leaves_the_next_button_reachable(kiosk, browser, name):
+    """At 200 % the keyboard's wide keys ("Сховати клавіатуру") broke mid-word, and a visitor
+    typing their surname must still be able to scroll the form's button above the keyboard."""
+    context = browser.new_context(viewport=VIEWPORTS[name], has_touch=True, locale="uk-UA")
+    page = context.new_page()
+    failures: list[str] = []
+    try:
+        for lang in ("uk", "en"):
+            page.goto(kiosk.url + "/")
+            if lang == "en":
+                page.get_by_role("button", name="English").click()
+            while "size-200" not in (page.locator("html").get_attribute("class") or ""):
+                page.locator('button[name="action"][value="larger"]').click()
+                page.wait_for_load_state("load")
+            page.goto(kiosk.url + f"/pay/service/{SERVICE}")
+            page.locator("input[name=surname]").tap()
+            expect(page.locator("#osk")).to_be_visible()
+            found = page.evaluate(CHECK.replace("'th, label, dt, legend, caption, .btn, h1, h2, h3'", "'#osk .osk-key'")
+                                  .replace("owner.closest('#osk, .visually-hidden')", "owner.closest('.visually-hidden')"))
+            if found["broken"]:
+                failures.append(f"{name} {lang}: keyboard keys broken mid-word: {found['broken']}")
+            page.mouse.wheel(0, 10000)
+            page.wait_for_timeout(300)
+            button = page.locator("form button[type=submit]").last.bounding_box()
+            keyboard = page.locator("#osk").bounding_box()
+            if button["y"] + button["height"] > keyboard["y"] + 1:
+                failures.append(f"{name} {lang}: the form's button stays under the keyboard: {button} {keyboard}")
+            page.locator("#osk").get_by_role("button", name=re.compile("Сховати|Hide")).tap()
+        assert not failures, "\n".join(failures)
+    finally:
+        context.close()
