@@ -22,7 +22,8 @@ Sessions
 
 PIN guessing
     A login names the person (chosen on the screen) and gives a PIN. Wrong PINs are counted in
-    the ``login_failures`` table, so the counts survive a restart:
+    the ``pin_failures`` table by the appliance's one lockout (``terminal/attempts.py``), so the
+    counts survive a restart:
       * per staff member *and* scope — ``local`` (loopback: the kiosk's own screen) or ``remote``
         (desk browsers on the LAN) — at most ``MAX_FAILURES`` per ``LOCKOUT_WINDOW_S``. A flood
         from the LAN therefore locks that person out of remote logins only; the administrator
@@ -51,14 +52,17 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from terminal import attempts
+
 ROLES = ("admin", "cashier", "technician", "manager")
 PIN_ITERATIONS = 60_000
 PIN_MIN, PIN_MAX = 6, 12
 MAX_FAILURES = 5            # wrong PINs per person and scope (local/remote) per window
 MAX_CLIENT_FAILURES = 10    # wrong PINs per remote client address per window
-LOCKOUT_WINDOW_S = 900
+LOCKOUT_WINDOW_S = attempts.WINDOW_S
 SESSION_HISTORY_S = 90 * 86400   # ended sessions older than this are deleted
-CLOCK_SLACK_S = 5           # wall-clock steps backwards smaller than this are tolerated
+CLOCK_SLACK_S = attempts.CLOCK_SLACK_S
+FAILURES = attempts.Attempts("pin_failures")   # keys: staff:<id>:<scope>, client:<address>
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS staff (
@@ -72,12 +76,9 @@ CREATE TABLE IF NOT EXISTS staff_sessions (
   id_hash BLOB PRIMARY KEY, staff_id INTEGER NOT NULL, client TEXT NOT NULL,
   created_at REAL NOT NULL, last_seen REAL NOT NULL, ended_at REAL, end_reason TEXT);
 CREATE INDEX IF NOT EXISTS staff_sessions_open ON staff_sessions(staff_id) WHERE ended_at IS NULL;
-CREATE TABLE IF NOT EXISTS login_failures (
-  id INTEGER PRIMARY KEY, at REAL NOT NULL, staff_id INTEGER, scope TEXT NOT NULL,
-  client TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS login_failures_staff ON login_failures(staff_id, scope, at);
-CREATE INDEX IF NOT EXISTS login_failures_client ON login_failures(client, at);
-"""
+-- failures were counted here before the one lockout (terminal/attempts.py) took over
+DROP TABLE IF EXISTS login_failures;
+""" + attempts.schema("pin_failures")
 
 
 @dataclass(frozen=True)
@@ -244,55 +245,37 @@ class StaffStore:
         return bool(row) and valid_pin(pin) and hmac.compare_digest(hash_pin(pin, row[0]), row[1])
 
     # --- login and PIN guessing ------------------------------------------------------------
-    def _locked_for(self, db, now: float, staff_id: int | None, scope: str, client: str) -> int:
-        since = now - LOCKOUT_WINDOW_S
-        waits = []
-        if staff_id is not None:
-            row = db.execute("SELECT at FROM login_failures WHERE staff_id=? AND scope=? AND at>? "
-                             "ORDER BY at DESC LIMIT 1 OFFSET ?",
-                             (staff_id, scope, since, MAX_FAILURES - 1)).fetchone()
-            if row:
-                waits.append(row[0] + LOCKOUT_WINDOW_S - now)
+    @staticmethod
+    def _limits(staff_id: int | None, scope: str, client: str) -> dict[str, int]:
+        """The failure counters one try of ``client`` at ``staff_id`` counts against."""
+        limits = {f"staff:{staff_id}:{scope}": MAX_FAILURES} if staff_id is not None else {}
         if scope == "remote":
-            row = db.execute("SELECT at FROM login_failures WHERE client=? AND at>? "
-                             "ORDER BY at DESC LIMIT 1 OFFSET ?",
-                             (client, since, MAX_CLIENT_FAILURES - 1)).fetchone()
-            if row:
-                waits.append(row[0] + LOCKOUT_WINDOW_S - now)
-        return int(max(waits)) + 1 if waits else 0
+            limits[f"client:{client}"] = MAX_CLIENT_FAILURES
+        return limits
 
     def login(self, staff_id: int | None, pin: str, client: str) -> LoginResult:
         """One login attempt of ``client`` (an IP address) as staff member ``staff_id``."""
         client = client or "unknown"
         scope = client_scope(client)
         now = self.clock()
+        limits = self._limits(staff_id, scope, client)
         with self._write() as db:
-            db.execute("DELETE FROM login_failures WHERE at<=?", (now - LOCKOUT_WINDOW_S,))
-            db.execute("UPDATE login_failures SET at=? WHERE at>?", (now, now + CLOCK_SLACK_S))
-            locked = self._locked_for(db, now, staff_id, scope, client)
+            FAILURES.tidy(db, now)
+            locked = FAILURES.wait_s(db, now, limits)
             if locked:
                 return LoginResult(locked_s=locked)
-            reserved = db.execute("INSERT INTO login_failures(at, staff_id, scope, client) VALUES (?,?,?,?)",
-                                  (now, staff_id, scope, client)).lastrowid
+            reserved = FAILURES.reserve(db, now, limits)
             # Which counters this try fills up, should it turn out wrong (decided under the lock,
             # so concurrent tries cannot both claim it).
-            since = now - LOCKOUT_WINDOW_S
-            fills = []
-            if staff_id is not None and db.execute(
-                    "SELECT COUNT(*) FROM login_failures WHERE staff_id=? AND scope=? AND at>?",
-                    (staff_id, scope, since)).fetchone()[0] == MAX_FAILURES:
-                fills.append(f"staff:{scope}")
-            if scope == "remote" and db.execute(
-                    "SELECT COUNT(*) FROM login_failures WHERE client=? AND at>?",
-                    (client, since)).fetchone()[0] == MAX_CLIENT_FAILURES:
-                fills.append("client")
+            fills = [("client" if key.startswith("client:") else f"staff:{scope}")
+                     for key, limit in limits.items() if FAILURES.count(db, now, key) == limit]
             row = db.execute("SELECT id, name, role, must_change, pin_salt, pin_hash FROM staff "
                              "WHERE id=? AND active=1", (staff_id,)).fetchone() if staff_id is not None else None
         # The slow hash runs outside the write lock; the try is already counted.
         if row and valid_pin(pin) and hmac.compare_digest(hash_pin(pin, row[4]), row[5]):
             with self._write() as db:
-                db.execute("DELETE FROM login_failures WHERE id=? OR (staff_id=? AND scope=?)",
-                           (reserved, staff_id, scope))
+                # knowing one's own PIN clears one's own count, never a client's
+                FAILURES.forget(db, reserved, key=f"staff:{staff_id}:{scope}")
             return LoginResult(staff=StaffMember(row[0], row[1], row[2], bool(row[3])), checked=True)
         return LoginResult(lockout=tuple(fills), checked=True)
 

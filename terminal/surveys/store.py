@@ -31,7 +31,8 @@ from zoneinfo import ZoneInfo
 
 from terminal.surveys.scoring import (SQL_DETRACTOR, SQL_PROMOTER, SQL_SCORE5, SQL_TOP, is_detractor,
                                       is_promoter, is_top, score5)
-from terminal.staff import CLOCK_SLACK_S, LOCKOUT_WINDOW_S, MAX_FAILURES, hash_pin, valid_pin
+from terminal import attempts
+from terminal.staff import MAX_FAILURES, hash_pin, valid_pin
 from terminal.surveys import antigaming
 from terminal.surveys.antigaming import (BURST, EXCLUDED, GENUINE, LATE, REPEAT, REVIEW_DECISIONS, Recent,
                                          RequestRate, Rules, clean_text)
@@ -103,10 +104,7 @@ CREATE TABLE IF NOT EXISTS bursts (
   id INTEGER PRIMARY KEY, tablet_id INTEGER NOT NULL, main TEXT NOT NULL, created_at REAL NOT NULL,
   decision TEXT, reviewed_at REAL, reviewed_by TEXT, reviewer_id INTEGER, answers_reviewed INTEGER);
 CREATE INDEX IF NOT EXISTS bursts_pending ON bursts(decision);
--- Wrong desk-administrator PINs per tablet, kept on disk so a restart gives no fresh tries.
-CREATE TABLE IF NOT EXISTS pin_failures (
-  id INTEGER PRIMARY KEY, tablet_id INTEGER NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS pin_failures_tablet ON pin_failures(tablet_id, at);
+""" + attempts.schema("pin_failures") + """
 CREATE TABLE IF NOT EXISTS rejections (
   id INTEGER PRIMARY KEY, at REAL NOT NULL, tablet_id INTEGER, uuid TEXT, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
@@ -117,6 +115,7 @@ CREATE TABLE IF NOT EXISTS media (
 # 1: the first release (user_version 0); 2: burst identities and reviews; 3: the tablet's own
 # times beside the server's (sent_at, tablet_answered_at), shift claims refused, late answers.
 SCHEMA_VERSION = 3
+PIN_FAILURES = attempts.Attempts("pin_failures")   # keys: tablet:<id>
 
 
 class SurveyInputError(ValueError):
@@ -504,38 +503,34 @@ class SurveyStore:
                 return Administrator(admin_id, name, branch, True)
         return None
 
-    # Desk-administrator PINs follow service mode's rule for guessing (terminal/staff.py): at most
-    # MAX_FAILURES wrong PINs per tablet per LOCKOUT_WINDOW_S, counted on disk (a restart gives
-    # no fresh tries), each try reserved in one write transaction *before* the slow PBKDF2, so
-    # concurrent guesses consume one try each. Wall time, because it must survive a restart;
-    # failure times in the future (the clock went back) are pulled to now.
-    def _pin_locked_for(self, db: sqlite3.Connection, tablet_id: int, wall: float) -> int:
-        row = db.execute("SELECT at FROM pin_failures WHERE tablet_id=? AND at>? ORDER BY at DESC "
-                         "LIMIT 1 OFFSET ?", (tablet_id, wall - LOCKOUT_WINDOW_S, MAX_FAILURES - 1)).fetchone()
-        return int(row[0] + LOCKOUT_WINDOW_S - wall) + 1 if row else 0
+    # Desk-administrator PINs are guessed against the appliance's one lockout
+    # (terminal/attempts.py): MAX_FAILURES wrong PINs per tablet per window, on disk, each try
+    # reserved before the slow PBKDF2.
+    @staticmethod
+    def _pin_limits(tablet_id: int) -> dict[str, int]:
+        return {f"tablet:{tablet_id}": MAX_FAILURES}
 
     def pin_locked_for(self, tablet_id: int) -> int:
         """Seconds until this tablet may try a PIN again (0: it may)."""
-        return self._pin_locked_for(self._db(), tablet_id, time.time())
+        return PIN_FAILURES.wait_s(self._db(), time.time(), self._pin_limits(tablet_id))
 
     def start_shift(self, tablet: Tablet, pin: str, now: float | None = None) -> Shift | None:
         """The administrator whose PIN this is takes the desk; the previous shift ends. None for
         a wrong PIN or while the tablet is locked out."""
         wall = time.time()
         with self._write() as db:
-            db.execute("UPDATE pin_failures SET at=? WHERE at>?", (wall, wall + CLOCK_SLACK_S))
-            db.execute("DELETE FROM pin_failures WHERE at<=?", (wall - LOCKOUT_WINDOW_S,))
-            if self._pin_locked_for(db, tablet.id, wall):
+            PIN_FAILURES.tidy(db, wall)
+            limits = self._pin_limits(tablet.id)
+            if PIN_FAILURES.wait_s(db, wall, limits):
                 return None
-            reserved = db.execute("INSERT INTO pin_failures(tablet_id, at) VALUES (?,?)",
-                                  (tablet.id, wall)).lastrowid
+            PIN_FAILURES.reserve(db, wall, limits)
         admin = self._match_pin(tablet.branch_id, pin) if valid_pin(pin) else None
         if admin is None:
             log.warning("wrong desk-administrator PIN on tablet %s", tablet.id)
             return None
         now = self.now() if now is None else now
         with self._write() as db:
-            db.execute("DELETE FROM pin_failures WHERE id=? OR tablet_id=?", (reserved, tablet.id))
+            PIN_FAILURES.forget(db, key=f"tablet:{tablet.id}")
             db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet.id))
             cur = db.execute("INSERT INTO shifts(tablet_id, admin_id, started_at) VALUES (?,?,?)",
                              (tablet.id, admin.id, now))
