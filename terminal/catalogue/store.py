@@ -4,8 +4,8 @@ One file in the instance folder. The kiosk never edits the catalogue record by r
 replaces everything in one transaction (``CatalogueStore.replace_all``), and readers take a
 snapshot (``CatalogueStore.load``) that they keep in memory. Each record is one row with a few
 columns worth querying (id, position, category, fee) plus a JSON column holding the rest in the
-same shape as the YAML format (``convert.py``, ``docs/catalogue.md``): one ``json.loads`` per row keeps a
-5,000-service catalogue loading in a fraction of a second.
+same shape as the YAML format (``convert.py``, ``docs/catalogue.md``): one ``json.loads`` per
+row keeps a 5,000-service catalogue loading in a fraction of a second.
 """
 from __future__ import annotations
 
