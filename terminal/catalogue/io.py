@@ -278,8 +278,6 @@ def _label(kind: str, raw: Any, index: int) -> str:
 SERVICE_FIELDS = ("id", "name", "short", "category", "provider", "documents", "fee", "term",
                   "result", "receive_ways", "legal_acts", "refusal_grounds", "stages", "synonyms",
                   "sample")
-SERVICE_REQUIRED = ("id", "name", "short", "category", "provider", "documents", "term", "result",
-                    "receive_ways", "legal_acts")
 
 
 def _check_service(raw: Any, c: _Checker) -> Service | None:

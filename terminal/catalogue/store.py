@@ -237,13 +237,6 @@ class CatalogueStore:
             conn.execute("ROLLBACK")
             raise
 
-    def schema_version(self) -> int:
-        conn = self._connect()
-        try:
-            return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-        finally:
-            conn.close()
-
     def is_empty(self) -> bool:
         conn = self._connect()
         try:
