@@ -1,8 +1,8 @@
 """Records to and from their plain form: the mappings of the YAML format (``docs/catalogue.md``).
 
-The same shape serves the YAML files (io.py) and the JSON columns of the database (store.py), so
-both import this module and neither imports the other for it. These converters trust their
-input: io.py validates files before anything reaches them.
+The same shape serves the YAML files (io.py) and the JSON columns of the database (store.py);
+both take it from here, so the database code does not depend on the file format. These
+converters trust their input: io.py validates files before anything reaches them.
 """
 from __future__ import annotations
 
