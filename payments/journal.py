@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 log = logging.getLogger("cnap.payments.journal")
 
@@ -215,10 +215,6 @@ class Journal:
         self._queue.put(task)
         return task.future.result(timeout=timeout)
 
-    def append_many(self, items: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[int]:
-        futures = [self.submit(p, k, d) for p, k, d in items]
-        return [f.result(timeout=30) for f in futures]
-
     def _writer(self) -> None:
         db = None  # opened on demand, and again after a failed write (see below)
         try:
@@ -331,14 +327,6 @@ class Journal:
     def records(self, since_id: int = 0) -> list[Record]:
         return self._rows("SELECT id, at, boot, payment_id, kind, data FROM events WHERE id > ? ORDER BY id",
                           (since_id,))
-
-    def records_for(self, payment_id: str) -> list[Record]:
-        return self._rows("SELECT id, at, boot, payment_id, kind, data FROM events WHERE payment_id = ? "
-                          "ORDER BY id", (payment_id,))
-
-    def records_between(self, start: float, end: float) -> list[Record]:
-        return self._rows("SELECT id, at, boot, payment_id, kind, data FROM events WHERE at >= ? AND at < ? "
-                          "ORDER BY id", (start, end))
 
 
 def read_records(path: str) -> list[Record]:

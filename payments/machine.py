@@ -30,7 +30,6 @@ FINAL = frozenset({"paid", "cancelled", "voucher", "partial", "voided"})
 NEEDS_RECEIPT = frozenset({"paid", "voucher", "partial"})
 CARD_FINAL_FAILURES = frozenset({"declined", "cancelled", "busy", "offline", "error"})
 CARD_UNKNOWN = frozenset({"timeout", "unknown"})
-VALIDATOR_FAULTS = frozenset({"jammed", "cassette_full", "cassette_removed", "lost", "failure", "cheated"})
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,6 @@ class Payment:
     @property
     def remaining_kop(self) -> int:
         return max(0, self.total_kop - self.credited_kop)
-
-    @property
-    def overpaid_kop(self) -> int:
-        return max(0, self.credited_kop - self.total_kop) if self.status == "paid" else 0
 
     @property
     def bill_in_flight(self) -> bool:

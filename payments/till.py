@@ -677,7 +677,7 @@ class Till:
         self.receipt_counter = seq
         return payment_id
 
-    def create(self, service, payer: Payer, *, lang_names: dict | None = None) -> str:
+    def create(self, service, payer: Payer) -> str:
         """A new payment for ``service`` (the catalogue's record: the amount comes from there,
         never from a request)."""
         if service is None or service.fee is None:

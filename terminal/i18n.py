@@ -1,15 +1,15 @@
 """Interface strings in Ukrainian (first) and English.
 
 Each area registers its own messages with ``register({...})``; templates call ``_("key")``.
-A key missing in English falls back to Ukrainian; a key missing altogether raises in tests
-(``strict``) so a typo never reaches a visitor as a raw key.
+An empty English text (or an unknown language) falls back to Ukrainian. A key nobody registered
+raises ``KeyError`` always, in production too (there is no lenient mode): the visitor gets the
+error page (500) instead of a raw key, and tests that render a page catch the typo.
 """
 from __future__ import annotations
 
 from flask import g, session
 
 LANGUAGES = ("uk", "en")
-LANGUAGE_NAMES = {"uk": "Українська", "en": "English"}
 
 _MESSAGES: dict[str, dict[str, str]] = {}
 
@@ -37,10 +37,6 @@ def gettext(key: str, lang: str | None = None, **params) -> str:
         raise KeyError(f"no interface message {key!r}")
     text = entry.get(lang) or entry["uk"]
     return text.format(**params) if params else text
-
-
-def all_keys() -> set[str]:
-    return set(_MESSAGES)
 
 
 register({

@@ -17,9 +17,6 @@ log = logging.getLogger(__name__)
 UAH_TABLE = [(1, "UAH"), (2, "UAH"), (5, "UAH"), (10, "UAH"), (20, "UAH"), (50, "UAH"),
              (100, "UAH"), (200, "UAH"), (500, "UAH"), (1000, "UAH")]
 
-# Event states are answered until the host ACKs them (a lost ACK repeats them).
-STICKY = {c.BILL_STACKED, c.BILL_RETURNED, c.CHEATED}
-
 
 class BillValidatorSimulator(SimulatorBase):
     name = "bill_validator"
@@ -63,6 +60,8 @@ class BillValidatorSimulator(SimulatorBase):
         self.next_state = None
         self.enabled: set[int] = set()
         self.escrow_types: set[int] = set()
+        # An event state (stacked, returned, cheated) is answered until the host ACKs it; a lost
+        # ACK repeats it.
         self.sticky: c.PollState | None = None
         self.sticky_polled = False
         self.escrow_deadline = None
@@ -124,12 +123,6 @@ class BillValidatorSimulator(SimulatorBase):
             if bill.amount_kop == amount_kop:
                 return bill.index
         return None
-
-    def _amount_of(self, bill_type: int) -> int:
-        for bill in self.bill_types:
-            if bill.index == bill_type:
-                return bill.amount_kop
-        return 0
 
     # ------------------------------------------------------------------ scripting API
     def insert_bill(self, amount_kop: int, *, counterfeit: bool = False,

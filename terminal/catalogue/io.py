@@ -24,8 +24,9 @@ from stdnum.ua import edrpou as stdnum_edrpou
 
 from .model import (LANGUAGES, Branch, Category, Commission, Fee, Interval, NewsItem, Package,
                     PaymentDetails, Service, Stage)
-from .store import (WEEKDAYS, Catalogue, CatalogueStore, branch_to_plain, category_to_plain,
-                    news_to_plain, package_to_plain, service_to_plain)
+from .convert import (WEEKDAYS, branch_to_plain, category_to_plain, news_to_plain,
+                      package_to_plain, service_to_plain)
+from .store import Catalogue, CatalogueStore
 
 FORMAT_VERSION = 1
 SAMPLE_FOLDER = Path(__file__).with_name("sample")
@@ -277,8 +278,6 @@ def _label(kind: str, raw: Any, index: int) -> str:
 SERVICE_FIELDS = ("id", "name", "short", "category", "provider", "documents", "fee", "term",
                   "result", "receive_ways", "legal_acts", "refusal_grounds", "stages", "synonyms",
                   "sample")
-SERVICE_REQUIRED = ("id", "name", "short", "category", "provider", "documents", "term", "result",
-                    "receive_ways", "legal_acts")
 
 
 def _check_service(raw: Any, c: _Checker) -> Service | None:
@@ -788,6 +787,16 @@ def export_folder(db_path: str | os.PathLike, folder: str | os.PathLike,
     catalogue = CatalogueStore(db_path).load()
     write_folder(catalogue, folder, overwrite=overwrite)
     return catalogue
+
+
+def ensure_catalogue(db_path: str | os.PathLike,
+                     source_folder: str | os.PathLike | None = None) -> Catalogue:
+    """The stored catalogue; when the database holds no services yet, import ``source_folder``
+    (default: the sample shipped in terminal/catalogue/sample) first."""
+    store = CatalogueStore(db_path)
+    if store.is_empty():
+        store.replace_all(read_folder(Path(source_folder) if source_folder else SAMPLE_FOLDER))
+    return store.load()
 
 
 # --- benchmarks ------------------------------------------------------------------------------

@@ -217,10 +217,6 @@ def _compute_word_forms(word: str) -> _WordForms:
     return _WordForms(word, (word,), (word,), (), ())  # numbers
 
 
-def _unique(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(i for i in items if i))
-
-
 def _deletions(key: str) -> list[str]:
     return [key[:i] + key[i + 1:] for i in range(len(key))]
 
@@ -792,45 +788,6 @@ class _DeletionTable:
 
 
 # --- highlighting ---------------------------------------------------------------------------------
-def highlight(text: str, query: str) -> list[tuple[str, bool]]:
-    """``text`` cut into (segment, matched) pieces for the query, for <mark> in the UI.
-
-    Uses the same matching rules as the search (apostrophes, transliteration, layout, endings,
-    one typo, prefix of the last word). Joining the segments gives back ``text`` (in NFC).
-    """
-    if not isinstance(text, str):
-        return []
-    return _highlight_plans(text, _query_plans(query if isinstance(query, str) else ""))
-
-
-def _word_matches(norm: str, word: _QueryWord) -> int:
-    """How many leading characters of ``norm`` match: len(norm) for a whole-word match, the
-    prefix length for a native prefix match, 0 for none."""
-    forms = _record_word_forms(norm)
-    keys = set(forms.keys)
-    if any(key in keys for key, _ in word.exact) or forms.stem in word.also_highlight:
-        return len(norm)
-    for key, _, with_translit in word.typo:
-        targets = forms.typo_keys + forms.latin_typo_keys if with_translit else forms.typo_keys
-        if len(key) >= MIN_TYPO_KEY and any(
-                len(k) >= MIN_TYPO_KEY and osa_distance_at_most_one(key, k) for k in targets):
-            return len(norm)
-    for prefix, _ in word.prefix:
-        if norm.startswith(prefix):
-            return len(prefix)
-        if any(k.startswith(prefix) for k in forms.words):
-            return len(norm)
-    return 0
-
-
-def _highlight_plans(text: str, plans: list[_Plan]) -> list[tuple[str, bool]]:
-    def matched_length(norm: str) -> int:
-        return max((_word_matches(norm, word) for plan in plans for word in plan.words),
-                   default=0)
-
-    return _segments(text, matched_length)
-
-
 @lru_cache(maxsize=2048)
 def _display_spans(text: str) -> tuple[str, tuple[tuple[int, int, str], ...]]:
     """A display name in NFC and its words; names repeat across searches, so this is cached."""

@@ -23,8 +23,6 @@ _INSIDE = {"є": "ie", "ї": "i", "й": "i", "ю": "iu", "я": "ia"}
 # Russian letters a visitor may type; rendered the way a Ukrainian reader would expect.
 _RUSSIAN = {"ы": "y", "э": "e", "ё": "io", "ъ": ""}
 
-CYRILLIC_LETTERS = frozenset(_COMMON) | frozenset(_INSIDE) | frozenset(_RUSSIAN)
-
 
 def is_cyrillic(word: str) -> bool:
     return any("\u0400" <= ch <= "\u04ff" for ch in word)

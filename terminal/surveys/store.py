@@ -439,12 +439,6 @@ class SurveyStore:
             db.execute("UPDATE shifts SET ended_at=? WHERE tablet_id=? AND ended_at IS NULL", (now, tablet_id))
         self.clock.touch()
 
-    def assign_survey(self, tablet_id: int, survey_id: str) -> None:
-        if self.current(survey_id) is None:
-            raise SurveyInputError(f"unknown survey {survey_id!r}")
-        with self._write() as db:
-            db.execute("UPDATE tablets SET survey_id=? WHERE id=?", (survey_id, tablet_id))
-
     _TABLET_COLUMNS = "id, label, branch_id, desk, survey_id, created_at, revoked_at, last_seen_at"
 
     def tablet(self, tablet_id: int) -> Tablet | None:

@@ -12,7 +12,7 @@ from payments.money import format_uah
 from terminal import i18n
 from terminal.catalogue.model import tr
 from terminal.catalogue.search import SearchIndex
-from terminal.catalogue.store import ensure_catalogue
+from terminal.catalogue.io import ensure_catalogue
 
 bp = Blueprint("catalogue", __name__)
 

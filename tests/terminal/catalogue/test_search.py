@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.catalogue.search import (Hit, SearchIndex, highlight, normalize_word,
+from terminal.catalogue.search import (Hit, SearchIndex, normalize_word,
                                        osa_distance_at_most_one, stem_uk)
 from terminal.catalogue.translit import swap_layout, transliterate
 
@@ -268,17 +268,6 @@ def test_segments_follow_the_display_language(index):
     assert "passport" in marked(hit)
 
 
-def test_highlight_function():
-    assert highlight("Державна реєстрація права власності на об'єкт", "обєкт") == [
-        ("Державна реєстрація права власності на ", False), ("об'єкт", True)]
-    assert highlight("Паспорт", "пас") == [("Пас", True), ("порт", False)]
-    assert highlight("Паспорт громадянина", "gfcgjhn") == [
-        ("Паспорт", True), (" громадянина", False)]
-    assert highlight("Реєстрація", "реєстарція") == [("Реєстрація", True)]
-    assert highlight("Паспорт", "") == [("Паспорт", False)]
-    assert highlight("", "паспорт") == []
-
-
 # --- absurd input ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("query", [
@@ -324,15 +313,6 @@ def test_fuzzed_queries(index, query, limit, lang):
         assert hit.kind in ("service", "package")
         assert all(isinstance(t, str) and isinstance(f, bool) for t, f in hit.name_segments)
         assert "".join(t for t, _ in hit.name_segments)
-
-
-@settings(max_examples=200, deadline=None)
-@given(text=st.text(max_size=120), query=st.text(max_size=60))
-def test_fuzzed_highlight_gives_back_the_text(text, query):
-    import unicodedata
-    segments = highlight(text, query)
-    assert "".join(t for t, _ in segments) == unicodedata.normalize("NFC", text)
-    assert all(t for t, _ in segments)
 
 
 @settings(max_examples=100, deadline=None)
