@@ -191,14 +191,15 @@ def main(argv: list[str] | None = None) -> int:
                         "--write-instance", str(instance)], check=True, cwd=ROOT)
 
         from terminal import close_app, create_app
+        from terminal.state import state as app_state
 
         started = time.perf_counter()
         app = create_app({"INSTANCE_PATH": str(instance), "TESTING": True, "SECRET_KEY": "bench",
                           "BILL_VALIDATOR_URL": "", "CARD_TERMINAL_URL": "", "PRINTER_URL": ""})
         print(f"app start (catalogue load + index build): {time.perf_counter() - started:.2f} s")
         try:
-            catalogue = app.extensions["cnap_catalogue"]
-            index = app.extensions["cnap_search"]
+            catalogue = app_state(app).catalogue
+            index = app_state(app).search
             services = len(catalogue.services)
 
             queries = make_queries(catalogue, args.searches)

@@ -43,12 +43,13 @@ def percentile(values, q):
 
 def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
     from terminal import close_app, create_app
+    from terminal.state import state as app_state
     from terminal.server import BackgroundServer
 
     app = create_app({"INSTANCE_PATH": os.path.join(workdir, "instance"), "SECRET_KEY": "bench",
                       "BILL_VALIDATOR_URL": "sim", "CARD_TERMINAL_URL": "", "PRINTER_URL": "sim"})
-    till = app.extensions["cnap_till"]
-    sim = app.extensions["cnap_hardware"].simulators["bill_validator"]
+    till = app_state(app).till
+    sim = app_state(app).hardware.simulators["bill_validator"]
     sim.accept_time_s, sim.stack_time_s = 0.02, 0.04  # a fast validator: more samples per second
     poll_interval_s = till.validator.poll_interval_s
     server = BackgroundServer(app)

@@ -147,9 +147,10 @@ def load_year(store, tablets, admins) -> None:
 def bench_reports(instance: str) -> float:
     from datetime import date, timedelta
     from terminal import close_app, create_app
+    from terminal.state import state as app_state
 
     app = create_app({**CONFIG, "INSTANCE_PATH": instance})
-    store = app.extensions["cnap_surveys"]
+    store = app_state(app).surveys
     branches = sorted({t.branch_id for t in store.tablets()})
     admins = {b: store.add_administrator(f"Адміністратор {b}", b, str(1000 + i)).id for i, b in enumerate(branches)}
     tablets = store.tablets()
@@ -186,11 +187,12 @@ def bench_reports(instance: str) -> float:
 
 def main() -> None:
     from terminal import close_app, create_app
+    from terminal.state import state as app_state
 
     instance = tempfile.mkdtemp(prefix="cnap-survey-bench-")
     app = create_app({**CONFIG, "INSTANCE_PATH": instance})
-    store = app.extensions["cnap_surveys"]
-    branch_ids = [b.id for b in app.extensions["cnap_catalogue"].branches] or ["central"]
+    store = app_state(app).surveys
+    branch_ids = [b.id for b in app_state(app).catalogue.branches] or ["central"]
     tokens = [store.register_tablet(f"T{i}", branch_ids[i % len(branch_ids)], f"Вікно {i // len(branch_ids) + 1}",
                                     "desk")[1] for i in range(TABLETS)]
     sync_token = store.register_tablet("Offline", branch_ids[0], "Вікно 99", "desk")[1]

@@ -1,6 +1,6 @@
 """Glue between settings and devices: builds the drivers (starting the built-in simulators for
-URLs set to 'sim'), the journal and the till, runs start-up recovery, and registers health
-checks and closers with the app."""
+URLs set to 'sim'), the journal and the till, runs start-up recovery, and hands the host its
+health checks and shutdown hook (``start_runtime``). It knows nothing of the app hosting it."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from payments import retention
 from payments.journal import Journal, JournalError
@@ -188,7 +189,7 @@ def start_payments(config, instance_path: str, *, branch_name: str = "", hardwar
             recover(till)
         except JournalError as exc:
             # not ready: the pay screens say why, /healthz fails, and recovery runs again once
-            # the journal writes (install's retry loop)
+            # the journal writes (start_runtime's retry loop)
             log.error("start-up recovery stopped by a journal fault: %s", exc)
             till.ready = False
     return till, hw
@@ -207,19 +208,20 @@ def stop_payments(till: Till, hw: Hardware) -> None:
         till.journal.close()
 
 
-def install(app) -> Till:
-    """Create the payment runtime for a Flask app (called by the pay blueprint's init_app)."""
-    catalogue = app.extensions.get("cnap_catalogue")
-    branch_name = ""
-    try:
-        branch = catalogue.branch(app.config["BRANCH_ID"]) if catalogue else None
-        if branch is not None:
-            branch_name = branch.name.get("uk", branch.id)
-    except Exception:
-        branch_name = ""
-    till, hw = start_payments(app.config, app.instance_path, branch_name=branch_name)
-    app.extensions["cnap_till"] = till
-    app.extensions["cnap_hardware"] = hw
+@dataclass
+class PaymentsRuntime:
+    """The running payment side: the till, its devices, the health checks the host reports and
+    the one shutdown hook. The host app (terminal/views/pay.py) wires these into itself."""
+    till: Till
+    hardware: Hardware
+    close: Callable[[], None]
+    health_checks: dict[str, Callable[[], tuple[bool, dict]]]
+
+
+def start_runtime(config, instance_path: str, *, branch_name: str = "") -> PaymentsRuntime:
+    """Start the payment runtime: the till and its devices, start-up recovery (retried in the
+    background while the till is not ready) and the personal-data retention timer."""
+    till, hw = start_payments(config, instance_path, branch_name=branch_name)
     stop_retry = threading.Event()
 
     def retry_recovery():
@@ -235,15 +237,18 @@ def install(app) -> Till:
     if not till.ready:
         threading.Thread(target=retry_recovery, name="recovery-retry", daemon=True).start()
 
-    stop_retention = retention.start_timer(till, days=int(app.config.get("PERSONAL_DATA_RETENTION_DAYS", 90)))
+    stop_retention = retention.start_timer(till, days=int(config.get("PERSONAL_DATA_RETENTION_DAYS", 90)))
 
     def close():
         stop_retry.set()
         stop_retention()
         stop_payments(till, hw)
 
-    app.extensions["cnap_closers"].append(close)
-    health = app.extensions["cnap_health"]
+    return PaymentsRuntime(till, hw, close, health_checks(till))
+
+
+def health_checks(till: Till) -> dict[str, Callable[[], tuple[bool, dict]]]:
+    """name -> callable returning (ok, detail), for the host's health endpoint."""
 
     def payments_health():
         avail = till.availability()
@@ -253,14 +258,13 @@ def install(app) -> Till:
     def journal_health():
         # a failed journal write stops all money taking until the journal writes again
         return till.journal_fault is None, {"fault": till.journal_fault, "faults": till.journal_faults,
-                                            "undelivered_device_events": len(till._undelivered)}
+                                            "undelivered_device_events": till.undelivered_device_events}
 
     def device_check(name):
         # the one device verdict (payments/health.py), as the screens and the self-test see it
         return lambda: till.device_health()[name].as_check()
 
-    health["payments"] = payments_health
-    health["journal"] = journal_health
+    checks = {"payments": payments_health, "journal": journal_health}
     for name in ("bill_validator", "card_terminal", "printer"):
-        health[name] = device_check(name)
-    return till
+        checks[name] = device_check(name)
+    return checks

@@ -251,6 +251,11 @@ class Till:
                 raise
             raise JournalError(f"journal write failed: {exc}") from exc
 
+    @property
+    def undelivered_device_events(self) -> int:
+        """Device events whose journaling failed; the device delivers them again."""
+        return len(self._undelivered)
+
     def enter_journal_fault(self, reason: str) -> None:
         """The journal is known not to take writes (e.g. found so at start)."""
         self._journal_failed(JournalError(reason))

@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from terminal import limits, settings as settings_module
 from terminal import privacy
+from terminal import state as state_module
 
 # Each area's view module exports ``bp`` (a Blueprint) and may export ``init_app(app)``.
 BLUEPRINTS = (
@@ -48,10 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["WTF_CSRF_TIME_LIMIT"] = None
     app.config["TEMPLATES_AUTO_RELOAD"] = False
     app.json.ensure_ascii = False
-    # Every area keeps its shutdown hooks here (device drivers, writer threads).
-    app.extensions.setdefault("cnap_closers", [])
-    # name -> callable returning (ok: bool, detail: dict); read by /healthz and, later, the agent.
-    app.extensions.setdefault("cnap_health", {})
+    # The areas' shared objects, health checks and shutdown hooks (terminal/state.py).
+    state_module.install(app)
 
     logging.getLogger("cnap").setLevel(logging.INFO)
     # Listener areas and body limits first: they must run before any area's request hooks.
@@ -86,9 +85,10 @@ def _protect_from_csrf(app: Flask) -> None:
 
 def close_app(app: Flask) -> None:
     """Stop what the app started (threads, ports), newest first."""
-    for closer in reversed(app.extensions.get("cnap_closers", [])):
+    kiosk_state = state_module.state(app)
+    for closer in reversed(kiosk_state.closers):
         try:
             closer()
         except Exception:  # a failing closer must not keep the others from running
             logging.getLogger("cnap").exception("closer failed")
-    app.extensions["cnap_closers"] = []
+    kiosk_state.closers = []

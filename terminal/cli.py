@@ -13,6 +13,7 @@ from importlib import import_module
 from terminal import settings as settings_module
 from terminal import privacy
 from terminal.server import BackgroundServer
+from terminal.state import state
 
 # Areas add their own subcommands through ``add_commands(subparsers)``.
 COMMAND_MODULES = (
@@ -99,7 +100,7 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         logging.getLogger("cnap.kiosk").info("cnap kiosk: stop requested (%s)", reason)
         stop.set()
 
-    app.extensions["cnap_kiosk_stop"] = request_stop  # service mode's "Stop the kiosk"
+    state(app).kiosk_stop = request_stop  # service mode's "Stop the kiosk"
     try:
         if on_ready is not None:
             on_ready(app, (server.tablet_url or server.url) + "/")
@@ -156,8 +157,8 @@ def print_demo_tablet(app, url: str) -> None:
     ``url`` is the tablets' listener when there is one."""
     from flask import url_for
 
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet = next((t for t in store.tablets() if t.label == DEMO_TABLET), None)
     token = store.reissue_token(tablet.id) if tablet else store.register_tablet(DEMO_TABLET, branch, DEMO_DESK,
                                                                                "desk")[1]

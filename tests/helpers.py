@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from flask.testing import FlaskClient
+from terminal.state import state
 
 TOKEN_PAGE = "/service/login"   # any page rendered from base.html has the token; this one is cheap
 _META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -55,7 +56,7 @@ def holder_of(store, pin: str):
 def service_login(client: FlaskClient, pin: str, name: str | None = None, next_path: str | None = None):
     """Log in to service mode the way the login page does: choose the person, type the PIN.
     ``name`` defaults to the active staff member who holds ``pin`` (looked up in the real store)."""
-    store = client.application.extensions["cnap_staff"]
+    store = state(client.application).staff
     if name is None:
         holder = holder_of(store, pin)
         staff_id = holder.id if holder else next(m["id"] for m in store.members(active_only=True))

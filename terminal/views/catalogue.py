@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, abort, current_app, g, jsonify, render_templ
 
 from payments.money import format_uah
 from terminal import i18n
+from terminal.state import current_state, state
 from terminal.catalogue.model import tr
 from terminal.catalogue.search import SearchIndex
 from terminal.catalogue.io import ensure_catalogue
@@ -94,10 +95,10 @@ def init_app(app: Flask) -> None:
     db_path = os.path.join(app.instance_path, app.config["CATALOGUE_DB"])
     source = app.config["CATALOGUE_SOURCE"] or None
     load_catalogue(app, ensure_catalogue(db_path, source))
-    app.extensions["cnap_clock"] = lambda: datetime.now(ZoneInfo(app.config["TIMEZONE"]))
-    app.extensions["cnap_health"]["catalogue"] = lambda: (
-        len(app.extensions["cnap_catalogue"]) > 0,
-        {"services": len(app.extensions["cnap_catalogue"])})
+    kiosk_state = state(app)
+    kiosk_state.clock = lambda: datetime.now(ZoneInfo(app.config["TIMEZONE"]))
+    kiosk_state.health["catalogue"] = lambda: (
+        len(kiosk_state.catalogue) > 0, {"services": len(kiosk_state.catalogue)})
     app.add_template_filter(lambda kop: format_uah(kop, g.get("lang", "uk")), "money")
     app.add_template_global(tr, "tr")
 
@@ -105,12 +106,13 @@ def init_app(app: Flask) -> None:
 def load_catalogue(app: Flask, catalogue) -> None:
     """Swap in a new catalogue snapshot and its search index (after an import)."""
     index = SearchIndex.build(catalogue.services.values(), catalogue.packages.values())
-    app.extensions["cnap_catalogue"] = catalogue
-    app.extensions["cnap_search"] = index
+    kiosk_state = state(app)
+    kiosk_state.catalogue = catalogue
+    kiosk_state.search = index
 
 
 def catalogue():
-    return current_app.extensions["cnap_catalogue"]
+    return current_state().catalogue
 
 
 def branch_status_text(branch, now: datetime, lang: str) -> tuple[bool, str]:
@@ -165,7 +167,7 @@ def pay_url(service_id: str) -> str | None:
 
 def run_search(query: str, limit: int = 20):
     query = (query or "")[:MAX_QUERY_CHARS]
-    hits = current_app.extensions["cnap_search"].search(query, lang=g.lang, limit=limit)
+    hits = current_state().search.search(query, lang=g.lang, limit=limit)
     cat = catalogue()
     results = []
     for hit in hits:
@@ -185,7 +187,7 @@ def run_search(query: str, limit: int = 20):
 @bp.get("/")
 def home():
     cat = catalogue()
-    now = current_app.extensions["cnap_clock"]()
+    now = current_state().clock()
     branches = [(b, *branch_status_text(b, now, g.lang)) for b in cat.branches]
     counts = {c.id: len(cat.services_in(c.id)) for c in cat.categories}
     return render_template("catalogue/home.html", cat=cat, branches=branches, counts=counts,
@@ -243,7 +245,7 @@ def package(package_id: str):
 @bp.get("/branches")
 def branches():
     cat = catalogue()
-    now = current_app.extensions["cnap_clock"]()
+    now = current_state().clock()
     rows = [(b, *branch_status_text(b, now, g.lang), week_rows(b, g.lang),
              sorted((d, i) for d, i in b.special_days.items() if d >= now.date())[:6])
             for b in cat.branches]

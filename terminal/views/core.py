@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from terminal import i18n
+from terminal.state import current_state, state
 
 bp = Blueprint("core", __name__)
 
@@ -42,7 +43,7 @@ def version_static(app: Flask, endpoint: str, folder: str) -> None:
     """url_for(endpoint, filename=…) adds ?v=<content hash>, and a request carrying the current
     hash is answered with a year-long immutable Cache-Control. Without it (or with an old one) the
     file keeps its revalidating headers, so a page from before an update never pins stale bytes."""
-    app.extensions.setdefault("cnap_static_versions", {})[endpoint] = content_hashes(folder)
+    state(app).static_versions[endpoint] = content_hashes(folder)
 
 
 def safe_next(target: str | None) -> str:
@@ -62,12 +63,13 @@ def init_app(app: Flask) -> None:
     latency = Histogram("cnap_http_request_seconds", "HTTP request latency", ["endpoint"],
                         buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                         registry=registry)
-    app.extensions["cnap_metrics"] = registry
+    kiosk_state = state(app)
+    kiosk_state.metrics = registry
     version_static(app, "static", app.static_folder)
 
     @app.url_defaults
     def _static_version(endpoint: str, values: dict) -> None:
-        versions = app.extensions["cnap_static_versions"].get(endpoint)
+        versions = kiosk_state.static_versions.get(endpoint)
         if versions is not None and "v" not in values:
             digest = versions.get(values.get("filename", ""))
             if digest:
@@ -97,7 +99,7 @@ def init_app(app: Flask) -> None:
         # that chose its own policy for content without personal data (tablet app shell,
         # content-addressed media) keeps it. same-origin, not no-referrer: our own CSRF checks
         # may read the Referer; other origins never see a URL with a receipt number or check code.
-        versions = app.extensions["cnap_static_versions"].get(endpoint)
+        versions = kiosk_state.static_versions.get(endpoint)
         if versions is not None:
             digest = versions.get((request.view_args or {}).get("filename", ""))
             if digest and response.status_code in (200, 304) and request.args.get("v") == digest:
@@ -189,7 +191,7 @@ def reset():
 def healthz():
     checks = {}
     healthy = True
-    for name, check in current_app.extensions["cnap_health"].items():
+    for name, check in current_state().health.items():
         try:
             ok, detail = check()
         except Exception as exc:  # a broken check is a failed check, not a crashed endpoint
@@ -203,5 +205,5 @@ def healthz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(current_app.extensions["cnap_metrics"]),
+    return Response(generate_latest(current_state().metrics),
                     mimetype=CONTENT_TYPE_LATEST)

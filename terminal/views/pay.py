@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
 import time
 from zoneinfo import ZoneInfo
 
@@ -25,6 +24,7 @@ from payments.reports import shift_report
 from payments.taxid import Payer, collect_errors, mask_payer
 from payments.till import Busy, Unavailable, mask_voucher_code
 from terminal import i18n
+from terminal.state import current_state, state
 from terminal.limits import ascii_int
 from terminal.views.service import audit, register_section, require_role
 
@@ -222,11 +222,16 @@ i18n.register({
 
 # ======================================================================== setup
 def init_app(app: Flask) -> None:
-    from payments.hardware import install
+    # The payment side knows nothing of this app: it is started here and its health checks and
+    # shutdown hook are registered with the app's state.
+    from payments.hardware import start_runtime
 
-    install(app)
-    app.extensions["cnap_pay_drafts"] = {}
-    app.extensions["cnap_pay_drafts_lock"] = threading.Lock()
+    kiosk_state = state(app)
+    runtime = start_runtime(app.config, app.instance_path, branch_name=_branch_name(app))
+    kiosk_state.till = runtime.till
+    kiosk_state.hardware = runtime.hardware
+    kiosk_state.closers.append(runtime.close)
+    kiosk_state.health.update(runtime.health_checks)
     register_section(app, "pay.svc_payments", "svc.pay.payments", roles=("cashier", "manager"), order=10)
     register_section(app, "pay.svc_encashment", "svc.pay.encashment", roles=("cashier",), order=20)
     register_section(app, "pay.svc_vouchers", "svc.pay.vouchers", roles=("cashier", "manager"), order=30)
@@ -263,12 +268,22 @@ def visitor_leaves():
     return None
 
 
+def _branch_name(app: Flask) -> str:
+    """This kiosk's branch as printed on receipts ("" when the catalogue does not name it)."""
+    catalogue = state(app).catalogue
+    try:
+        branch = catalogue.branch(app.config["BRANCH_ID"]) if catalogue else None
+        return branch.name.get("uk", branch.id) if branch is not None else ""
+    except Exception:
+        return ""
+
+
 def till():
-    return current_app.extensions["cnap_till"]
+    return current_state().till
 
 
 def catalogue():
-    return current_app.extensions["cnap_catalogue"]
+    return current_state().catalogue
 
 
 def money(kop: int) -> str:
@@ -277,12 +292,12 @@ def money(kop: int) -> str:
 
 # ======================================================================== drafts
 def _drafts() -> dict:
-    return current_app.extensions["cnap_pay_drafts"]
+    return current_state().pay_drafts
 
 
 def _new_draft(service_id: str, payer: Payer) -> str:
     token = secrets.token_urlsafe(16)
-    with current_app.extensions["cnap_pay_drafts_lock"]:
+    with current_state().pay_drafts_lock:
         now = time.monotonic()
         for key in [k for k, d in _drafts().items() if now - d["at"] > DRAFT_TTL_S]:
             _drafts().pop(key, None)
@@ -389,7 +404,7 @@ def begin():
     if method not in ("cash", "card", "voucher"):
         abort(400)
     the_till = till()
-    with current_app.extensions["cnap_pay_drafts_lock"]:
+    with current_state().pay_drafts_lock:
         payment_id = draft["payment_id"]
         try:
             if payment_id is None:
@@ -580,7 +595,7 @@ def svc_encashment():
             audit("pay.encashment", total_kop=report["total_kop"], bills=report["bills"])
             message = _("svc.encash.done", total=money(report["total_kop"]))
     counts = t.cassette_counts()
-    fill = int(100 * sum(counts.values()) / current_app.extensions["cnap_hardware"].cassette_capacity)
+    fill = int(100 * sum(counts.values()) / current_state().hardware.cassette_capacity)
     return render_template("pay/svc_encashment.html", counts=sorted(counts.items()), fill=fill,
                            total=sum(k * v for k, v in counts.items()), bills=sum(counts.values()),
                            cassette_out=t.device.cassette_out, message=message,

@@ -25,6 +25,7 @@ from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_tem
                    session, url_for)
 
 from terminal import i18n
+from terminal.state import current_state, state
 from terminal.limits import ascii_int
 from terminal.staff import ROLES, StaffMember, StaffStore, valid_pin
 
@@ -99,8 +100,7 @@ def init_app(app: Flask) -> None:
     path = os.path.join(app.instance_path, app.config["SERVICE_DB"])
     store = StaffStore(path)
     store.seed(app.config["SERVICE_PINS"], must_change=app.config["SERVICE_PINS_MUST_CHANGE"])
-    app.extensions["cnap_staff"] = store
-    app.extensions["cnap_service_sections"] = []
+    state(app).staff = store
     register_section(app, "service.staff", "service.section.staff", roles=("admin",), order=890)
     register_section(app, "service.audit_log", "service.section.audit", roles=("admin",), order=900)
     register_section(app, "service.stop_kiosk", "service.section.stop", roles=("technician",), order=990)
@@ -117,11 +117,11 @@ def register_section(app: Flask, endpoint: str, title_key: str, roles=("admin",)
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)} for {endpoint}")
-    app.extensions["cnap_service_sections"].append(Section(endpoint, title_key, tuple(roles), order))
+    state(app).service_sections.append(Section(endpoint, title_key, tuple(roles), order))
 
 
 def staff_store() -> StaffStore:
-    return current_app.extensions["cnap_staff"]
+    return current_state().staff
 
 
 def is_sample_pin(pin: str) -> bool:
@@ -182,7 +182,7 @@ def require_role(*roles: str):
 @require_role(*ROLES)
 def index():
     staff = g.staff
-    sections = sorted((s for s in current_app.extensions["cnap_service_sections"]
+    sections = sorted((s for s in current_state().service_sections
                        if staff.role in s.roles or staff.role == "admin"), key=lambda s: s.order)
     return render_template("service/index.html", staff=staff, sections=sections)
 
@@ -338,7 +338,7 @@ i18n.register({
 def stop_kiosk():
     """A deliberate stop: `cnap kiosk` closes the window, stops the server and exits 0. The stop
     is requested once the answer has been sent, so the screen shows that it is stopping."""
-    stop = current_app.extensions.get("cnap_kiosk_stop")
+    stop = current_state().kiosk_stop
     if stop is None:
         return render_template("service/stop.html", state="unavailable"), (409 if request.method == "POST" else 200)
     if request.method == "GET":

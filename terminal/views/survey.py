@@ -20,6 +20,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from payments import csvsafe
 from terminal import i18n
+from terminal.state import current_state, state
 from terminal.limits import ascii_int, body_limit, json_body
 from terminal.surveys import charts, reports
 from terminal.surveys.antigaming import Rules, clean_text
@@ -271,11 +272,12 @@ def init_app(app: Flask) -> None:
                   requests_per_minute=app.config["SURVEY_API_REQUESTS_PER_MIN"])
     store = SurveyStore(path, rules, app.config["TIMEZONE"], SteadyClock(quiet_s=app.config["SURVEY_CLOCK_QUIET_S"]))
     store.ensure_default_survey()
-    app.extensions["cnap_surveys"] = store
+    kiosk_state = state(app)
+    kiosk_state.surveys = store
     core.version_static(app, "survey.tablet_static", STATIC_DIR)   # ?v=<hash>, cached for good
-    app.extensions["cnap_closers"].append(store.close)
+    kiosk_state.closers.append(store.close)
     os.makedirs(media_dir(app), exist_ok=True)
-    app.extensions["cnap_health"]["surveys"] = lambda: (
+    kiosk_state.health["surveys"] = lambda: (
         True, {"answers_pending_forwarding": store.count_pending_forwarding()})
     roles = ("manager",)
     register_section(app, "survey.tablets", "survey.section.tablets", roles=roles, order=300)
@@ -287,7 +289,7 @@ def init_app(app: Flask) -> None:
 
 
 def store() -> SurveyStore:
-    return current_app.extensions["cnap_surveys"]
+    return current_state().surveys
 
 
 def media_dir(app: Flask | None = None) -> str:
@@ -295,7 +297,7 @@ def media_dir(app: Flask | None = None) -> str:
 
 
 def branches() -> list:
-    catalogue = current_app.extensions.get("cnap_catalogue")
+    catalogue = current_state().catalogue
     return list(catalogue.branches) if catalogue else []
 
 

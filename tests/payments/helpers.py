@@ -6,6 +6,7 @@ import re
 import time
 
 from terminal import close_app, create_app
+from terminal.state import state
 
 SERVICE = "residence-registration"   # 74,00 UAH, no commission
 RNOKPP = "3652504575"
@@ -33,8 +34,8 @@ class Kiosk:
 
     def __init__(self, app):
         self.app = app
-        self.till = app.extensions["cnap_till"]
-        self.sims = app.extensions["cnap_hardware"].simulators
+        self.till = state(app).till
+        self.sims = state(app).hardware.simulators
         self.client = app.test_client()
 
     @property

@@ -11,6 +11,7 @@ from payments.reports import shift_report
 from payments.taxid import Payer
 from payments.till import Busy, Unavailable
 from tests.payments.helpers import RNOKPP, SERVICE, Kiosk, make_app, wait_until
+from terminal.state import state
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def kiosk(tmp_path):
 
 def new_payment(kiosk, client=None) -> str:
     """A payment on the method screen owned by ``client``'s session (as the confirm view makes it)."""
-    pid = kiosk.till.create(kiosk.app.extensions["cnap_catalogue"].service(SERVICE),
+    pid = kiosk.till.create(state(kiosk.app).catalogue.service(SERVICE),
                             Payer("Шевченко", "rnokpp", RNOKPP))
     with (client or kiosk.client).session_transaction() as session:
         session["pay_payment"] = pid
@@ -151,7 +152,7 @@ def test_voucher_lockout_is_said_plainly_and_audited(kiosk):
         assert response.status_code == 302
     page = kiosk.client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Забагато невірних кодів ваучера" in page
-    entries = kiosk.app.extensions["cnap_staff"].audit_log() if "cnap_staff" in kiosk.app.extensions else None
+    entries = state(kiosk.app).staff.audit_log() if state(kiosk.app).staff is not None else None
     if entries is None:
         from terminal.views.service import staff_store
         with kiosk.app.app_context():

@@ -19,6 +19,7 @@ from payments.taxid import Payer
 from tests.fsfaults import fill
 from tests.helpers import service_login
 from tests.payments.helpers import RNOKPP, SERVICE, Kiosk, make_app, wait_until
+from terminal.state import state
 
 STACKED = "bill_stacked"
 
@@ -58,7 +59,7 @@ def ext4_fs(tmp_path):
 
 def new_payment(kiosk, service=SERVICE) -> str:
     """A payment on the method screen, created the way the confirm view does."""
-    return kiosk.till.create(kiosk.app.extensions["cnap_catalogue"].service(service),
+    return kiosk.till.create(state(kiosk.app).catalogue.service(service),
                              Payer("Шевченко", "rnokpp", RNOKPP))
 
 
@@ -221,7 +222,7 @@ def test_bill_stacked_in_a_journal_fault_is_credited_by_recovery_after_restart(t
         release_stack(kiosk)
         wait_until(lambda: kiosk.till.journal_fault and bill_stacked_unacknowledged(sim), what="fault")
         # the kiosk process ends; the validator (the hardware) keeps its state
-        hw = kiosk.app.extensions["cnap_hardware"]
+        hw = state(kiosk.app).hardware
         hw.validator.stop()
         hw.simulators.pop("bill_validator")
         kiosk.close()

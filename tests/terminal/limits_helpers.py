@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import time
+from terminal.state import state
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 FUZZ_ADMIN, FUZZ_PIN = "Fuzz Admin", "864209"
 
 
 def admin_id(app) -> int:
-    store = app.extensions["cnap_staff"]
+    store = state(app).staff
     for member in store.members():
         if member["name"] == FUZZ_ADMIN:
             return member["id"]
@@ -21,7 +22,7 @@ def admin_id(app) -> int:
 def log_in_admin(client) -> None:
     """Give ``client`` an admin's service-mode session, as a successful login would."""
     app = client.application
-    store = app.extensions["cnap_staff"]
+    store = state(app).staff
     staff_id = admin_id(app)
     store.set_active(staff_id, True)  # a fuzzed request may have switched this admin off
     if hasattr(store, "open_session"):  # server-side sessions: the cookie names one
@@ -43,7 +44,7 @@ def csrf_token(client, path: str = "/") -> str | None:
 
 
 def register_tablet(app) -> tuple[int, str]:
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, token = store.register_tablet("Планшет", branch, "Вікно 1", "desk")
     return tablet.id, token

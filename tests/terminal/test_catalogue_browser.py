@@ -5,12 +5,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import axe_violations
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
 
 def first_ids(app):
-    cat = app.extensions["cnap_catalogue"]
+    cat = state(app).catalogue
     service = next(s for s in cat.services.values() if cat.packages_with(s.id) and s.paid)
     package = cat.packages_with(service.id)[0]
     return cat, service, package

@@ -7,10 +7,11 @@ import pytest
 from terminal.catalogue.model import Branch, Interval
 from payments.money import format_uah
 from terminal.views.catalogue import branch_status_text, week_rows
+from terminal.state import state
 
 
 def a_paid_service(app):
-    cat = app.extensions["cnap_catalogue"]
+    cat = state(app).catalogue
     return next(s for s in cat.services.values() if s.paid and s.stages and s.refusal_grounds)
 
 
@@ -29,7 +30,7 @@ def test_service_card_shows_every_information_card_field(app, client):
 
 
 def test_free_service_says_so(app, client):
-    cat = app.extensions["cnap_catalogue"]
+    cat = state(app).catalogue
     free = next(s for s in cat.services.values() if not s.paid)
     page = client.get(f"/service/{free.id}").text
     assert "Послуга надається безоплатно." in page
@@ -37,7 +38,7 @@ def test_free_service_says_so(app, client):
 
 
 def test_every_sample_screen_renders(app, client):
-    cat = app.extensions["cnap_catalogue"]
+    cat = state(app).catalogue
     for c in cat.categories:
         assert client.get(f"/category/{c.id}").status_code == 200
     for s in cat.services.values():

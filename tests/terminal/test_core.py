@@ -2,6 +2,7 @@
 import re
 
 import pytest
+from terminal.state import state
 
 
 def test_home_is_ukrainian_first_and_switches_to_english(client):
@@ -61,8 +62,8 @@ def test_healthz_reports_catalogue(client):
 
 
 def test_healthz_turns_degraded_when_a_check_fails(app):
-    app.extensions["cnap_health"]["printer"] = lambda: (False, {"paper": "out"})
-    app.extensions["cnap_health"]["broken"] = lambda: 1 / 0
+    state(app).health["printer"] = lambda: (False, {"paper": "out"})
+    state(app).health["broken"] = lambda: 1 / 0
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()

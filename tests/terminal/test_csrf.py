@@ -10,6 +10,7 @@ from werkzeug.routing.converters import NumberConverter
 
 from terminal import CSRF_EXEMPT_ENDPOINTS
 from tests.helpers import csrf_token_from, service_login
+from terminal.state import state
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 TEMPLATES = Path(__file__).resolve().parents[2] / "terminal" / "templates"
@@ -58,7 +59,7 @@ def test_every_state_changing_route_refuses_a_missing_or_wrong_token(app, spied,
     assert service_login(app.test_client(), "000000").status_code == 302   # the store works
     # A logged-in admin: the refusal must come from the token, not from a missing login.
     good = csrf_token_from(client)
-    form = {"staff_id": str(next(m["id"] for m in app.extensions["cnap_staff"].members() if m["role"] == "admin")),
+    form = {"staff_id": str(next(m["id"] for m in state(app).staff.members() if m["role"] == "admin")),
             "pin": "000000", "csrf_token": good}
     assert client.post("/service/login", data=form).status_code == 302
     other = csrf_token_from(plain_client(app))

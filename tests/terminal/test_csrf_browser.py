@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import choose_staff
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +51,7 @@ def log_in_as_admin(page, kiosk_url):
 def test_a_cross_site_form_cannot_add_staff_or_change_preferences(live_server, page):
     app, kiosk = live_server.app, live_server.url
     log_in_as_admin(page, kiosk)
-    staff_before = app.extensions["cnap_staff"].members()
+    staff_before = state(app).staff.members()
     attacker = AttackerSite(f"""<!doctype html><title>x</title>
 <form id="f" method="post" action="{kiosk}/service/staff">
 <input name="action" value="add"><input name="name" value="Intruder"><input name="role" value="admin">
@@ -60,7 +61,7 @@ def test_a_cross_site_form_cannot_add_staff_or_change_preferences(live_server, p
         page.goto(attacker.url)
         page.wait_for_url(kiosk + "/service/staff")
         assert page.locator("body").inner_text() != ""
-        assert app.extensions["cnap_staff"].members() == staff_before
+        assert state(app).staff.members() == staff_before
     finally:
         attacker.close()
     page.goto(kiosk + "/service/")          # and the administrator is still logged in

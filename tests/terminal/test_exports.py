@@ -17,6 +17,7 @@ from terminal import cli
 from tests.helpers import service_login
 from tests.payments.helpers import Kiosk, make_app
 from tests.terminal.surveys.conftest import answer
+from terminal.state import state
 
 TODAY = datetime.now(ZoneInfo("Europe/Kyiv")).date()
 
@@ -125,8 +126,8 @@ def test_a_full_stick_leaves_no_partial_file(paid_kiosk, small_stick, capsys):
 
 
 def test_surveys_export_matches_service_modes_csv(app, client, usb, capsys):
-    store = app.extensions["cnap_surveys"]
-    tablet, _ = store.register_tablet("Tablet 1", app.extensions["cnap_catalogue"].branches[0].id, "Desk 3", "desk")
+    store = state(app).surveys
+    tablet, _ = store.register_tablet("Tablet 1", state(app).catalogue.branches[0].id, "Desk 3", "desk")
     now = datetime.now(ZoneInfo("Europe/Kyiv")).timestamp()
     store.ingest(tablet, [answer("good", at=now - 60, comment="дякую"), answer("bad", at=now - 30, nps=2),
                           answer("very_good", at=now - 86400 * 40)], now=now)

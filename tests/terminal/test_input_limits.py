@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from tests.terminal.limits_helpers import csrf_token, log_in_admin, register_tablet
 from terminal import limits
+from terminal.state import state
 
 NOT_ASCII_NUMBERS = ["²", "³", "٣", "１２", "𝟙", "Ⅻ", "½", " 2", "2 ", "+2", "-2", "2_0", "0x10", "2.0",
                      "1e3", "\u202e2", "2\x00", "9" * 19, "1" * 5000]
@@ -76,7 +77,7 @@ def test_integer_path_segments_are_ascii_and_bounded(app, staff, segment):
     assert post(staff, f"/service/surveys/tablets/{segment}/revoke").status_code == 404
     assert post(staff, f"/service/surveys/media/{segment}/remove").status_code == 404
     assert staff.get(f"/service/surveys/definitions/default/{segment}.yaml").status_code == 404
-    assert app.extensions["cnap_surveys"].tablet(tablet_id).active
+    assert state(app).surveys.tablet(tablet_id).active
 
 
 # --- bodies ------------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_media_uploads_may_be_larger_than_the_default_limit(staff, app):
                                                       "alt_en": "Logo", "duration": "5"},
                     content_type="multipart/form-data")
     assert response.status_code == 302
-    assert any(m["kind"] == "image" for m in app.extensions["cnap_surveys"].media())
+    assert any(m["kind"] == "image" for m in state(app).surveys.media())
 
 
 def test_forms_with_too_many_parts_are_refused(staff):

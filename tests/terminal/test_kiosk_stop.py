@@ -9,13 +9,14 @@ import pytest
 
 from tests.helpers import service_login
 from tests.terminal.kiosk_http import StaffBrowser, kiosk_url, start_kiosk
+from terminal.state import state
 
 
 @pytest.fixture
 def stops(app):
     """Stands in for `cnap kiosk`'s stop callback and records each request."""
     requested: list[str] = []
-    app.extensions["cnap_kiosk_stop"] = requested.append
+    state(app).kiosk_stop = requested.append
     return requested
 
 
@@ -48,12 +49,12 @@ def test_stop_is_requested_after_the_answer_and_audited(app, client, stops):
     assert "Кіоск зупиняється." in response.text
     response.close()
     assert stops == ["service mode"]
-    entry = app.extensions["cnap_staff"].audit_log()[0]
+    entry = state(app).staff.audit_log()[0]
     assert entry["action"] == "kiosk.stop"
 
 
 def test_stop_outside_cnap_kiosk_says_it_cannot(app, client):
-    app.extensions.pop("cnap_kiosk_stop", None)
+    state(app).kiosk_stop = None
     service_login(client, "000000")
     response = client.post("/service/stop")
     assert response.status_code == 409

@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from tests.conftest import LiveServer
 from tests.helpers import choose_staff
 from tests.payments.helpers import SERVICE, Kiosk, make_app
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
@@ -48,8 +49,8 @@ def kiosk(tmp_path_factory):
 
     # Module-scoped, so built before the autouse fixture that marks sample PINs as replaced.
     k = Kiosk(make_app(tmp_path_factory.mktemp("layout") / "instance", SERVICE_PINS_MUST_CHANGE=False))
-    surveys = k.app.extensions["cnap_surveys"]
-    branch = k.app.extensions["cnap_catalogue"].branches[0].id
+    surveys = state(k.app).surveys
+    branch = state(k.app).catalogue.branches[0].id
     tablet, k.tablet_token = surveys.register_tablet("Планшет біля вікна 1", branch, "Вікно 1", "desk")
     surveys.add_administrator("Олена Коваленко", branch, "432154")
     now = time.time()
@@ -78,7 +79,7 @@ def visit(page, url, where, failures):
 
 
 def kiosk_screens(kiosk):
-    catalogue = kiosk.app.extensions["cnap_catalogue"]
+    catalogue = state(kiosk.app).catalogue
     paths = ["/", f"/category/{catalogue.categories[0].id}", f"/service/{SERVICE}", "/service/id-card-lost",
              "/branches", "/search?q=паспорт", "/pay", f"/pay/service/{SERVICE}"]
     if catalogue.packages:
@@ -161,7 +162,7 @@ def test_no_screen_scrolls_sideways_or_breaks_a_word(kiosk, browser, name):
 def test_static_files_are_fetched_once_not_on_every_page(kiosk, browser):
     """Versioned static URLs are immutable: moving between screens asks the server for no
     stylesheet or script again (each page load used to revalidate them all)."""
-    registry = kiosk.app.extensions["cnap_metrics"]
+    registry = state(kiosk.app).metrics
 
     def static_requests():
         return sum(registry.get_sample_value("cnap_http_requests_total",

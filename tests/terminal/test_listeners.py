@@ -15,6 +15,7 @@ import pytest
 
 from terminal import close_app, create_app
 from terminal.server import BackgroundServer
+from terminal.state import state
 
 KIOSK_ONLY = ["/", "/search?q=pasport", "/healthz", "/metrics", "/service/", "/service/login",
               "/service/surveys/tablets", "/service/pay/payments", "/pay", "/receipt/1?c=x",
@@ -44,8 +45,8 @@ def served(tmp_path):
     """The kiosk with its main listener on 127.0.0.2 (as if on the LAN) and the tablets' on 127.0.0.1."""
     app = make_app(tmp_path)
     server = BackgroundServer(app, "127.0.0.2", 0, threads=4, tablet_host="127.0.0.1", tablet_port=0)
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     _, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     yield app, server, token
     server.stop()
@@ -181,7 +182,7 @@ def test_service_mode_offers_the_tablets_listener_for_new_tablet_links(tmp_path)
         page = client.get("/service/surveys/tablets").text
         assert f'name="base" value="{server.tablet_url}"' in page
         token = csrf_token(client)
-        branch = app.extensions["cnap_catalogue"].branches[0].id
+        branch = state(app).catalogue.branches[0].id
         registered = client.post("/service/surveys/tablets", data={
             "label": "Планшет 2", "branch": branch, "desk": "Вікно 2", "survey": "desk", "base": "",
             **({"csrf_token": token} if token else {})})

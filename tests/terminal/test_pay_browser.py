@@ -5,6 +5,7 @@ from playwright.sync_api import expect
 from tests.conftest import LiveServer, axe_violations
 from tests.helpers import choose_staff
 from tests.payments.helpers import SERVICE, Kiosk, make_app, wait_until
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
@@ -156,7 +157,7 @@ def test_idle_reset_after_a_partly_used_voucher_frees_the_terminal(tmp_path, pag
         # a voucher of 50,00 from an earlier, cancelled cash payment
         from payments.taxid import Payer
         till = k.till
-        service = k.app.extensions["cnap_catalogue"].service(SERVICE)
+        service = state(k.app).catalogue.service(SERVICE)
         first = till.create(service, Payer("Шевченко", "rnokpp", "3652504575"))
         till.choose_cash(first)
         wait_until(lambda: k.validator.insert_bill(5000), what="validator accepting")

@@ -3,6 +3,7 @@ import pytest
 
 from payments.journal import read_records
 from tests.payments.helpers import RNOKPP, SERVICE, Kiosk, make_app, wait_until
+from terminal.state import state
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_confirmation_shows_details_masked_payer_and_rules(kiosk):
     assert "Ш******о" in page and "******4575" in page
     assert "Шевченко" not in page and RNOKPP not in page
     assert "Термінал решти не видає" in page and "ваучер" in page
-    service = kiosk.app.extensions["cnap_catalogue"].service(SERVICE)
+    service = state(kiosk.app).catalogue.service(SERVICE)
     assert service.fee.details.iban in page and service.fee.details.edrpou in page
 
 

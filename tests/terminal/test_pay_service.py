@@ -3,6 +3,7 @@ import pytest
 
 from tests.helpers import service_login
 from tests.payments.helpers import Kiosk, make_app, wait_until
+from terminal.state import state
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_pages_need_login_and_role(kiosk):
     login(staff, "222222")  # technician
     assert staff.get("/service/pay/encashment").status_code == 403
     assert staff.get("/service/pay/selftest").status_code == 200
-    audit = [e["action"] for e in kiosk.app.extensions["cnap_staff"].audit_log()]
+    audit = [e["action"] for e in state(kiosk.app).staff.audit_log()]
     assert "forbidden" in audit
 
 
@@ -45,10 +46,10 @@ def test_encashment_counts_per_denomination_and_needs_cassette_out(kiosk):
     page = staff.get("/service/pay/encashment").get_data(as_text=True)
     assert 'id="cassette-bills">5<' in page and "190,00 грн" in page
     assert 'id="cassette-fill"' not in page   # 5 of the profile's 1000 bills
-    kiosk.app.extensions["cnap_hardware"].cassette_capacity = 6   # a small cassette: 5 bills is 83 %
+    state(kiosk.app).hardware.cassette_capacity = 6   # a small cassette: 5 bills is 83 %
     page = staff.get("/service/pay/encashment").get_data(as_text=True)
     assert "Касета заповнена на 83 %" in page
-    kiosk.app.extensions["cnap_hardware"].cassette_capacity = 1000
+    state(kiosk.app).hardware.cassette_capacity = 1000
     response = staff.post("/service/pay/encashment")
     assert "Спершу зніміть касету" in response.get_data(as_text=True)
     kiosk.validator.remove_cassette()
@@ -60,7 +61,7 @@ def test_encashment_counts_per_denomination_and_needs_cassette_out(kiosk):
     assert "ENCASHMENT" in printed and "50,00 грн x 3" in printed and "20,00 грн x 2" in printed
     assert kiosk.till.encashments[-1]["counts"] == {"2000": 2, "5000": 3}
     assert kiosk.till.cassette_counts() == {}
-    assert "pay.encashment" in [e["action"] for e in kiosk.app.extensions["cnap_staff"].audit_log()]
+    assert "pay.encashment" in [e["action"] for e in state(kiosk.app).staff.audit_log()]
     kiosk.validator.replace_cassette()
     wait_until(lambda: not kiosk.till.device.cassette_out, what="cassette back")
     # the collection report is exported from the journal as well
@@ -115,8 +116,8 @@ def test_recovered_cases_are_listed(tmp_path):
     # what a crash leaves behind: the next start (same instance folder) settles it
     till.close()
     till.journal.close()
-    k.app.extensions["cnap_hardware"].validator._driver.stop()
-    sims = k.app.extensions["cnap_hardware"]
+    state(k.app).hardware.validator._driver.stop()
+    sims = state(k.app).hardware
     for sim in sims.simulators.values():
         sim.stop()
     k2 = Kiosk(make_app(tmp_path / "instance"))

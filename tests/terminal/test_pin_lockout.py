@@ -11,6 +11,7 @@ from terminal.staff import (LOCKOUT_WINDOW_S, MAX_CLIENT_FAILURES, MAX_FAILURES,
                             valid_pin)
 from terminal.surveys.store import SurveyInputError
 from tests.helpers import csrf_token_from, holder_of, service_login
+from terminal.state import state
 
 
 def config(instance, **extra):
@@ -19,7 +20,7 @@ def config(instance, **extra):
 
 
 def staff_id(app, role):
-    return next(m["id"] for m in app.extensions["cnap_staff"].members() if m["role"] == role)
+    return next(m["id"] for m in state(app).staff.members() if m["role"] == role)
 
 
 def from_lan(app, address):
@@ -44,7 +45,7 @@ def test_lockout_after_repeated_wrong_pins_even_for_the_right_one(app, client):
     assert response.status_code == 429 and "Забагато спроб" in response.text
     # Counted per person: the cashier is not locked out.
     assert service_login(app.test_client(), "111111").status_code == 302
-    actions = [e["action"] for e in app.extensions["cnap_staff"].audit_log()]
+    actions = [e["action"] for e in state(app).staff.audit_log()]
     assert actions.count("login.failed") == MAX_FAILURES and actions.count("login.lockout") == 1
 
 
@@ -69,7 +70,7 @@ def test_concurrent_wrong_guesses_consume_one_try_each(app):
     for t in threads:
         t.join()
     assert sorted(statuses) == [401] * MAX_FAILURES + [429] * (guesses - MAX_FAILURES)
-    actions = [e["action"] for e in app.extensions["cnap_staff"].audit_log()]
+    actions = [e["action"] for e in state(app).staff.audit_log()]
     assert actions.count("login.failed") == MAX_FAILURES and actions.count("login.lockout") == 1
     assert service_login(app.test_client(), "000000").status_code == 429
 
@@ -116,7 +117,7 @@ def test_a_lan_flood_does_not_lock_the_administrator_out_of_the_kiosk_screen(lan
     screen = lan_app.test_client()               # the kiosk's own screen (127.0.0.1)
     assert service_login(screen, "000000").status_code == 302
     assert screen.get("/service/audit").status_code == 200
-    failed = [e for e in lan_app.extensions["cnap_staff"].audit_log(500) if e["action"] == "login.failed"]
+    failed = [e for e in state(lan_app).staff.audit_log(500) if e["action"] == "login.failed"]
     assert len(failed) == MAX_FAILURES                 # the LAN got that many tries at the admin in all
     assert {e["detail"]["client"] for e in failed} <= {f"10.0.0.{h}" for h in range(2, 12)}
 
@@ -131,7 +132,7 @@ def test_one_lan_client_is_stopped_whoever_it_guesses(lan_app):
     assert tries == MAX_CLIENT_FAILURES
     assert service_login(attacker, "222222", name="technician").status_code == 429   # even the right PIN
     assert service_login(from_lan(lan_app, "10.0.0.8"), "222222", name="technician").status_code == 302
-    lockouts = [e for e in lan_app.extensions["cnap_staff"].audit_log() if e["action"] == "login.lockout"]
+    lockouts = [e for e in state(lan_app).staff.audit_log() if e["action"] == "login.lockout"]
     assert [e["detail"]["counter"] for e in lockouts] == ["client"]
     assert lockouts[0]["detail"]["client"] == "10.0.0.7"
 
@@ -149,7 +150,7 @@ def test_a_right_pin_clears_only_that_persons_count(app):
 
 
 def test_failures_expire_after_the_window_and_a_clock_step_back_cannot_stretch_them(app):
-    store = app.extensions["cnap_staff"]
+    store = state(app).staff
     now = [1_800_000_000.0]
     store.clock = lambda: now[0]
     screen = app.test_client()
@@ -170,9 +171,9 @@ def test_only_ascii_digits_make_a_pin_everywhere(app, tmp_path, pin):
         with pytest.raises(ValueError):
             StaffStore(str(tmp_path / "s.sqlite")).seed(f"admin:{pin}")
     with pytest.raises(ValueError):
-        app.extensions["cnap_staff"].add("Олена", "manager", pin)
+        state(app).staff.add("Олена", "manager", pin)
     with pytest.raises(SurveyInputError):
-        app.extensions["cnap_surveys"].add_administrator("Олена К.", "", pin)
+        state(app).surveys.add_administrator("Олена К.", "", pin)
 
 
 @settings(max_examples=200, deadline=None)

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import terminal
 from terminal import close_app, create_app
 from tests.terminal.limits_helpers import csrf_token, log_in_admin, register_tablet
+from terminal.state import state
 
 EXAMPLES_PER_ROUTE = 40
 SOURCE = Path(terminal.__file__).parent
@@ -88,7 +89,7 @@ def _collect():
     try:
         routes = sorted({(rule.rule, method, tuple(_route_names(app.view_functions[rule.endpoint])))
                          for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}})
-        catalogue = app.extensions["cnap_catalogue"]
+        catalogue = state(app).catalogue
         ids = ["default", "new", "kiosk.css", "tablet.js"]
         for attr in ("services", "packages", "categories", "branches"):
             items = getattr(catalogue, attr, None) or ()

@@ -1,5 +1,6 @@
 """Service mode: login by person and PIN, roles, audit, staff administration."""
 from tests.helpers import service_login as login
+from terminal.state import state
 
 
 def test_service_mode_needs_a_pin(client):
@@ -9,7 +10,7 @@ def test_service_mode_needs_a_pin(client):
 
 def test_login_page_lists_the_active_staff_to_choose_from(app, client):
     page = client.get("/service/login").text
-    for member in app.extensions["cnap_staff"].members(active_only=True):
+    for member in state(app).staff.members(active_only=True):
         assert f'name="staff_id" value="{member["id"]}"' in page
 
 
@@ -17,7 +18,7 @@ def test_wrong_pin_is_refused_and_audited_with_the_client_address(app, client):
     response = login(client, "999999", name="admin")
     assert response.status_code == 401
     assert "Неправильний PIN-код." in response.text
-    log = app.extensions["cnap_staff"].audit_log()
+    log = state(app).staff.audit_log()
     assert log[0]["action"] == "login.failed"
     assert log[0]["detail"]["client"] == "127.0.0.1"
 
@@ -44,7 +45,7 @@ def test_admin_sees_sections_and_the_audit_log(client):
 def test_a_cashier_cannot_read_the_audit_log_and_the_attempt_is_audited(app, client):
     login(client, "111111")
     assert client.get("/service/audit").status_code == 403
-    actions = [e["action"] for e in app.extensions["cnap_staff"].audit_log()]
+    actions = [e["action"] for e in state(app).staff.audit_log()]
     assert actions[0] == "forbidden"
 
 
@@ -59,26 +60,26 @@ def test_logout_and_idle_reset_both_end_service_mode(client):
 
 def test_admin_changes_a_pin_and_the_old_one_stops_working(app, client):
     login(client, "000000")
-    cashier = next(m for m in app.extensions["cnap_staff"].members() if m["role"] == "cashier")
+    cashier = next(m for m in state(app).staff.members() if m["role"] == "cashier")
     saved = client.post("/service/staff", data={"action": "set_pin", "staff_id": cashier["id"], "pin": "555555"})
     assert saved.status_code == 200 and "Збережено." in saved.text
     other = app.test_client()
     assert login(other, "111111", name="cashier").status_code == 401
     assert login(other, "555555", name="cashier").status_code == 302
-    assert app.extensions["cnap_staff"].audit_log()[0]["action"] == "login"
-    assert any(e["action"] == "staff.set_pin" for e in app.extensions["cnap_staff"].audit_log())
+    assert state(app).staff.audit_log()[0]["action"] == "login"
+    assert any(e["action"] == "staff.set_pin" for e in state(app).staff.audit_log())
 
 
 def test_staff_form_rejects_bad_pins_and_the_last_admin(app, client):
     login(client, "000000")
-    members = app.extensions["cnap_staff"].members()
+    members = state(app).staff.members()
     admin = next(m for m in members if m["role"] == "admin")
     for bad_pin in ("12a456", "1234", "١٢٣٤٥٦", "¹²³⁴⁵⁶", "１２３４５６", "1234567890123"):
         bad = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": bad_pin})
         assert bad.status_code == 400 and "від 6 до 12 цифр" in bad.text, bad_pin
     last = client.post("/service/staff", data={"action": "deactivate", "staff_id": admin["id"]})
     assert last.status_code == 400 and "Останнього адміністратора" in last.text
-    assert len(app.extensions["cnap_staff"].members()) == len(members)   # nothing changed
+    assert len(state(app).staff.members()) == len(members)   # nothing changed
     added = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": "777777"})
     assert added.status_code == 200
     assert login(app.test_client(), "777777", name="Олена").status_code == 302
@@ -116,7 +117,7 @@ def test_a_pin_someone_else_has_is_neither_refused_nor_disclosed(app, client):
     """Log-in names the person, so PINs need not be unique; refusing a taken PIN would tell
     whoever chose it a colleague's PIN (and let anyone with service mode probe for them)."""
     login(client, "000000")
-    cashier = next(m for m in app.extensions["cnap_staff"].members() if m["role"] == "cashier")
+    cashier = next(m for m in state(app).staff.members() if m["role"] == "cashier")
     assert client.post("/service/staff", data={"action": "set_pin", "staff_id": cashier["id"],
                                                "pin": "583016"}).status_code == 200
     added = client.post("/service/staff", data={"action": "add", "name": "Олена", "role": "manager", "pin": "583016"})

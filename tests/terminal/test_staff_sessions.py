@@ -8,10 +8,11 @@ import pytest
 from terminal import close_app, create_app
 from terminal.staff import CLOCK_SLACK_S, StaffStore
 from tests.helpers import holder_of, service_login
+from terminal.state import state
 
 
 def member_id(app, role):
-    return next(m["id"] for m in app.extensions["cnap_staff"].members() if m["role"] == role)
+    return next(m["id"] for m in state(app).staff.members() if m["role"] == role)
 
 
 def copy_of(app, client):
@@ -48,7 +49,7 @@ def test_logout_ends_every_session_of_that_person_only(app):
     desk.post("/service/logout")
     assert not inside(screen)
     assert inside(cashier)
-    assert app.extensions["cnap_staff"].open_sessions(member_id(app, "admin")) == 0
+    assert state(app).staff.open_sessions(member_id(app, "admin")) == 0
 
 
 def test_deactivation_ends_the_persons_sessions_at_once(app, client):
@@ -106,7 +107,7 @@ class SteppedClock:
 @pytest.fixture
 def clock(app):
     stepped = SteppedClock()
-    app.extensions["cnap_staff"].clock = stepped
+    state(app).staff.clock = stepped
     return stepped
 
 
@@ -138,7 +139,7 @@ def test_the_idle_time_is_a_setting(tmp_path):
                       "BILL_VALIDATOR_URL": "", "CARD_TERMINAL_URL": "", "PRINTER_URL": "", "SERVICE_SESSION_S": 30})
     try:
         clock = SteppedClock()
-        app.extensions["cnap_staff"].clock = clock
+        state(app).staff.clock = clock
         client = app.test_client()
         service_login(client, "000000")
         clock.now += 31
@@ -179,10 +180,10 @@ def test_a_sample_pin_must_be_changed_before_anything_else(first_day):
     for path in pages:
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"].endswith("/service/pin"), path
-    staff_before = app.extensions["cnap_staff"].members()
+    staff_before = state(app).staff.members()
     response = client.post("/service/staff", data={"action": "add", "name": "Зловмисник", "role": "admin",
                                                      "pin": "135791"})
-    assert response.status_code == 302 and app.extensions["cnap_staff"].members() == staff_before
+    assert response.status_code == 302 and state(app).staff.members() == staff_before
     page = client.get("/service/pin")
     assert page.status_code == 200 and "початковим PIN-кодом" in page.text
 
@@ -209,7 +210,7 @@ def test_after_the_change_service_mode_opens_and_stays_open_across_restarts(tmp_
     service_login(client, "000000")
     assert client.post("/service/pin", data={"pin": "602817", "pin2": "602817"}).status_code == 302
     assert client.get("/service/audit").status_code == 200
-    actions = [e["action"] for e in app.extensions["cnap_staff"].audit_log()]
+    actions = [e["action"] for e in state(app).staff.audit_log()]
     assert "staff.change_own_pin" in actions
     close_app(app)
     app = fresh(tmp_path)           # same instance folder: the seed must not flag it again
@@ -283,7 +284,7 @@ def test_every_service_route_waits_for_the_sample_pin_to_be_changed(first_day):
 def test_old_sessions_are_deleted_not_kept_for_ever(app, clock):
     from terminal.staff import SESSION_HISTORY_S
 
-    store = app.extensions["cnap_staff"]
+    store = state(app).staff
     for pin in ("000000", "111111"):
         service_login(app.test_client(), pin)
     app.test_client().post("/service/logout")

@@ -18,6 +18,7 @@ from terminal.surveys.store import SCHEMA_VERSION, BurstReviewError, SurveyStore
 from tests.conftest import axe_violations
 from tests.helpers import choose_staff, service_login
 from tests.terminal.surveys.conftest import NOW, answer
+from terminal.state import state
 
 WHOLE = (date(2020, 1, 1), date(2030, 1, 1))
 
@@ -313,9 +314,9 @@ MANAGER_PIN, CASHIER_PIN = "515151", "111111"
 @pytest.fixture
 def burst_app(app):
     """The app with one tablet, an administrator on shift and one pending burst of five answers."""
-    app.extensions["cnap_staff"].add("Марія", "manager", MANAGER_PIN)
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    state(app).staff.add("Марія", "manager", MANAGER_PIN)
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, _ = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     store.add_administrator("Олена К.", branch, "432154")
     now = time.time()
@@ -339,7 +340,7 @@ def review(client, burst_id, decision="genuine", answers=None):
 
 
 def audit_actions(app):
-    return [e for e in app.extensions["cnap_staff"].audit_log() if e["action"] == "survey.burst.review"]
+    return [e for e in state(app).staff.audit_log() if e["action"] == "survey.burst.review"]
 
 
 def test_the_review_page_lists_the_burst_for_a_manager(burst_app):
@@ -357,14 +358,14 @@ def test_the_review_page_lists_the_burst_for_a_manager(burst_app):
 
 def test_roles_other_than_manager_and_admin_cannot_review(burst_app):
     client = burst_app.test_client()
-    burst_id = burst_app.extensions["cnap_surveys"].pending_bursts()[1][0]["id"]
+    burst_id = state(burst_app).surveys.pending_bursts()[1][0]["id"]
     response = review(client, burst_id, answers=burst_app.burst_size)
     assert response.status_code == 302 and "/service/login" in response.headers["Location"]
     login(client, CASHIER_PIN)
     assert "Перевірка серій" not in client.get("/service/").text
     assert client.get("/service/surveys/bursts").status_code == 403
     assert review(client, burst_id, answers=burst_app.burst_size).status_code == 403
-    assert burst_app.extensions["cnap_surveys"].pending_bursts()[0] == 1
+    assert state(burst_app).surveys.pending_bursts()[0] == 1
     assert audit_actions(burst_app) == []
 
 
@@ -372,7 +373,7 @@ def test_roles_other_than_manager_and_admin_cannot_review(burst_app):
 def test_a_decision_is_recorded_audited_and_shown(burst_app, pin):
     client = burst_app.test_client()
     login(client, pin)
-    store = burst_app.extensions["cnap_surveys"]
+    store = state(burst_app).surveys
     burst_id = store.pending_bursts()[1][0]["id"]
     response = review(client, burst_id, "excluded", answers=burst_app.burst_size)
     assert response.status_code == 302 and response.headers["Location"].endswith("/service/surveys/bursts")
@@ -399,7 +400,7 @@ def test_a_decision_is_recorded_audited_and_shown(burst_app, pin):
 def test_bad_review_requests_get_a_clear_message_and_change_nothing(burst_app, how, status, message):
     client = burst_app.test_client()
     login(client, MANAGER_PIN)
-    store = burst_app.extensions["cnap_surveys"]
+    store = state(burst_app).surveys
     burst_id = store.pending_bursts()[1][0]["id"]
     n = burst_app.burst_size
     if how == "twice":
@@ -418,14 +419,14 @@ def test_bad_review_requests_get_a_clear_message_and_change_nothing(burst_app, h
 def test_review_only_by_post(burst_app):
     client = burst_app.test_client()
     login(client, MANAGER_PIN)
-    burst_id = burst_app.extensions["cnap_surveys"].pending_bursts()[1][0]["id"]
+    burst_id = state(burst_app).surveys.pending_bursts()[1][0]["id"]
     assert client.get(f"/service/surveys/bursts/{burst_id}/review?decision=genuine").status_code == 405
-    assert burst_app.extensions["cnap_surveys"].pending_bursts()[0] == 1
+    assert state(burst_app).surveys.pending_bursts()[0] == 1
 
 
 def test_the_list_is_newest_first_and_paginated(app):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, _ = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     size, gap = app.config["SURVEY_BURST_SIZE"], 2 * app.config["SURVEY_REPEAT_WINDOW_S"]
     start = time.time() - 25 * 3600

@@ -16,6 +16,7 @@ import pytest
 
 from terminal import close_app, create_app
 from terminal.surveys import reports
+from terminal.state import state
 
 KYIV = ZoneInfo("Europe/Kyiv")
 PIN = "432154"
@@ -74,8 +75,8 @@ def desk(tmp_path, monkeypatch):
 class Desk:
     def __init__(self, app, fake: FakeTime):
         self.app, self.fake = app, fake
-        self.store = app.extensions["cnap_surveys"]
-        branch = app.extensions["cnap_catalogue"].branches[0].id
+        self.store = state(app).surveys
+        branch = state(app).catalogue.branches[0].id
         self.tablet, self.token = self.store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
         self.admin = self.store.add_administrator("Олена К.", branch, PIN)
         self.client = app.test_client()

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import axe_violations
 from tests.helpers import choose_staff
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
@@ -19,8 +20,8 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 
 @pytest.fixture
 def tablet_page(browser, live_server, app):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     store.add_administrator("Олена К.", branch, "432154")
     path = app.instance_path + "/survey_media/" + "a" * 24 + ".png"
@@ -97,8 +98,8 @@ def test_unregistered_and_revoked_tablets_say_so(browser, live_server, app):
     page.goto(f"{live_server.url}/tablet/#token=forged")
     page.reload()
     expect(page.locator("#unpaired-body")).to_contain_text("Відкрийте на цьому планшеті посилання")
-    store = app.extensions["cnap_surveys"]
-    tablet, token = store.register_tablet("Планшет 1", app.extensions["cnap_catalogue"].branches[0].id, "Вікно 1", "desk")
+    store = state(app).surveys
+    tablet, token = store.register_tablet("Планшет 1", state(app).catalogue.branches[0].id, "Вікно 1", "desk")
     store.revoke_tablet(tablet.id)
     page.goto(f"{live_server.url}/tablet/#token={token}")
     page.reload()
@@ -120,8 +121,8 @@ def seed_answers(store, tablet, admin_shift):
 
 @pytest.mark.parametrize("lang", ["uk", "en"])
 def test_every_survey_service_page_is_axe_clean(browser, live_server, app, lang):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, _ = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     store.add_administrator("Олена К.", branch, "432154")
     shift = store.start_shift(tablet, "432154", now=time.time() - 5 * 3600)   # before the seeded answers

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tests.helpers import service_login
+from terminal.state import state
 
 
 def login(client, pin="000000"):
@@ -16,7 +17,7 @@ def login(client, pin="000000"):
 @pytest.fixture
 def token(app, client):
     login(client)
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    branch = state(app).catalogue.branches[0].id
     page = client.post("/service/surveys/tablets", data={"label": "Планшет 1", "branch": branch, "desk": "Вікно 1",
                                                          "survey": "desk", "base": "http://10.0.0.2:8080"})
     assert page.status_code == 200
@@ -55,7 +56,7 @@ def test_unknown_tokens_are_refused(client, token, headers, caplog):
 
 
 def test_revoked_token_is_refused_and_stores_nothing(app, client, token):
-    store = app.extensions["cnap_surveys"]
+    store = state(app).surveys
     tablet = store.tablet_by_token(token)
     assert client.post(f"/service/surveys/tablets/{tablet.id}/revoke").status_code == 302
     response = post(client, token, [answer()])
@@ -76,8 +77,8 @@ def test_oversized_batch_is_refused(client, token):
 
 
 def test_shift_api(app, client, token):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     client.post("/service/surveys/administrators", data={"name": "Олена К.", "branch": branch, "pin": "432154"})
     headers = {"Authorization": f"Bearer {token}"}
     assert client.post("/api/survey/shift", json={"pin": "111122"}, headers=headers).status_code == 403
@@ -96,7 +97,7 @@ def test_service_pages_need_a_manager(app, client):
 
 
 def test_a_manager_can_use_the_survey_pages(app, client):
-    app.extensions["cnap_staff"].add("Марія", "manager", "555566")
+    state(app).staff.add("Марія", "manager", "555566")
     login(client, "555566")
     for path in ("/service/surveys/tablets", "/service/surveys/administrators", "/service/surveys/definitions",
                  "/service/surveys/media", "/service/surveys/reports", "/service/surveys/reports.csv"):
@@ -105,7 +106,7 @@ def test_a_manager_can_use_the_survey_pages(app, client):
 
 def test_definition_import_edit_and_export(app, client):
     login(client)
-    store = app.extensions["cnap_surveys"]
+    store = state(app).surveys
     source = store.source("desk", 1).replace("Чудово", "Відмінно")
     response = client.post("/service/surveys/definitions/import",
                            data={"file": (io.BytesIO(source.encode()), "desk.yaml")})
@@ -116,7 +117,7 @@ def test_definition_import_edit_and_export(app, client):
     assert "Відмінно" in exported.text and exported.headers["Content-Disposition"].endswith("desk-v2.yaml")
     assert client.post("/service/surveys/definitions/desk/activate", data={"version": "1"}).status_code == 302
     assert store.current("desk")[0] == 1
-    log = [e["action"] for e in app.extensions["cnap_staff"].audit_log()]
+    log = [e["action"] for e in state(app).staff.audit_log()]
     assert "survey.definition.import" in log and "survey.definition.activate" in log
 
 
@@ -131,7 +132,7 @@ def test_media_upload_checks_type_and_description(app, client):
     ok = client.post("/service/surveys/media", data={"file": (io.BytesIO(png), "x.png"), "alt_uk": "Логотип",
                                                      "alt_en": "Logo", "duration": "5"})
     assert ok.status_code == 302
-    media = app.extensions["cnap_surveys"].media()
+    media = state(app).surveys.media()
     assert media[0]["alt"] == {"uk": "Логотип", "en": "Logo"}
     served = client.get(f"/tablet/media/{media[0]['filename']}")
     assert served.status_code == 200 and served.data == png

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from terminal import close_app, create_app
 from terminal.server import BackgroundServer
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
@@ -53,8 +54,8 @@ def stored_set(store):
 def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, browser):
     instance = tmp_path / "instance"
     app = make_app(instance)
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     olena = store.add_administrator("Олена К.", branch, "432154")
     server = BackgroundServer(app)
@@ -106,7 +107,7 @@ def test_no_answer_is_lost_or_duplicated_when_the_server_goes_away(tmp_path, bro
         # On again: same port, same SQLite file.
         second_app = make_app(instance)
         second_server = BackgroundServer(second_app, port=port)
-        second_store = second_app.extensions["cnap_surveys"]
+        second_store = state(second_app).surveys
         page.evaluate("window.dispatchEvent(new Event('online'))")
         expect(page.locator("body")).to_have_attribute("data-queue", "0", timeout=45000)
         answers = second_store.answers()

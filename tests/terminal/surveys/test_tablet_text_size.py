@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import axe_violations
+from terminal.state import state
 
 pytestmark = pytest.mark.browser
 
@@ -18,8 +19,8 @@ THANKS_S = 6   # SURVEY_THANKS_S of the test app (the default)
 
 
 def open_tablet(browser, live_server, app, viewport, clock=False):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     _, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
     context = browser.new_context(viewport=viewport, has_touch=True, locale="uk-UA")
     page = context.new_page()

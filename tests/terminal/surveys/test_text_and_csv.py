@@ -20,6 +20,7 @@ from payments import registry
 from payments.money import format_plain
 from tests.helpers import service_login
 from tests.terminal.surveys.conftest import NOW, answer as store_answer
+from terminal.state import state
 
 # Written out here, not imported: the test must not trust the code's own list.
 TRIGGERS = set("=+-@\t\r\n") | {"\uff1d", "\uff0b", "\uff0d", "\uff20"}
@@ -55,8 +56,8 @@ def assert_clean(text: str):
 # --- comments and other text from tablets -----------------------------------------------------------
 @pytest.fixture
 def tablet_api(app, client):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, token = store.register_tablet("Планшет 1", branch, "Вікно 1", "desk")
 
     def send(body: bytes | dict):
@@ -181,8 +182,8 @@ def read_csv(text: str) -> list[list[str]]:
 
 
 def test_the_survey_csv_exports_neutralise_every_formula(app, client):
-    store = app.extensions["cnap_surveys"]
-    branch = app.extensions["cnap_catalogue"].branches[0].id
+    store = state(app).surveys
+    branch = state(app).catalogue.branches[0].id
     tablet, token = store.register_tablet("Планшет", branch, "=HYPERLINK(\"http://evil.example\")", "desk")
     admin = store.add_administrator("@SUM(A1) Олена", branch, "432154")
     now = time.time()

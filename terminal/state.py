@@ -1,0 +1,69 @@
+"""The app's shared runtime objects, typed: one ``KioskState`` per app, stored once under
+``app.extensions["cnap"]``. Each area's ``init_app`` fills its fields; views read them through
+``current_state()`` (inside a request or app context) or ``state(app)``. No area reads another's
+objects through string keys, so a rename or a missing area fails loudly at one place."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable
+
+from flask import Flask, current_app
+
+if TYPE_CHECKING:  # type names only: the areas import this module, not the reverse
+    from prometheus_client import CollectorRegistry
+
+    from payments.hardware import Hardware
+    from payments.till import Till
+    from terminal.catalogue.search import SearchIndex
+    from terminal.catalogue.store import Catalogue
+    from terminal.staff import StaffStore
+    from terminal.surveys.store import SurveyStore
+    from terminal.views.service import Section
+
+EXTENSION_KEY = "cnap"
+
+HealthCheck = Callable[[], "tuple[bool, dict]"]
+
+
+@dataclass(eq=False)
+class KioskState:
+    # app-wide (terminal/__init__.py): shutdown hooks, run newest first by close_app
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    # name -> callable returning (ok, detail); read by /healthz and, later, the agent
+    health: dict[str, HealthCheck] = field(default_factory=dict)
+    # core: the Prometheus registry behind /metrics; endpoint -> {filename: content hash}
+    metrics: CollectorRegistry | None = None
+    static_versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # catalogue: the loaded snapshot and its search index (swapped together by load_catalogue)
+    catalogue: Catalogue | None = None
+    search: SearchIndex | None = None
+    clock: Callable[[], datetime] | None = None
+    # service mode
+    staff: StaffStore | None = None
+    service_sections: list[Section] = field(default_factory=list)
+    # set by `cnap kiosk` only: asks the running kiosk to stop (service mode's "Stop the kiosk")
+    kiosk_stop: Callable[[str], None] | None = None
+    # payments
+    till: Till | None = None
+    hardware: Hardware | None = None
+    pay_drafts: dict[str, dict] = field(default_factory=dict)
+    pay_drafts_lock: threading.Lock = field(default_factory=threading.Lock)
+    # surveys
+    surveys: SurveyStore | None = None
+
+
+def install(app: Flask) -> KioskState:
+    """Give ``app`` its (empty) state; ``create_app`` calls it before any area's init_app."""
+    kiosk_state = KioskState()
+    app.extensions[EXTENSION_KEY] = kiosk_state
+    return kiosk_state
+
+
+def state(app: Flask) -> KioskState:
+    return app.extensions[EXTENSION_KEY]
+
+
+def current_state() -> KioskState:
+    return current_app.extensions[EXTENSION_KEY]
