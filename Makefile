@@ -5,10 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Debian packages: browser tests (chromium), the native window under a virtual screen (xvfb,
-# matchbox, WebKit2GTK), building PyGObject (libgirepository, cairo), fonts with Cyrillic.
+# matchbox, WebKit2GTK), building PyGObject (libgirepository, cairo), fonts with Cyrillic;
+# chattr, mkfs.ext4, mount, pgrep for the money-under-faults tests (full and read-only file systems).
 APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool \
 	gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config \
-	x11-utils fonts-dejavu-core python3-venv
+	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system-deps python-deps bench docs clean
