@@ -92,11 +92,13 @@
       var wanted = input.dataset.osk;
       show(wanted === "digits" ? "digits" : (letterLayouts.indexOf(current) >= 0 ? current : "uk"));
       osk.hidden = false;
+      // Room to scroll any field above the keyboard, whatever its height at this text size.
+      document.documentElement.style.setProperty("--osk-room", osk.offsetHeight + "px");
       document.body.classList.add("osk-open");
       requestAnimationFrame(function () { reveal(input); });
     }
     // The field being typed into stays in view above the keyboard (with large text it would be
-    // covered); main's bottom padding while the keyboard is open leaves room to scroll.
+    // covered); main's bottom padding (the keyboard's own height) leaves room to scroll.
     function reveal(input) {
       if (osk.hidden) return;
       var room = osk.getBoundingClientRect().top;
