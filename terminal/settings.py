@@ -171,6 +171,63 @@ SETTINGS: tuple[Setting, ...] = (
        "ends), so a step during a shift or a burst changes no figures."),
     _s("surveys", "SURVEY_THANKS_S", 6, "Seconds the thank-you screen stays before the tablet returns "
        "to the first question."),
+    # --- ventilation -------------------------------------------------------------------
+    _s("ventilation", "VENT_UNIT_URL", "", "The air handling unit: tcp://HOST:502 (Modbus TCP), "
+       "rtu+tcp://GATEWAY:PORT (RTU frames through a transparent serial gateway) or "
+       "rtu:///dev/ttyUSB0?baudrate=9600&parity=N&stopbits=1 (RS-485); add ?device_id=N for a unit "
+       "address other than 1. Empty: no ventilation control on this site (the simulator of "
+       "`cnap demo` sets it)."),
+    _s("ventilation", "VENT_PROFILE", "generic", "Register map of the unit: a profile name from "
+       "firmware_configs/ventilation/ (generic, systemair-save) or the path of a profile YAML file."),
+    _s("ventilation", "VENT_TIMEOUT_S", 1.0, "Seconds to wait for the unit's answer to one request."),
+    _s("ventilation", "VENT_INTERVAL_S", 30.0, "Seconds between two polls of the unit."),
+    _s("ventilation", "VENT_MODE", "demand", "Mode at start: off (fans stopped where the unit allows "
+       "it, else its lowest level), schedule (levels from the branch's opening hours) or demand "
+       "(levels from CO2 within the schedule). Service mode can change it; a manual override is "
+       "always time-limited."),
+    _s("ventilation", "VENT_CO2_BANDS_PPM", ["800", "1000", "1400"], "CO2 thresholds in ppm, "
+       "increasing (EN 16798-1 categories I–III). Comma-separated in the environment."),
+    _s("ventilation", "VENT_CO2_LEVELS", ["1", "2", "3", "4"], "Fan level below the first CO2 band, "
+       "in each band and above the last (one more entry than VENT_CO2_BANDS_PPM)."),
+    _s("ventilation", "VENT_HYSTERESIS_PPM", 100, "CO2 must fall this far below a threshold before "
+       "the band drops back."),
+    _s("ventilation", "VENT_DWELL_S", 300, "An automatic level change waits at least this many seconds "
+       "after the previous change, so fans do not hunt."),
+    _s("ventilation", "VENT_DOWN_DWELL_S", 900, "A lowering of the level (other than off or frost "
+       "protection) waits at least this many seconds after the previous change."),
+    _s("ventilation", "VENT_PRE_PURGE_MIN", 60, "Minutes of ventilation at VENT_PURGE_LEVEL before "
+       "the branch opens."),
+    _s("ventilation", "VENT_POST_PURGE_MIN", 30, "Minutes of ventilation at VENT_PURGE_LEVEL after "
+       "the branch closes."),
+    _s("ventilation", "VENT_PURGE_LEVEL", 2, "Fan level of the pre- and post-purge."),
+    _s("ventilation", "VENT_OPEN_LEVEL", 2, "Fan level while open in schedule mode, and in demand "
+       "mode when no CO2 reading can be believed."),
+    _s("ventilation", "VENT_CLOSED_LEVEL", 0, "Fan level while closed (0: off, if the unit allows)."),
+    _s("ventilation", "VENT_MIN_LEVEL", 1, "Lowest running level this site allows."),
+    _s("ventilation", "VENT_MAX_LEVEL", 4, "Highest level this site allows (the unit's profile may "
+       "allow fewer)."),
+    _s("ventilation", "VENT_COMFORT_LEVEL", 3, "Level used for humidity above VENT_RH_MAX_PCT and for "
+       "free cooling of a room above VENT_TEMP_MAX_C when it is cooler outside."),
+    _s("ventilation", "VENT_RH_MAX_PCT", 70.0, "Room relative humidity above which the level is raised."),
+    _s("ventilation", "VENT_TEMP_MAX_C", 26.0, "Room temperature above which the room is cooled with "
+       "outdoor air when that is at least 2 °C cooler."),
+    _s("ventilation", "VENT_FROST_OUTDOOR_C", -15.0, "Outdoor temperature below which frost "
+       "protection limits the airflow to VENT_FROST_MAX_LEVEL (ends 2 °C above)."),
+    _s("ventilation", "VENT_FROST_SUPPLY_C", 8.0, "Supply air temperature below which frost "
+       "protection limits the airflow (ends 2 °C above)."),
+    _s("ventilation", "VENT_FROST_MAX_LEVEL", 1, "Highest level during frost protection."),
+    _s("ventilation", "VENT_FILTER_DP_MAX_PA", 150.0, "Filter differential pressure (Pa) above which "
+       "the filter is reported dirty."),
+    _s("ventilation", "VENT_FAN_MIN_RPM", 200.0, "A fan commanded to run that turns slower than this "
+       "after VENT_FAN_GRACE_S is reported failed."),
+    _s("ventilation", "VENT_FAN_GRACE_S", 120.0, "Seconds a fan gets to spin up after a level change."),
+    _s("ventilation", "VENT_CO2_STUCK_MIN", 30, "A CO2 reading that stays exactly the same this many "
+       "minutes is taken as a stuck sensor and not believed."),
+    _s("ventilation", "VENT_SENSOR_STALE_S", 300, "A CO2 reading older than this many seconds is not "
+       "believed."),
+    _s("ventilation", "VENT_OVERRIDE_MAX_MIN", 240, "Longest manual override, in minutes."),
+    _s("ventilation", "VENT_HOURS_CACHE", "ventilation-hours.json", "Last good copy of the branch's "
+       "opening hours, relative to the instance folder; used when the catalogue cannot be read."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
