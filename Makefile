@@ -12,7 +12,12 @@ APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool 
 	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-deps python-deps bench docs clean
+# ESPHome (for validating the sensor nodes' configs) pins paho-mqtt 1.x while the app needs 2.x, so
+# it lives in a venv of its own.
+ESPHOME_VENV ?= .venv-esphome
+ESPHOME_VERSION ?= 2026.6.5
+
+.PHONY: demo test system-deps python-deps esphome-venv bench docs clean
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -29,10 +34,18 @@ $(VENV)/.installed: pyproject.toml
 
 python-deps: system-deps $(VENV)/.installed
 
+$(ESPHOME_VENV)/.installed:
+	$(PYTHON) -m venv $(ESPHOME_VENV)
+	$(ESPHOME_VENV)/bin/pip install -q --upgrade pip
+	$(ESPHOME_VENV)/bin/pip install -q esphome==$(ESPHOME_VERSION)
+	touch $@
+
+esphome-venv: system-deps $(ESPHOME_VENV)/.installed
+
 demo: python-deps
 	$(VENV)/bin/cnap demo
 
-test: python-deps
+test: python-deps esphome-venv
 	$(PY) -m pytest -q
 
 bench: python-deps
@@ -42,4 +55,4 @@ docs: python-deps
 	$(VENV)/bin/cnap settings --markdown > docs/settings.md
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) $(ESPHOME_VENV) instance .pytest_cache

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from facility.base import DISABLED, UNAVAILABLE
@@ -180,7 +180,9 @@ class VentilationController:
     name = NAME
 
     def __init__(self, settings: dict[str, Any], *, unit: ModbusUnit | None = None,
-                 profile: Profile | None = None, hours: BranchHours | None = None) -> None:
+                 profile: Profile | None = None, hours: BranchHours | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock   # only for commands: poll() is given its time by the agent
         self.interval_s = float(settings.get("VENT_INTERVAL_S", 30))
         self._lock = threading.RLock()
         self._events: deque[dict[str, str]] = deque(maxlen=MAX_EVENTS)
@@ -346,7 +348,7 @@ class VentilationController:
     def _command(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         if self.config is None or self.unit is None:
             return {"ok": False, "message": f"ventilation disabled: {self.disabled_reason}"}
-        now = time.time()
+        now = self.clock()
         with self._lock:
             if action == "override":
                 result = policy.start_override(self.state, self.config, args.get("level"),
