@@ -30,6 +30,7 @@ from .io import ModbusUnit, Profile, ProfileError, UnitReading, load_profile
 log = logging.getLogger(__name__)
 NAME = "ventilation"
 MAX_EVENTS = 50
+REWRITE_S = 300.0
 
 # alert word -> (Ukrainian, English); anything not here (unit_alarm_*, register_implausible_*) is
 # described by its prefix.
@@ -45,6 +46,7 @@ ALERT_TEXT = {
     "frost_protection": ("Захист від замерзання: потік обмежено", "Frost protection: airflow limited"),
     "humidity_high": ("Висока вологість у приміщенні", "Room humidity high"),
     "temperature_high": ("Висока температура у приміщенні", "Room temperature high"),
+    "level_not_applied": ("Установка не прийняла заданий рівень", "The unit does not keep the commanded level"),
     "hours_unknown": ("Невідомий графік роботи відділення", "Branch opening hours unknown"),
     "room_temp_implausible": ("Датчик температури несправний", "Room temperature sensor implausible"),
     "humidity_implausible": ("Датчик вологості несправний", "Humidity sensor implausible"),
@@ -190,7 +192,9 @@ class VentilationController:
         self._external: dict[str, tuple[float, float]] = {}
         self._reading: UnitReading | None = None
         self._decision: policy.Decision | None = None
+        self._inputs: policy.Reading | None = None
         self._write_error = ""
+        self._written_at = -math.inf
         self.tz = ZoneInfo(str(settings.get("TIMEZONE", "Europe/Kyiv")))
         self.disabled_reason = ""
         self.config: policy.Config | None = None
@@ -265,8 +269,9 @@ class VentilationController:
         reading = self.unit.read()
         self._reading = reading
         local_now = datetime.fromtimestamp(now, self.tz)
-        decision = policy.decide(self.config, self.state, self._policy_reading(now, reading),
-                                 local_now, self.hours.around(local_now))
+        inputs = self._policy_reading(now, reading)
+        self._inputs = inputs
+        decision = policy.decide(self.config, self.state, inputs, local_now, self.hours.around(local_now))
         previous = self.state.level
         self.state = decision.state
         self._decision = decision
@@ -274,17 +279,24 @@ class VentilationController:
         if decision.level is not None and reading.ok:
             feedback = reading.values.get(self.profile.level_point)
             wanted = self.profile.levels[decision.level]
-            if decision.level != previous or feedback != wanted:
+            mismatch = feedback is not None and feedback != wanted
+            # a unit that shows another level than commanded gets the command again, but not
+            # more often than every REWRITE_S (its own program or keypad may be holding it)
+            if decision.level != previous or (mismatch and now - self._written_at >= REWRITE_S):
                 error = self.unit.write_level(decision.level, reading)
                 if error:
                     alerts.add("unit_unavailable")
                     if error != self._write_error:
                         self._event("write_failed", "Не вдалося задати рівень вентиляції",
                                     "Could not set the ventilation level")
-                elif decision.level != previous:
-                    self._event("level", f"Рівень вентиляції {decision.level} ({decision.reason})",
-                                f"Ventilation level {decision.level} ({decision.reason})")
+                else:
+                    if decision.level != previous:
+                        self._event("level", f"Рівень вентиляції {decision.level} ({decision.reason})",
+                                    f"Ventilation level {decision.level} ({decision.reason})")
+                    self._written_at = now
                 self._write_error = error
+            elif mismatch:
+                alerts.add("level_not_applied")
         self._update_alerts(frozenset(alerts))
 
     def _update_alerts(self, alerts: frozenset[str]) -> None:
@@ -332,11 +344,21 @@ class VentilationController:
                           "until": datetime.fromtimestamp(self.state.override_until, timezone.utc)
                           .isoformat(timespec="seconds")}
                          if self.state.override_level is not None else None),
-            "readings": {k: round(v, 1) for k, v in (reading.values.items() if reading and reading.ok else ())
-                         if k not in ("level_command", "mode_request")},
+            "readings": self._readings(),
             "co2_band": self.state.band, "profile": self.profile.name,
             "hours_error": self.hours.error,
         }
+
+    def _readings(self) -> dict[str, float]:
+        """What the last decision was based on (the unit's registers and any fed sensor)."""
+        inputs = self._inputs
+        if inputs is None or not inputs.unit_ok:
+            return {}
+        values = {"co2_ppm": inputs.co2_ppm, "room_temp_c": inputs.room_c, "rh_pct": inputs.rh_pct,
+                  "outdoor_temp_c": inputs.outdoor_c, "supply_temp_c": inputs.supply_c,
+                  "filter_dp_pa": inputs.filter_dp_pa, "supply_rpm": inputs.supply_rpm,
+                  "extract_rpm": inputs.extract_rpm}
+        return {k: round(v, 1) for k, v in values.items() if v is not None and math.isfinite(v)}
 
     def command(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         try:

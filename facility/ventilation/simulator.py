@@ -96,6 +96,7 @@ class Faults:
     extract_fan_failed: bool = False
     alarms: set[str] = field(default_factory=set)        # alarm registers set to 1
     garbage: dict[str, int] = field(default_factory=dict)  # point -> raw register value shown
+    ignore_level_writes: bool = False     # acknowledges level writes but keeps its own level
 
 
 def _raw(point: Point, value: float) -> int:
@@ -153,6 +154,8 @@ class SimulatedUnit:
             if point.name == self.profile.level_point:
                 if value not in self.profile.levels:
                     return ExcCodes.ILLEGAL_VALUE
+                if self.faults.ignore_level_writes:
+                    continue
                 self.room.level = self.profile.levels.index(value)
             elif point.name == "mode_request" and value > 0:
                 self.room.user_mode = value - 1

@@ -325,6 +325,30 @@ def test_fan_failure_and_unit_alarm(sim, tmp_path):
     assert "extract_fan_fault" not in alerts
 
 
+def test_a_unit_that_does_not_keep_the_commanded_level(sim, tmp_path):
+    clock = Clock(MONDAY_9)
+    controller = controller_for(sim, tmp_path, clock)
+    run(controller, sim, clock, 5)
+    assert sim.room.level == 1
+    sim.faults.ignore_level_writes = True
+    writes = len(sim.unit.writes)
+    sim.room.occupancy = 80
+    run(controller, sim, clock, 60)
+    assert sim.room.level == 1 and "level_not_applied" in controller.status()["alerts"]
+    # the command is repeated, but at most every five minutes
+    assert 1 <= len(sim.unit.writes) - writes <= 60 // 5 + 3
+
+
+def test_status_shows_what_the_decision_was_based_on(sim, tmp_path):
+    clock = Clock(MONDAY_9)
+    controller = controller_for(sim, tmp_path, clock)
+    sim.room.outdoor_c = -4.0
+    controller.poll(clock.now)
+    readings = controller.status()["readings"]
+    assert readings["outdoor_temp_c"] == -4.0 and 400 < readings["co2_ppm"] < 500
+    json.dumps(controller.status())
+
+
 def test_the_filter_clogs_over_time_and_is_reported(sim, tmp_path):
     clock = Clock(MONDAY_9)
     sim.room.clog_pa_per_h = 60.0
