@@ -10,6 +10,7 @@ PYTHON ?= python3
 APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool \
 	gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config \
 	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
+APT_PACKAGES += socat  # ventilation tests: a serial line for Modbus RTU as a pty pair
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ESPHome (for validating the sensor nodes' configs) pins paho-mqtt 1.x while the app needs 2.x, so

@@ -18,7 +18,7 @@ from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .io import Point, Profile, load_profile
@@ -189,7 +189,7 @@ class Simulator:
     """The unit on a loopback port. ``settings`` points a controller at it."""
 
     def __init__(self, profile: Profile, room: Room | None = None, *, framer: str = "socket",
-                 realtime: bool = False, speed: float = 1.0) -> None:
+                 realtime: bool = False, speed: float = 1.0, serial_port: str | None = None) -> None:
         self.unit = SimulatedUnit(profile, room)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -197,13 +197,17 @@ class Simulator:
         self._server: ModbusTcpServer | None = None
         self._error: BaseException | None = None
         self._framer = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
+        self._serial_port = serial_port
         self.port = 0
         self._thread = threading.Thread(target=self._run, name="ventilation-sim", daemon=True)
         self._thread.start()
         if not self._ready.wait(10) or self._error:
             raise RuntimeError(f"ventilation simulator did not start: {self._error}")
-        scheme = "rtu+tcp" if framer == "rtu" else "tcp"
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        if serial_port:
+            self.url = f"rtu://{serial_port}?baudrate=9600"
+        else:
+            scheme = "rtu+tcp" if framer == "rtu" else "tcp"
+            self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.settings: dict[str, Any] = {"VENT_UNIT_URL": self.url, "VENT_PROFILE": profile.name}
         self._ticker = None
         if realtime:
@@ -242,6 +246,12 @@ class Simulator:
 
     async def _start(self) -> None:
         device = SimDevice(1, simdata=self.unit.blocks(), action=self.unit.action)
+        if self._serial_port:
+            # an RS-485 line: in tests one end of a pty pair made by socat
+            self._server = ModbusSerialServer(device, framer=FramerType.RTU, port=self._serial_port,
+                                              baudrate=9600)
+            await self._server.serve_forever(background=True)
+            return
         self._server = ModbusTcpServer(device, address=("127.0.0.1", 0), framer=self._framer)
         await self._server.serve_forever(background=True)
         sockets = getattr(self._server.transport, "sockets", None) or []
@@ -273,7 +283,7 @@ def free_port() -> int:
 
 
 def start(settings: dict[str, Any] | None = None, *, realtime: bool = True, room: Room | None = None,
-          framer: str = "socket") -> Simulator:
+          framer: str = "socket", serial_port: str | None = None) -> Simulator:
     settings = settings or {}
     profile = load_profile(str(settings.get("VENT_PROFILE") or "generic"))
-    return Simulator(profile, room, framer=framer, realtime=realtime)
+    return Simulator(profile, room, framer=framer, realtime=realtime, serial_port=serial_port)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -123,6 +124,41 @@ def test_rtu_framing_through_a_gateway():
     try:
         assert simulator.url.startswith("rtu+tcp://")
         assert unit.read().ok and unit.write_level(2) == "" and simulator.room.level == 2
+    finally:
+        unit.close()
+        simulator.stop()
+
+
+@pytest.fixture
+def serial_line(tmp_path):
+    """Two ends of a serial line (a pty pair joined by socat): the unit's and the agent's."""
+    socat = shutil.which("socat")
+    if socat is None:
+        pytest.fail("socat is missing (make system-deps installs it)")
+    unit_end, agent_end = tmp_path / "unit-tty", tmp_path / "agent-tty"
+    process = subprocess.Popen([socat, f"pty,raw,echo=0,link={unit_end}", f"pty,raw,echo=0,link={agent_end}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if unit_end.exists() and agent_end.exists():
+                break
+            time.sleep(0.05)
+        yield str(unit_end), str(agent_end)
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def test_modbus_rtu_over_a_serial_line(serial_line):
+    unit_end, agent_end = serial_line
+    simulator = start({}, realtime=False, serial_port=unit_end)
+    unit = ModbusUnit(f"rtu://{agent_end}?baudrate=9600&parity=N", load_profile("generic"), timeout_s=1.0)
+    try:
+        simulator.room.co2_ppm = 1234.0
+        reading = unit.read()
+        assert reading.ok, reading.error
+        assert abs(reading.values["co2_ppm"] - 1234) <= 10
+        assert unit.write_level(3, reading) == "" and simulator.room.level == 3
     finally:
         unit.close()
         simulator.stop()
