@@ -343,3 +343,36 @@ def test_without_commands_the_changes_per_hour_are_bounded_by_the_dwell(config, 
 def test_changes_per_hour_counts_the_busiest_hour():
     assert changes_per_hour([]) == 0
     assert changes_per_hour([0, 100, 3599, 3600, 7300]) == 3
+
+
+# --- the pure parts of io.py ---------------------------------------------------------------------
+
+from facility.ventilation.io import MAX_READ, Point, Profile, parse_url, read_plan  # noqa: E402
+
+
+@given(raw=st.integers(0, 0xFFFF), signed=st.booleans(), scale=st.sampled_from([1.0, 0.1, 0.5, 10.0]),
+       low=st.floats(-5000, 5000), span=st.floats(0, 10000))
+def test_a_decoded_register_is_inside_the_profile_range_or_nothing(raw, signed, scale, low, span):
+    point = Point("x", "input", 0, signed, scale, low, low + span)
+    value = point.decode(raw)
+    assert value is None or low <= value <= low + span
+
+
+@given(addresses=st.lists(st.tuples(st.sampled_from(["holding", "input"]), st.integers(0, 3000)),
+                          min_size=1, max_size=60, unique=True),
+       gap=st.integers(0, 10))
+def test_the_read_plan_covers_every_register_in_legal_requests(addresses, gap):
+    points = {f"p{i}": Point(f"p{i}", table, address) for i, (table, address) in enumerate(addresses)}
+    profile = Profile("t", "", "", (0, 1), True, points, {}, "p0", (), gap)
+    plan = read_plan(profile)
+    covered = {(table, a) for table, start, count in plan for a in range(start, start + count)}
+    assert set(addresses) <= covered
+    assert all(1 <= count <= MAX_READ for _, _, count in plan)
+
+
+@given(st.text(max_size=200))
+def test_any_unit_url_text_parses_or_gives_a_value_error(text):
+    try:
+        parse_url(text)
+    except ValueError:
+        pass
