@@ -168,13 +168,17 @@ class BranchHours:
         if self._week is None:
             return None
         result = []
-        for offset in (-1, 0, 1):
-            day: date = local_now.date() + timedelta(days=offset)
-            key = day.isoformat()
-            intervals = self._special[key] if key in self._special else self._week.get(day.weekday(), [])
-            for start, end in intervals:
-                result.append((datetime.combine(day, datetime.strptime(start[:5], "%H:%M").time(), self.tz),
-                               datetime.combine(day, datetime.strptime(end[:5], "%H:%M").time(), self.tz)))
+        try:
+            for offset in (-1, 0, 1):
+                day: date = local_now.date() + timedelta(days=offset)
+                key = day.isoformat()
+                intervals = self._special[key] if key in self._special else self._week.get(day.weekday(), [])
+                for start, end in intervals:
+                    result.append((datetime.combine(day, datetime.strptime(start[:5], "%H:%M").time(), self.tz),
+                                   datetime.combine(day, datetime.strptime(end[:5], "%H:%M").time(), self.tz)))
+        except (TypeError, ValueError) as exc:   # a damaged copy: as if no hours were known
+            self.error = f"hours unreadable: {type(exc).__name__}"
+            return None
         return tuple(result)
 
 
@@ -195,8 +199,14 @@ class VentilationController:
         self._inputs: policy.Reading | None = None
         self._write_error = ""
         self._written_at = -math.inf
-        self.tz = ZoneInfo(str(settings.get("TIMEZONE", "Europe/Kyiv")))
         self.disabled_reason = ""
+        tz_name = str(settings.get("TIMEZONE", "Europe/Kyiv"))
+        try:
+            self.tz = ZoneInfo(tz_name)
+        except (ValueError, KeyError, OSError):   # ZoneInfoNotFoundError is a KeyError
+            self._event("config_error", f"Невідомий часовий пояс {tz_name[:40]!r}: UTC",
+                        f"Unknown time zone {tz_name[:40]!r}: using UTC")
+            tz_name, self.tz = "UTC", ZoneInfo("UTC")
         self.config: policy.Config | None = None
         self.unit = unit
         self.profile = profile
@@ -214,13 +224,17 @@ class VentilationController:
         if self.unit is None and not self.disabled_reason:
             self.disabled_reason = "no unit configured (VENT_UNIT_URL)"
         mode = str(settings.get("VENT_MODE", "demand"))
-        self.state = policy.State(mode=mode if mode in policy.MODES else "demand")
+        if mode not in policy.MODES:
+            self._event("config_error", f"Невідомий режим вентиляції {mode[:20]!r}: працює demand",
+                        f"Unknown ventilation mode {mode[:20]!r}: running demand")
+            mode = "demand"
+        self.state = policy.State(mode=mode)
         instance = settings.get("INSTANCE_PATH") or str(Path.cwd() / "instance")
         if hours is None:
             db = settings.get("CATALOGUE_DB", "catalogue.sqlite")
             cache = settings.get("VENT_HOURS_CACHE", "ventilation-hours.json")
             hours = BranchHours(Path(instance) / db if db else None, str(settings.get("BRANCH_ID", "central")),
-                                str(settings.get("TIMEZONE", "Europe/Kyiv")),
+                                tz_name,
                                 Path(instance) / cache if cache and Path(instance).is_dir() else None)
         self.hours = hours
 

@@ -427,6 +427,25 @@ def test_hours_come_from_the_catalogue_and_survive_it_going_away(tmp_path):
     assert [(s.hour, e.hour) for s, e in again.around(tuesday) if s.date() == tuesday.date()] == [(8, 20)]
 
 
+def test_a_damaged_hours_copy_means_unknown_hours_not_a_crash(tmp_path):
+    cache = tmp_path / "hours.json"
+    cache.write_text(json.dumps({"week": {"0": [["8 o'clock", "late"]]}, "special": {}}))
+    hours = BranchHours(None, "central", "Europe/Kyiv", cache)
+    assert hours.around(MONDAY_9) is None and hours.error
+
+
+def test_bad_time_zone_and_mode_settings_are_reported_not_fatal(sim, tmp_path):
+    clock = Clock(MONDAY_9)
+    values = settings_module.defaults()
+    values.update(sim.settings)
+    values.update({"INSTANCE_PATH": str(tmp_path), "TIMEZONE": "Mars/Olympus", "VENT_MODE": "turbo"})
+    controller = build(values)
+    controller.poll(clock.now)
+    status = controller.status()
+    assert status["available"] and status["mode"] == "demand"
+    assert [e["kind"] for e in status["events"]].count("config_error") == 2
+
+
 # --- ESPHome sensor nodes ----------------------------------------------------------------------
 
 ESPHOME = ROOT / ".venv-esphome" / "bin" / "esphome"
