@@ -17,7 +17,7 @@ Why the rules look the way they do (the decision table is in docs/facility-venti
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Iterable
 

@@ -2,7 +2,6 @@
 over arbitrary input sequences (levels always inside the limits, bounded changes per hour)."""
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 

@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from facility.base import Controller
 from facility.ventilation import BranchHours, VentilationController, build
 from facility.ventilation.io import ModbusUnit, ProfileError, load_profile, parse_url, read_plan
 from facility.ventilation.policy import changes_per_hour
-from facility.ventilation.simulator import Room, start
+from facility.ventilation.simulator import start
 from terminal import settings as settings_module
 
 KYIV = ZoneInfo("Europe/Kyiv")
