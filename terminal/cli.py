@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "devices.cli",
     "payments.cli",
     "terminal.exports",
+    "monitoring.cli",
 )
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from facility import CONTROLLERS as FACILITY_CONTROLLERS
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -172,6 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("surveys", "SURVEY_THANKS_S", 6, "Seconds the thank-you screen stays before the tablet returns "
        "to the first question."),
     # --- agent (facility controllers, `cnap agent`) -------------------------------------
+    _s("agent", "FACILITY_CONTROLLERS", list(FACILITY_CONTROLLERS), "Controller packages `cnap agent` "
+       "runs, by module name (facility/base.py). Remove one this site does not have; a package that "
+       "cannot be imported or built shows as an unavailable controller with the reason."),
     _s("agent", "AGENT_HOST", "127.0.0.1", "Address of the agent's JSON endpoint (`cnap agent`: "
        "GET /status, POST /command/<controller>). Loopback only (127.0.0.0/8 or ::1): the kiosk and "
        "service mode on this machine are its only clients; anything else is refused at start."),
