@@ -104,6 +104,7 @@ def init_app(app: Flask) -> None:
     register_section(app, "service.staff", "service.section.staff", roles=("admin",), order=890)
     register_section(app, "service.audit_log", "service.section.audit", roles=("admin",), order=900)
     register_section(app, "service.stop_kiosk", "service.section.stop", roles=("technician",), order=990)
+    register_section(app, "service.facility", "service.section.facility", roles=("technician",), order=700)
 
     @app.before_request
     def _idle_reset_ends_the_screen_session():
@@ -356,3 +357,204 @@ def on_kiosk_window() -> bool:
     from terminal.shell import WINDOW_USER_AGENT_MARK  # plain constant; shell imports GTK lazily
 
     return WINDOW_USER_AGENT_MARK in request.headers.get("User-Agent", "")
+
+
+# --- the building: ventilation, power, uplinks, as `cnap agent` reports them --------------------
+i18n.register({
+    "service.section.facility": ("Будівля", "Facility"),
+    "facility.unavailable.title": ("Агент недоступний", "Agent unavailable"),
+    "facility.unavailable.body": ("Кіоск не отримав відповіді від агента будівлі, тож стан вентиляції, "
+                                  "живлення та інтернет-каналів зараз невідомий. Агент працює окремо від "
+                                  "кіоску: перевірте, чи запущено cnap agent (службу cnap-agent).",
+                                  "The kiosk got no answer from the facility agent, so the state of "
+                                  "ventilation, power and uplinks is unknown right now. The agent runs apart "
+                                  "from the kiosk: check that cnap agent (the cnap-agent service) is running."),
+    "facility.unavailable.reason": ("Причина", "Reason"),
+    "facility.as_of": ("Стан на {time}", "As of {time}"),
+    "facility.available": ("Працює", "Working"),
+    "facility.not_available": ("Недоступний", "Unavailable"),
+    "facility.state": ("Режим", "Mode"),
+    "facility.alerts": ("Тривоги", "Alerts"),
+    "facility.no_alerts": ("Тривог немає", "No alerts"),
+    "facility.fault": ("Несправність", "Fault"),
+    "facility.polled_at": ("Оновлено", "Updated"),
+    "facility.details": ("Показники: {name}", "Readings: {name}"),
+    "facility.reading": ("Показник", "Reading"),
+    "facility.value": ("Значення", "Value"),
+    "facility.yes": ("так", "yes"),
+    "facility.no": ("ні", "no"),
+    "facility.events": ("Останні події", "Recent events"),
+    "facility.no_events": ("Подій немає.", "No events."),
+    "facility.event.when": ("Коли", "When"),
+    "facility.event.where": ("Де", "Where"),
+    "facility.event.what": ("Що сталося", "What happened"),
+    "facility.override.title": ("Ручний режим вентиляції", "Ventilation override"),
+    "facility.override.why": ("Вентиляція працюватиме на заданому рівні вказаний час, а потім повернеться "
+                              "до автоматичного керування.",
+                              "Ventilation runs at the level you set for the time you set, then returns to "
+                              "automatic control."),
+    "facility.override.level": ("Рівень, % (0–100)", "Level, % (0–100)"),
+    "facility.override.minutes": ("Тривалість, хв (1–{max})", "Duration, min (1–{max})"),
+    "facility.override.submit": ("Увімкнути ручний режим", "Start the override"),
+    "facility.override.bad_level": ("Рівень — ціле число від 0 до 100.", "The level is a whole number from 0 to 100."),
+    "facility.override.bad_minutes": ("Тривалість — ціле число хвилин від 1 до {max}.",
+                                      "The duration is a whole number of minutes from 1 to {max}."),
+    "facility.override.errors": ("Виправте поля форми:", "Correct the form:"),
+    "facility.override.done": ("Ручний режим увімкнено.", "The override is on."),
+    "facility.override.refused": ("Вентиляція не прийняла команду.", "Ventilation refused the command."),
+    "facility.override.no_agent": ("Команду не передано: агент недоступний.",
+                                   "The command was not sent: the agent is unavailable."),
+    "facility.override.answer": ("Відповідь: {message}", "Answer: {message}"),
+    "facility.controller.ventilation": ("Вентиляція", "Ventilation"),
+    "facility.controller.power": ("Живлення", "Power"),
+    "facility.controller.uplinks": ("Інтернет-канали", "Internet uplinks"),
+    "facility.word.unavailable": ("недоступний", "unavailable"),
+    "facility.word.disabled": ("не налаштовано", "not configured"),
+    "facility.word.normal": ("звичайний", "normal"),
+    "facility.word.ok": ("гаразд", "OK"),
+    "facility.word.demand": ("за потребою (CO₂)", "on demand (CO₂)"),
+    "facility.word.schedule": ("за розкладом", "on schedule"),
+    "facility.word.override": ("ручний режим", "override"),
+    "facility.word.off": ("вимкнено", "off"),
+    "facility.word.online": ("від мережі", "on mains"),
+    "facility.word.on_battery": ("від батареї", "on battery"),
+    "facility.word.low_battery": ("батарея майже розряджена", "battery low"),
+    "facility.word.primary": ("основний канал", "primary uplink"),
+    "facility.word.backup": ("резервний канал", "backup uplink"),
+    "facility.word.down": ("немає зв'язку", "down"),
+    "facility.word.not_loaded": ("контролер не завантажено", "controller not loaded"),
+    "facility.word.poll_failed": ("помилка опитування", "poll failed"),
+    "facility.word.poll_stuck": ("опитування зависло", "poll stuck"),
+    "facility.word.status_failed": ("помилка стану", "status failed"),
+})
+
+FACILITY_BASE_KEYS = ("available", "state", "alerts", "events", "polled_at", "fault")
+FACILITY_EVENTS_SHOWN = 30
+FACILITY_VALUE_CHARS = 200
+
+
+def _facility_word(word) -> str:
+    """A controller's machine word (state, alert, reading name) in the visitor's language when
+    a text exists, else readable as it is."""
+    word = str(word)
+    key = f"facility.word.{word}"
+    return i18n.gettext(key) if i18n.known(key) else word.replace("_", " ")
+
+
+def _facility_name(name: str) -> str:
+    key = f"facility.controller.{name}"
+    return i18n.gettext(key) if i18n.known(key) else name.replace("_", " ")
+
+
+def _facility_value(value) -> str:
+    if isinstance(value, bool):
+        text = i18n.gettext("facility.yes" if value else "facility.no")
+    elif isinstance(value, dict):
+        text = "; ".join(f"{_facility_word(k)}: {_facility_value(v)}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(_facility_value(v) for v in value)
+    elif value is None:
+        text = "—"
+    else:
+        text = str(value)
+    return text if len(text) <= FACILITY_VALUE_CHARS else text[:FACILITY_VALUE_CHARS - 1] + "…"
+
+
+def _facility_time(stamp) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        moment = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return str(stamp)[:40]
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _facility_view(status: dict) -> dict:
+    """The agent's status as the screen shows it: each controller's state, alerts and readings,
+    and every controller's events merged, newest first."""
+    language = i18n.current_language()
+    panels, events = [], []
+    for name, raw in status.get("controllers", {}).items():
+        raw = raw if isinstance(raw, dict) else {}
+        readings = [(_facility_word(k), _facility_value(v)) for k, v in raw.items() if k not in FACILITY_BASE_KEYS]
+        panels.append({"name": name, "title": _facility_name(name), "available": raw.get("available") is True,
+                       "state": _facility_word(raw.get("state", "unavailable")),
+                       "alerts": [_facility_word(a) for a in raw.get("alerts", []) if isinstance(a, str)],
+                       "fault": _facility_value(raw["fault"]) if raw.get("fault") else None,
+                       "polled_at": _facility_time(raw["polled_at"]) if raw.get("polled_at") else None,
+                       "readings": readings})
+        for event in raw.get("events", []) if isinstance(raw.get("events"), list) else []:
+            if not isinstance(event, dict):
+                continue
+            text = event.get(f"text_{language}") or event.get("text_uk") or event.get("kind", "")
+            events.append({"at": str(event.get("at", "")), "when": _facility_time(event.get("at", "")),
+                           "where": _facility_name(name), "text": _facility_value(text)})
+    events.sort(key=lambda e: e["at"], reverse=True)
+    return {"panels": panels, "events": events[:FACILITY_EVENTS_SHOWN],
+            "as_of": _facility_time(status.get("at", ""))}
+
+
+def _facility_page(result=None, errors=None, values=None, status_code=200):
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    client = AgentClient.from_settings(current_app.config)
+    try:
+        view, problem = _facility_view(client.status()), None
+    except AgentUnavailable as exc:
+        current_app.logger.warning("facility screen: %s", exc)
+        view, problem = None, str(exc)
+    limit = current_app.config["FACILITY_OVERRIDE_MAX_MINUTES"]
+    return render_template("service/facility.html", view=view, problem=problem, result=result,
+                           errors=errors or {}, values=values or {"level": "", "minutes": ""},
+                           max_minutes=limit), status_code
+
+
+def _whole_number(raw: str | None, lo: int, hi: int) -> int | None:
+    text = (raw or "").strip()[:8]
+    if not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if lo <= number <= hi else None
+
+
+@bp.get("/facility")
+@require_role("technician")
+def facility():
+    return _facility_page()
+
+
+@bp.post("/facility/override")
+@require_role("technician")
+def facility_override():
+    """Ventilation at a level for some minutes: checked here, then passed to the agent, whose
+    controller may still refuse (its own limits, the equipment unavailable)."""
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    limit = current_app.config["FACILITY_OVERRIDE_MAX_MINUTES"]
+    values = {"level": request.form.get("level", "")[:8], "minutes": request.form.get("minutes", "")[:8]}
+    level = _whole_number(values["level"], 0, 100)
+    minutes = _whole_number(values["minutes"], 1, limit)
+    errors = {}
+    if level is None:
+        errors["level"] = i18n.gettext("facility.override.bad_level")
+    if minutes is None:
+        errors["minutes"] = i18n.gettext("facility.override.bad_minutes", max=limit)
+    if errors:
+        return _facility_page(errors=errors, values=values, status_code=400)
+    try:
+        answer = AgentClient.from_settings(current_app.config).command(
+            "ventilation", "override", {"level": level, "minutes": minutes})
+    except AgentUnavailable as exc:
+        current_app.logger.warning("ventilation override not sent: %s", exc)
+        audit("facility.override", level=level, minutes=minutes, ok=False, reason="agent unavailable")
+        return _facility_page(result={"ok": False, "key": "facility.override.no_agent", "message": ""},
+                              values=values, status_code=503)
+    audit("facility.override", level=level, minutes=minutes, ok=answer["ok"])
+    result = {"ok": answer["ok"], "message": answer["message"][:300],
+              "key": "facility.override.done" if answer["ok"] else "facility.override.refused"}
+    return _facility_page(result=result, values={} if answer["ok"] else values,
+                          status_code=200 if answer["ok"] else 409)
