@@ -36,9 +36,11 @@ class MarkingSimulator(FakeSimulator):
 
 def package(name: str, extra: dict | None = None):
     def build(settings: dict) -> MarkingController:
-        return MarkingController(name, interval_s=0.2, extra=extra)
+        # What the simulator asked for reaches the controller (through the agent's environment).
+        return MarkingController(name, interval_s=0.2,
+                                 extra={**(extra or {}), "stop_timeout_s": settings.get("AGENT_STOP_TIMEOUT_S")})
 
     def start_simulator(settings: dict) -> MarkingSimulator:
-        return MarkingSimulator(name, {})
+        return MarkingSimulator(name, {"AGENT_STOP_TIMEOUT_S": 7.5})
 
     return build, start_simulator
