@@ -153,7 +153,10 @@ class Agent:
             if modules is None:
                 modules = self.settings.get("FACILITY_CONTROLLERS") or ()
             controllers, unavailable = load_controllers(self.settings, modules)
-            runner = Runner(controllers, unavailable, stop_timeout_s=settings["AGENT_STOP_TIMEOUT_S"])
+            # A command waits for a poll in progress at most half the kiosk's patience, so the
+            # kiosk hears "busy" rather than giving up while the command might still run.
+            runner = Runner(controllers, unavailable, stop_timeout_s=settings["AGENT_STOP_TIMEOUT_S"],
+                            command_wait_s=settings["AGENT_TIMEOUT_S"] / 2)
         self.runner = runner
         self.status_listeners = runner.listeners   # the reporting seam (MQTT comes here)
         self.app = create_agent_app(runner, self.token, max_body=settings["AGENT_MAX_BODY"],

@@ -14,7 +14,13 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 class AgentUnavailable(Exception):
-    """No usable answer from the agent; ``str()`` says why, for the log and the screen."""
+    """No usable answer from the agent; ``str()`` says why, for the log and the screen.
+    ``maybe_done``: the request went out but no answer came back in time, so a command may have
+    been carried out all the same (the screen says to check the state rather than "not sent")."""
+
+    def __init__(self, reason: str, maybe_done: bool = False):
+        super().__init__(reason)
+        self.maybe_done = maybe_done
 
 
 class AgentClient:
@@ -51,13 +57,15 @@ class AgentClient:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        sent = False
         try:
             connection.request(method, path, body=data, headers=headers)
+            sent = True
             response = connection.getresponse()
             raw = response.read(MAX_ANSWER_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:   # refused, timed out, cut off
             raise AgentUnavailable(f"no answer from the agent at {self.host}:{self.port}: "
-                                   f"{type(exc).__name__}: {exc}") from None
+                                   f"{type(exc).__name__}: {exc}", maybe_done=sent and method == "POST") from None
         finally:
             connection.close()
         if len(raw) > MAX_ANSWER_BYTES:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +254,10 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         raise SettingError("setting AGENT_PORT: must be from 0 to 65535")
     if not 1 <= values["FACILITY_OVERRIDE_MAX_MINUTES"] <= 24 * 60:
         raise SettingError("setting FACILITY_OVERRIDE_MAX_MINUTES: must be from 1 to 1440")
+    for module_name in values["FACILITY_CONTROLLERS"]:
+        if not _MODULE_NAME.fullmatch(module_name):
+            raise SettingError(f"setting FACILITY_CONTROLLERS: {module_name!r} is not a module name "
+                               "such as facility.ventilation")
     for network in values["SERVICE_NETWORKS"]:
         try:
             ipaddress.ip_network(network, strict=False)
@@ -260,6 +265,9 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
             raise SettingError(f"setting SERVICE_NETWORKS: {network!r} is not a network "
                                "such as 192.168.10.0/24") from None
     return values
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
 
 
 def _is_loopback(host: str) -> bool:

@@ -404,6 +404,10 @@ i18n.register({
     "facility.override.refused": ("Вентиляція не прийняла команду.", "Ventilation refused the command."),
     "facility.override.no_agent": ("Команду не передано: агент недоступний.",
                                    "The command was not sent: the agent is unavailable."),
+    "facility.override.no_answer": ("Агент не відповів вчасно: команда могла виконатися. Перевірте режим "
+                                    "вентиляції нижче, перш ніж повторювати.",
+                                    "The agent did not answer in time: the command may have been carried out. "
+                                    "Check the ventilation mode below before trying again."),
     "facility.override.answer": ("Відповідь: {message}", "Answer: {message}"),
     "facility.controller.ventilation": ("Вентиляція", "Ventilation"),
     "facility.controller.power": ("Живлення", "Power"),
@@ -482,6 +486,7 @@ def _facility_view(status: dict) -> dict:
         raw = raw if isinstance(raw, dict) else {}
         readings = [(_facility_word(k), _facility_value(v)) for k, v in raw.items() if k not in FACILITY_BASE_KEYS]
         panels.append({"name": name, "title": _facility_name(name), "available": raw.get("available") is True,
+                       "disabled": raw.get("state") == "disabled",
                        "state": _facility_word(raw.get("state", "unavailable")),
                        "alerts": [_facility_word(a) for a in raw.get("alerts", []) if isinstance(a, str)],
                        "fault": _facility_value(raw["fault"]) if raw.get("fault") else None,
@@ -549,10 +554,11 @@ def facility_override():
         answer = AgentClient.from_settings(current_app.config).command(
             "ventilation", "override", {"level": level, "minutes": minutes})
     except AgentUnavailable as exc:
-        current_app.logger.warning("ventilation override not sent: %s", exc)
-        audit("facility.override", level=level, minutes=minutes, ok=False, reason="agent unavailable")
-        return _facility_page(result={"ok": False, "key": "facility.override.no_agent", "message": ""},
-                              values=values, status_code=503)
+        current_app.logger.warning("ventilation override: %s", exc)
+        audit("facility.override", level=level, minutes=minutes, ok=False,
+              reason="no answer in time" if exc.maybe_done else "agent unavailable")
+        key = "facility.override.no_answer" if exc.maybe_done else "facility.override.no_agent"
+        return _facility_page(result={"ok": False, "key": key, "message": ""}, values=values, status_code=503)
     audit("facility.override", level=level, minutes=minutes, ok=answer["ok"])
     result = {"ok": answer["ok"], "message": answer["message"][:300],
               "key": "facility.override.done" if answer["ok"] else "facility.override.refused"}

@@ -196,3 +196,9 @@ def test_cnap_agent_serves_then_stops_in_order_on_sigterm(tmp_path):
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def test_controller_packages_are_module_names(tmp_path):
+    with pytest.raises(settings_module.SettingError, match="FACILITY_CONTROLLERS"):
+        agent_settings(tmp_path, FACILITY_CONTROLLERS="facility.power,../../tmp/x")
+    assert agent_settings(tmp_path, FACILITY_CONTROLLERS="facility.power")["FACILITY_CONTROLLERS"] == ["facility.power"]

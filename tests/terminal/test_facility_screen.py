@@ -159,3 +159,33 @@ def test_the_facility_limit_is_a_setting(app, client, agent, vent):
     assert "1–60" in client.get("/service/facility").text
     assert client.post("/service/facility/override", data={"level": "60", "minutes": "61"}).status_code == 400
     assert vent.commands == []
+
+
+def test_a_controller_not_configured_on_this_site_is_not_shown_as_a_fault(app, client):
+    idle = FakeController("uplinks", state="disabled")
+    idle.status = lambda: {"available": False, "state": "disabled", "alerts": [], "events": []}
+    running = start_agent(app, [idle])
+    try:
+        assert wait_until(lambda: idle.polls)
+        service_login(client, TECHNICIAN)
+        page = client.get("/service/facility").text
+        assert "не налаштовано" in page and "Недоступний" not in page and "facility-unavailable" not in page
+    finally:
+        running.stop()
+
+
+def test_an_agent_that_takes_the_request_and_never_answers(app, client):
+    """Status: shown as unavailable after AGENT_TIMEOUT_S. A command: it may have been carried out,
+    so the screen says to check the state instead of claiming it was not sent."""
+    from monitoring.agent import ensure_token
+
+    ensure_token(__import__("pathlib").Path(app.config["INSTANCE_PATH"]) / "agent.token")
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        app.config.update(AGENT_PORT=mute.getsockname()[1], AGENT_TIMEOUT_S=0.3)
+        service_login(client, TECHNICIAN)
+        page = client.get("/service/facility")
+        assert page.status_code == 200 and "Агент недоступний" in page.text
+        sent = client.post("/service/facility/override", data={"level": "50", "minutes": "10"})
+        assert sent.status_code == 503 and "команда могла виконатися" in sent.text
