@@ -393,10 +393,13 @@ i18n.register({
                               "до автоматичного керування.",
                               "Ventilation runs at the level you set for the time you set, then returns to "
                               "automatic control."),
-    "facility.override.level": ("Рівень, % (0–100)", "Level, % (0–100)"),
+    "facility.override.level": ("Рівень (0–{max})", "Level (0–{max})"),
+    "facility.override.cancel": ("Повернути автоматичне керування", "Back to automatic control"),
+    "facility.override.cancelled": ("Ручний режим вимкнено: вентиляція знову керується автоматично.",
+                                    "The override is off: ventilation is under automatic control again."),
     "facility.override.minutes": ("Тривалість, хв (1–{max})", "Duration, min (1–{max})"),
     "facility.override.submit": ("Увімкнути ручний режим", "Start the override"),
-    "facility.override.bad_level": ("Рівень — ціле число від 0 до 100.", "The level is a whole number from 0 to 100."),
+    "facility.override.bad_level": ("Рівень — ціле число від 0 до {max}.", "The level is a whole number from 0 to {max}."),
     "facility.override.bad_minutes": ("Тривалість — ціле число хвилин від 1 до {max}.",
                                       "The duration is a whole number of minutes from 1 to {max}."),
     "facility.override.errors": ("Виправте поля форми:", "Correct the form:"),
@@ -426,6 +429,24 @@ i18n.register({
     "facility.word.primary": ("основний канал", "primary uplink"),
     "facility.word.backup": ("резервний канал", "backup uplink"),
     "facility.word.down": ("немає зв'язку", "down"),
+    "facility.word.shutdown": ("вимкнення", "shutting down"),
+    "facility.word.degraded": ("частина каналів не працює", "degraded"),
+    "facility.word.all_down": ("усі канали не працюють", "all uplinks down"),
+    "facility.word.filter_dirty": ("фільтр забруднений", "filter dirty"),
+    "facility.word.frost_protection": ("захист від замерзання", "frost protection"),
+    "facility.word.co2_stale": ("немає свіжих даних CO₂", "no fresh CO₂ data"),
+    "facility.word.co2_stuck": ("датчик CO₂ завис", "CO₂ sensor stuck"),
+    "facility.word.co2_implausible": ("неймовірні дані CO₂", "implausible CO₂ data"),
+    "facility.word.supply_fan_fault": ("несправність припливного вентилятора", "supply fan fault"),
+    "facility.word.extract_fan_fault": ("несправність витяжного вентилятора", "extract fan fault"),
+    "facility.word.unit_unavailable": ("установка не відповідає", "unit not answering"),
+    "facility.word.level_not_applied": ("установка не тримає заданий рівень", "unit does not keep the level"),
+    "facility.word.hours_unknown": ("невідомий розклад роботи", "opening hours unknown"),
+    "facility.word.replace_battery": ("замініть батарею", "replace the battery"),
+    "facility.word.uplink_down": ("канал не працює", "an uplink is down"),
+    "facility.word.all_uplinks_down": ("усі канали не працюють", "all uplinks down"),
+    "facility.word.route_failed": ("помилка маршрутизації", "routing failed"),
+    "facility.word.probe_stopped": ("перевірку каналів зупинено", "probing stopped"),
     "facility.word.not_loaded": ("контролер не завантажено", "controller not loaded"),
     "facility.word.poll_failed": ("помилка опитування", "poll failed"),
     "facility.word.poll_stuck": ("опитування зависло", "poll stuck"),
@@ -435,6 +456,8 @@ i18n.register({
 FACILITY_BASE_KEYS = ("available", "state", "alerts", "events", "polled_at", "fault")
 FACILITY_EVENTS_SHOWN = 30
 FACILITY_VALUE_CHARS = 200
+FACILITY_LIST_ROWS = 10
+FACILITY_LEVEL_MAX = 100      # ventilation levels offered when the controller does not say its max_level
 
 
 def _facility_word(word) -> str:
@@ -464,6 +487,27 @@ def _facility_value(value) -> str:
     return text if len(text) <= FACILITY_VALUE_CHARS else text[:FACILITY_VALUE_CHARS - 1] + "…"
 
 
+def _facility_readings(values: dict) -> list[tuple[str, str]]:
+    """A controller's own readings as table rows: nested objects one row per field, lists of
+    objects (uplinks, …) one row per item named by its ``name``; empty ones left out."""
+    rows: list[tuple[str, str]] = []
+    for key, value in values.items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, dict):
+            # "readings" holds the measurements themselves: their names alone are the labels.
+            prefix = "" if key == "readings" else _facility_word(key) + ": "
+            rows += [(prefix + _facility_word(k), _facility_value(v)) for k, v in value.items()
+                     if v is not None and v != ""]
+        elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            for number, item in enumerate(value[:FACILITY_LIST_ROWS], 1):
+                label = f"{_facility_word(key)}: {item.get('name') or number}"
+                rows.append((label, _facility_value({k: v for k, v in item.items() if k != "name"})))
+        else:
+            rows.append((_facility_word(key), _facility_value(value)))
+    return rows
+
+
 def _facility_time(stamp) -> str:
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -484,7 +528,7 @@ def _facility_view(status: dict) -> dict:
     panels, events = [], []
     for name, raw in status.get("controllers", {}).items():
         raw = raw if isinstance(raw, dict) else {}
-        readings = [(_facility_word(k), _facility_value(v)) for k, v in raw.items() if k not in FACILITY_BASE_KEYS]
+        readings = _facility_readings({k: v for k, v in raw.items() if k not in FACILITY_BASE_KEYS})
         panels.append({"name": name, "title": _facility_name(name), "available": raw.get("available") is True,
                        "disabled": raw.get("state") == "disabled",
                        "state": _facility_word(raw.get("state", "unavailable")),
@@ -499,8 +543,16 @@ def _facility_view(status: dict) -> dict:
             events.append({"at": str(event.get("at", "")), "when": _facility_time(event.get("at", "")),
                            "where": _facility_name(name), "text": _facility_value(text)})
     events.sort(key=lambda e: e["at"], reverse=True)
+    ventilation = status.get("controllers", {}).get("ventilation")
+    ventilation = ventilation if isinstance(ventilation, dict) else {}
     return {"panels": panels, "events": events[:FACILITY_EVENTS_SHOWN],
-            "as_of": _facility_time(status.get("at", ""))}
+            "as_of": _facility_time(status.get("at", "")), "max_level": _ventilation_max_level(ventilation),
+            "override_on": ventilation.get("state") == "override"}
+
+
+def _ventilation_max_level(ventilation: dict) -> int:
+    level = ventilation.get("max_level")
+    return level if isinstance(level, int) and not isinstance(level, bool) and 1 <= level <= 1000 else FACILITY_LEVEL_MAX
 
 
 def _facility_page(result=None, errors=None, values=None, status_code=200):
@@ -515,7 +567,7 @@ def _facility_page(result=None, errors=None, values=None, status_code=200):
     limit = current_app.config["FACILITY_OVERRIDE_MAX_MINUTES"]
     return render_template("service/facility.html", view=view, problem=problem, result=result,
                            errors=errors or {}, values=values or {"level": "", "minutes": ""},
-                           max_minutes=limit), status_code
+                           max_minutes=limit, max_level=view["max_level"] if view else FACILITY_LEVEL_MAX), status_code
 
 
 def _whole_number(raw: str | None, lo: int, hi: int) -> int | None:
@@ -541,11 +593,13 @@ def facility_override():
 
     limit = current_app.config["FACILITY_OVERRIDE_MAX_MINUTES"]
     values = {"level": request.form.get("level", "")[:8], "minutes": request.form.get("minutes", "")[:8]}
-    level = _whole_number(values["level"], 0, 100)
+    # The ventilation's own max_level when the agent says it (the controller checks it again).
+    max_level = _current_max_level()
+    level = _whole_number(values["level"], 0, max_level)
     minutes = _whole_number(values["minutes"], 1, limit)
     errors = {}
     if level is None:
-        errors["level"] = i18n.gettext("facility.override.bad_level")
+        errors["level"] = i18n.gettext("facility.override.bad_level", max=max_level)
     if minutes is None:
         errors["minutes"] = i18n.gettext("facility.override.bad_minutes", max=limit)
     if errors:
@@ -564,3 +618,33 @@ def facility_override():
               "key": "facility.override.done" if answer["ok"] else "facility.override.refused"}
     return _facility_page(result=result, values={} if answer["ok"] else values,
                           status_code=200 if answer["ok"] else 409)
+
+
+def _current_max_level() -> int:
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    try:
+        controllers = AgentClient.from_settings(current_app.config).status()["controllers"]
+    except AgentUnavailable:
+        return FACILITY_LEVEL_MAX
+    ventilation = controllers.get("ventilation")
+    return _ventilation_max_level(ventilation if isinstance(ventilation, dict) else {})
+
+
+@bp.post("/facility/override/cancel")
+@require_role("technician")
+def facility_override_cancel():
+    """Back to automatic control before the override's time is up."""
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    try:
+        answer = AgentClient.from_settings(current_app.config).command("ventilation", "cancel_override", {})
+    except AgentUnavailable as exc:
+        current_app.logger.warning("ventilation override cancel: %s", exc)
+        audit("facility.override_cancel", ok=False)
+        key = "facility.override.no_answer" if exc.maybe_done else "facility.override.no_agent"
+        return _facility_page(result={"ok": False, "key": key, "message": ""}, status_code=503)
+    audit("facility.override_cancel", ok=answer["ok"])
+    result = {"ok": answer["ok"], "message": answer["message"][:300],
+              "key": "facility.override.cancelled" if answer["ok"] else "facility.override.refused"}
+    return _facility_page(result=result, status_code=200 if answer["ok"] else 409)

@@ -189,3 +189,50 @@ def test_an_agent_that_takes_the_request_and_never_answers(app, client):
         assert page.status_code == 200 and "Агент недоступний" in page.text
         sent = client.post("/service/facility/override", data={"level": "50", "minutes": "10"})
         assert sent.status_code == 503 and "команда могла виконатися" in sent.text
+
+
+def test_the_level_limit_is_the_ventilations_own_and_an_override_can_be_cancelled(app, client):
+    vent = FakeController("ventilation", state="demand", extra={"max_level": 3})
+
+    def command(action, args):
+        vent.commands.append((action, args))
+        vent.state = "override" if action == "override" else "demand"
+        return {"ok": True, "message": "override cancelled" if action == "cancel_override" else "level 3 for 10 min"}
+
+    vent.command = command
+    running = start_agent(app, [vent])
+    try:
+        assert wait_until(lambda: vent.polls)
+        service_login(client, TECHNICIAN)
+        page = client.get("/service/facility").text
+        assert "Рівень (0–3)" in page and "Повернути автоматичне керування" not in page
+        refused = client.post("/service/facility/override", data={"level": "4", "minutes": "10"})
+        assert refused.status_code == 400 and "від 0 до 3" in refused.text and vent.commands == []
+        done = client.post("/service/facility/override", data={"level": "3", "minutes": "10"})
+        assert done.status_code == 200 and "Повернути автоматичне керування" in done.text
+        cancelled = client.post("/service/facility/override/cancel")
+        assert cancelled.status_code == 200 and "Ручний режим вимкнено" in cancelled.text
+        assert vent.commands == [("override", {"level": 3, "minutes": 10}), ("cancel_override", {})]
+        assert [e["action"] for e in state(app).staff.audit_log()[:2]] == ["facility.override_cancel",
+                                                                          "facility.override"]
+        assert client.post("/service/facility/override/cancel", csrf=False).status_code == 400
+        assert len(vent.commands) == 2
+    finally:
+        running.stop()
+
+
+def test_nested_readings_are_rows_of_their_own(app, client):
+    uplinks = FakeController("uplinks", state="degraded", extra={
+        "readings": {"co2_ppm": 640.5}, "override": {"level": 2, "until": "2026-12-05T12:00:00+00:00"},
+        "uplinks": [{"name": "wan0", "state": "up"}, {"name": "lte0", "state": "down"}], "error": None})
+    running = start_agent(app, [uplinks])
+    try:
+        assert wait_until(lambda: uplinks.polls)
+        service_login(client, TECHNICIAN)
+        page = client.get("/service/facility").text
+        for cell in ('<th scope="row">co2 ppm</th><td>640.5</td>', '<th scope="row">ручний режим: level</th><td>2</td>',
+                     '<th scope="row">uplinks: lte0</th><td>state: down</td>', "частина каналів не працює"):
+            assert cell in page, cell
+        assert '<th scope="row">error</th>' not in page
+    finally:
+        running.stop()
