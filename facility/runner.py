@@ -28,6 +28,7 @@ from facility.base import UNAVAILABLE, Controller
 
 log = logging.getLogger("cnap.agent")
 
+STARTING = "starting"           # the state shown before a controller's first poll has ended
 STUCK_AFTER_INTERVALS = 3        # a poll running longer than this many intervals is stuck
 RUNNER_EVENTS_KEPT = 20          # the runner's own events per controller (poll failures, recoveries)
 COMMAND_WAIT_S = 10.0            # how long a command waits for a poll in progress
@@ -110,7 +111,7 @@ class _Slot:
 class Runner:
     def __init__(self, controllers: Iterable[Controller], unavailable: Mapping[str, str] | None = None, *,
                  clock: Callable[[], float] = time.time, stop_timeout_s: float = 10.0,
-                 command_wait_s: float = COMMAND_WAIT_S):
+                 command_wait_s: float = COMMAND_WAIT_S, order: Iterable[str] = ()):
         self.clock = clock
         self.stop_timeout_s = stop_timeout_s
         self.command_wait_s = command_wait_s
@@ -120,6 +121,9 @@ class Runner:
             self._slots[controller.name] = _Slot(controller.name, controller)
         for name, reason in (unavailable or {}).items():
             self._slots[name] = _Slot(name, None, fault=reason, alert="not_loaded")
+        # Status lists controllers in ``order`` (FACILITY_CONTROLLERS), whether they loaded or not.
+        rank = {name: number for number, name in enumerate(order)}
+        self._slots = dict(sorted(self._slots.items(), key=lambda item: rank.get(item[0], len(rank))))
         self._stop = threading.Event()
         self._started = False
 
@@ -235,7 +239,7 @@ class Runner:
         view = dict(slot.snapshot)
         view["available"] = view.get("available") is True
         if not isinstance(view.get("state"), str) or not view["state"]:
-            view["state"] = UNAVAILABLE
+            view["state"] = STARTING if slot.controller is not None and slot.polls == 0 else UNAVAILABLE
         alerts = [a for a in view.get("alerts", []) if isinstance(a, str)] if isinstance(
             view.get("alerts"), list) else []
         events = [e for e in view.get("events", []) if isinstance(e, dict)] if isinstance(
@@ -267,6 +271,15 @@ class Runner:
         """Every controller's latest snapshot, by name; never waits for a controller."""
         return {"at": utc_iso(self.clock()),
                 "controllers": {name: self._view(slot) for name, slot in self._slots.items()}}
+
+    def wait_first_polls(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every running controller has been polled once, so
+        what is reported at start is what the equipment says; False if some have not."""
+        deadline = time.monotonic() + timeout
+        while any(slot.controller is not None and slot.polls == 0 for slot in self._slots.values()):
+            if time.monotonic() >= deadline or self._stop.wait(0.05):
+                return False
+        return True
 
     def polls(self, name: str) -> int:
         return self._slots[name].polls

@@ -36,6 +36,7 @@ from facility.runner import Runner, load_controllers
 log = logging.getLogger("cnap.agent")
 
 TOKEN_BYTES = 32
+FIRST_POLLS_S = 5.0   # at start, how long to wait for the first polls before saying what runs
 # waitress refuses (413) a body larger than this before buffering it; the app answers 400 to one
 # larger than AGENT_MAX_BODY, so a client sees a JSON error for any mistake short of a flood.
 DOOR_LIMIT = 1024 * 1024
@@ -156,7 +157,8 @@ class Agent:
             # A command waits for a poll in progress at most half the kiosk's patience, so the
             # kiosk hears "busy" rather than giving up while the command might still run.
             runner = Runner(controllers, unavailable, stop_timeout_s=settings["AGENT_STOP_TIMEOUT_S"],
-                            command_wait_s=settings["AGENT_TIMEOUT_S"] / 2)
+                            command_wait_s=settings["AGENT_TIMEOUT_S"] / 2,
+                            order=[module.rsplit(".", 1)[-1] for module in modules])
         self.runner = runner
         self.status_listeners = runner.listeners   # the reporting seam (MQTT comes here)
         self.app = create_agent_app(runner, self.token, max_body=settings["AGENT_MAX_BODY"],
@@ -207,7 +209,8 @@ def run_agent(args) -> int:
         stop.set()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
-    names = ", ".join(f"{name} ({'ok' if view['available'] else 'unavailable'})"
+    agent.runner.wait_first_polls(FIRST_POLLS_S)
+    names = ", ".join(f"{name} ({view['state']})"
                       for name, view in agent.runner.status()["controllers"].items())
     print(f"cnap agent: listening on {url} (controllers: {names})", flush=True)
     try:

@@ -416,6 +416,7 @@ i18n.register({
     "facility.controller.power": ("Живлення", "Power"),
     "facility.controller.uplinks": ("Інтернет-канали", "Internet uplinks"),
     "facility.word.unavailable": ("недоступний", "unavailable"),
+    "facility.word.starting": ("запускається", "starting"),
     "facility.word.disabled": ("не налаштовано", "not configured"),
     "facility.word.normal": ("звичайний", "normal"),
     "facility.word.ok": ("гаразд", "OK"),

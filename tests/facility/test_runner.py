@@ -191,3 +191,23 @@ def test_whatever_a_controller_reports_status_is_json_with_the_contract_keys(raw
     assert all(isinstance(e, dict) for e in view["events"])
     if odd or not isinstance(raw, dict):
         assert view["available"] is False and "status_failed" in view["alerts"]
+
+
+def test_before_its_first_poll_a_controller_is_starting_and_order_is_kept():
+    release = threading.Event()
+    slow = FakeController("ventilation", on_poll=lambda _c: release.wait(10))
+    runner = Runner([FakeController("uplinks"), slow], {"power": "cannot import"},
+                    order=["ventilation", "power", "uplinks"])
+    assert list(runner.status()["controllers"]) == ["ventilation", "power", "uplinks"]
+    assert runner.status()["controllers"]["ventilation"]["state"] == "starting"
+    runner.start()
+    try:
+        assert runner.wait_first_polls(0.3) is False          # ventilation's first poll hangs
+        assert runner.status()["controllers"]["uplinks"]["available"] is True
+        release.set()
+        assert runner.wait_first_polls(5) is True
+        assert runner.status()["controllers"]["ventilation"]["state"] == "normal"
+        assert runner.status()["controllers"]["power"]["state"] == "unavailable"
+    finally:
+        release.set()
+        runner.stop()
