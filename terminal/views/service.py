@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 
 from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_template, request,
@@ -458,6 +459,7 @@ FACILITY_BASE_KEYS = ("available", "state", "alerts", "events", "polled_at", "fa
 FACILITY_EVENTS_SHOWN = 30
 FACILITY_VALUE_CHARS = 200
 FACILITY_LIST_ROWS = 10
+_ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")
 FACILITY_LEVEL_MAX = 100      # ventilation levels offered when the controller does not say its max_level
 
 
@@ -483,6 +485,8 @@ def _facility_value(value) -> str:
         text = ", ".join(_facility_value(v) for v in value)
     elif value is None:
         text = "—"
+    elif isinstance(value, str) and _ISO_MOMENT.fullmatch(value):
+        text = _facility_time(value)   # a moment in UTC, shown in the branch's time zone
     else:
         text = str(value)
     return text if len(text) <= FACILITY_VALUE_CHARS else text[:FACILITY_VALUE_CHARS - 1] + "…"
@@ -503,7 +507,9 @@ def _facility_readings(values: dict) -> list[tuple[str, str]]:
         elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
             for number, item in enumerate(value[:FACILITY_LIST_ROWS], 1):
                 label = f"{_facility_word(key)}: {item.get('name') or number}"
-                rows.append((label, _facility_value({k: v for k, v in item.items() if k != "name"})))
+                # The item's own scalars only: nested detail (per-probe figures, …) would drown it.
+                rows.append((label, _facility_value({k: v for k, v in item.items() if k != "name"
+                                                     and v is not None and not isinstance(v, (dict, list))})))
         else:
             rows.append((_facility_word(key), _facility_value(value)))
     return rows

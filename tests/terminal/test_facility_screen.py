@@ -224,13 +224,16 @@ def test_the_level_limit_is_the_ventilations_own_and_an_override_can_be_cancelle
 def test_nested_readings_are_rows_of_their_own(app, client):
     uplinks = FakeController("uplinks", state="degraded", extra={
         "readings": {"co2_ppm": 640.5}, "override": {"level": 2, "until": "2026-12-05T12:00:00+00:00"},
-        "uplinks": [{"name": "wan0", "state": "up"}, {"name": "lte0", "state": "down"}], "error": None})
+        "uplinks": [{"name": "wan0", "state": "up"}, {"name": "lte0", "state": "down", "since": None,
+                                                      "paths": {"http://127.0.0.1:9/": {"loss_pct": 100}}}],
+        "error": None})
     running = start_agent(app, [uplinks])
     try:
         assert wait_until(lambda: uplinks.polls)
         service_login(client, TECHNICIAN)
         page = client.get("/service/facility").text
         for cell in ('<th scope="row">co2 ppm</th><td>640.5</td>', '<th scope="row">ручний режим: level</th><td>2</td>',
+                     '<th scope="row">ручний режим: until</th><td>2026-12-05 14:00:00</td>',
                      '<th scope="row">uplinks: lte0</th><td>state: down</td>', "частина каналів не працює"):
             assert cell in page, cell
         assert '<th scope="row">error</th>' not in page
