@@ -521,10 +521,10 @@ def _facility_time(stamp) -> str:
 
     try:
         moment = datetime.fromisoformat(str(stamp))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    except (ValueError, OverflowError):   # not a moment, or one at the edge of the calendar
         return str(stamp)[:40]
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -539,7 +539,8 @@ def _facility_view(status: dict) -> dict:
         panels.append({"name": name, "title": _facility_name(name), "available": raw.get("available") is True,
                        "disabled": raw.get("state") == "disabled",
                        "state": _facility_word(raw.get("state", "unavailable")),
-                       "alerts": [_facility_word(a) for a in raw.get("alerts", []) if isinstance(a, str)],
+                       "alerts": [_facility_word(a) for a in raw.get("alerts", []) if isinstance(a, str)]
+                       if isinstance(raw.get("alerts"), list) else [],
                        "fault": _facility_value(raw["fault"]) if raw.get("fault") else None,
                        "polled_at": _facility_time(raw["polled_at"]) if raw.get("polled_at") else None,
                        "readings": readings})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from facility.runner import Runner
 from monitoring.agent import Agent
@@ -239,3 +240,30 @@ def test_nested_readings_are_rows_of_their_own(app, client):
         assert '<th scope="row">error</th>' not in page
     finally:
         running.stop()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+    | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-12-05T10:00:00Z"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=15)
+controller_status = st.dictionaries(
+    st.sampled_from(["available", "state", "alerts", "events", "fault", "polled_at", "max_level",
+                     "readings", "uplinks", "other"]), json_values, max_size=8)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["ventilation", "power", "uplinks", "x_y"]), controller_status, max_size=4),
+       json_values)
+def test_whatever_the_agent_reports_the_screen_renders(app, controllers, at):
+    """The agent's answer is input too: any JSON in the status's shape renders, never a 500."""
+    from flask import g, render_template
+
+    from terminal.views.service import _facility_view
+
+    with app.test_request_context("/service/facility"):
+        g.staff = None
+        view = _facility_view({"at": at, "controllers": controllers})
+        html = render_template("service/facility.html", view=view, problem=None, result=None, errors={},
+                               values={"level": "", "minutes": ""}, max_minutes=240, max_level=view["max_level"])
+    assert html.count('data-controller="') == len(controllers)
