@@ -87,6 +87,18 @@ def _contract_problem(controller: Any) -> str | None:
     return None
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities (a sensor with no reading) become null, so one odd number does not cost
+    the whole status; anything else that is not JSON still fails the round trip."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _close_quietly(controller: Any) -> None:
     try:
         controller.close()
@@ -220,7 +232,7 @@ class Runner:
         """The controller's status, checked and copied (JSON round trip), with the runner's view."""
         try:
             raw = slot.controller.status()
-            snapshot = json.loads(json.dumps(raw, allow_nan=False))
+            snapshot = json.loads(json.dumps(_finite(raw), allow_nan=False))
             if not isinstance(snapshot, dict):
                 raise TypeError(f"status() gave {type(raw).__name__}, not a dict")
         except Exception as exc:

@@ -211,3 +211,11 @@ def test_before_its_first_poll_a_controller_is_starting_and_order_is_kept():
     finally:
         release.set()
         runner.stop()
+
+
+def test_a_reading_that_is_not_a_number_becomes_null_not_a_failed_status():
+    controller = FakeController("ventilation", extra={"co2_ppm": float("nan"), "rpm": [1.0, float("inf")]})
+    runner = Runner([controller])
+    runner.poll_now("ventilation")
+    view = runner.status()["controllers"]["ventilation"]
+    assert view["available"] is True and view["co2_ppm"] is None and view["rpm"] == [1.0, None]
