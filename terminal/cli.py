@@ -153,6 +153,9 @@ def cmd_demo(args) -> int:
               "CARD_TERMINAL_URL": sims.urls["card_terminal"],
               "PRINTER_URL": sims.urls["printer"]}
     facility_sims, overrides = start_facility_simulators(values)
+    # The kiosk gets the same overrides: it may read facility settings of its own (power state).
+    config.update({name.upper(): value for name, value in overrides.items()
+                   if name.upper() in settings_module.BY_NAME})
     agent = None
     try:
         instance = Path(args.instance or os.environ.get("CNAP_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
