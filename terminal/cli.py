@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from importlib import import_module
+from pathlib import Path
 
 from terminal import settings as settings_module
 from terminal import privacy
@@ -21,6 +22,7 @@ COMMAND_MODULES = (
     "devices.cli",
     "payments.cli",
     "terminal.exports",
+    "monitoring.cli",
 )
 
 
@@ -131,9 +133,17 @@ def cmd_kiosk(args) -> int:
 
 def cmd_demo(args) -> int:
     """The whole appliance on wire-true simulators (separate threads, loopback TCP) and the
-    sample catalogue; the simulators' control API lets a presenter insert bills or fail devices."""
+    sample catalogue; the simulators' control API lets a presenter insert bills or fail devices.
+    The facility controllers run in `cnap agent`, a separate process pointed at the facility
+    simulators, as on a real site: a kiosk crash leaves it running (its pid is printed)."""
     from devices import sim as device_sims
 
+    try:
+        values = settings_module.load({"INSTANCE_PATH": args.instance} if args.instance else None,
+                                      instance_path=args.instance)
+    except settings_module.SettingError as exc:
+        print(f"cnap demo: {exc}", file=sys.stderr)
+        return 2
     sims = device_sims.start_all(host="127.0.0.1")
     for name, url in sims.urls.items():
         print(f"cnap demo: simulator {name} at {url}", flush=True)
@@ -142,10 +152,101 @@ def cmd_demo(args) -> int:
     config = {"BILL_VALIDATOR_URL": sims.urls["bill_validator"],
               "CARD_TERMINAL_URL": sims.urls["card_terminal"],
               "PRINTER_URL": sims.urls["printer"]}
+    facility_sims, overrides = start_facility_simulators(values)
+    # The kiosk gets the same overrides: it may read facility settings of its own (power state).
+    config.update({name.upper(): value for name, value in overrides.items()
+                   if name.upper() in settings_module.BY_NAME})
+    agent = None
     try:
+        instance = Path(args.instance or os.environ.get("CNAP_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+        agent, agent_port = start_agent_process(instance, overrides)
+        if agent_port is not None:
+            config["AGENT_PORT"] = agent_port
         return run_kiosk(args, config, on_ready=print_demo_tablet)
     finally:
+        if agent is not None:
+            stop_agent_process(agent)
+        for simulator in facility_sims:
+            try:
+                simulator.stop()
+            except Exception:
+                logging.getLogger("cnap.demo").exception("a facility simulator failed to stop")
         sims.stop()
+
+
+def start_facility_simulators(values: dict) -> tuple[list, dict]:
+    """Each controller package's simulator (facility/base.py); a package that is missing or whose
+    simulator fails to start is skipped with a note (the agent then shows it unavailable).
+    Returns the simulators and the setting overrides that point the controllers at them."""
+    simulators, overrides = [], {}
+    for module_name in values["FACILITY_CONTROLLERS"]:
+        try:
+            module = import_module(module_name)
+            simulator = module.start_simulator(dict(values))
+        except ImportError as exc:
+            print(f"cnap demo: no facility package {module_name} ({exc}); skipping its simulator", flush=True)
+            continue
+        except Exception as exc:
+            print(f"cnap demo: simulator of {module_name} did not start ({type(exc).__name__}: {exc}); "
+                  "skipping it", flush=True)
+            continue
+        simulators.append(simulator)
+        overrides.update(getattr(simulator, "settings", None) or {})
+        print(f"cnap demo: facility simulator {module_name} started", flush=True)
+    return simulators, overrides
+
+
+AGENT_READY_S = 30   # how long the demo waits for `cnap agent` to say where it listens
+
+
+def start_agent_process(instance: Path, overrides: dict) -> tuple[subprocess.Popen | None, int | None]:
+    """`cnap agent` as its own process in its own session (a Ctrl+C meant for the kiosk, or a
+    kill of the kiosk's process group, does not reach it), on a free loopback port, with the
+    simulators' settings as CNAP_* environment. Returns the process and its port (None, None when
+    it did not start: the kiosk then shows the agent unavailable)."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        if name.upper() not in settings_module.BY_NAME:
+            print(f"cnap demo: facility simulator setting {name} is not a known setting; ignored", flush=True)
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else (
+            ("1" if value else "0") if isinstance(value, bool) else str(value))
+        env[settings_module.ENV_PREFIX + name.upper()] = text
+    command = [sys.executable, "-m", "terminal.cli", "agent", "--port", "0", "--instance", str(instance)]
+    agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    ready: list[str] = []
+    found = threading.Event()
+
+    def relay() -> None:   # the agent's own lines, echoed; logs go to stderr directly
+        for line in agent.stdout:
+            print(line, end="", flush=True)
+            if not found.is_set() and "listening on http://" in line:
+                ready.append(line)
+                found.set()
+        found.set()
+
+    threading.Thread(target=relay, name="cnap-agent-stdout", daemon=True).start()
+    found.wait(AGENT_READY_S)
+    if not ready:
+        print("cnap demo: cnap agent did not start; the Facility section will show it unavailable", flush=True)
+        stop_agent_process(agent)
+        return None, None
+    address = ready[0].split("listening on http://", 1)[1].split()[0]
+    port = int(address.rsplit(":", 1)[1])
+    print(f"cnap demo: agent (pid {agent.pid}) at http://{address}; it keeps running if the kiosk "
+          f"crashes (stop it with kill {agent.pid})", flush=True)
+    return agent, port
+
+
+def stop_agent_process(agent: subprocess.Popen) -> None:
+    """SIGTERM: the agent closes its controllers (equipment in its safe state) and exits."""
+    if agent.poll() is None:
+        agent.terminate()
+        try:
+            agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
 
 
 DEMO_TABLET, DEMO_DESK, DEMO_ADMIN, DEMO_PIN = "Демо-планшет", "Вікно 1", "Олена К. (демо)", "432100"  # a 6–12 digit PIN, as every PIN

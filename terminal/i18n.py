@@ -30,6 +30,12 @@ def current_language() -> str:
     return session.get("lang") or "uk"
 
 
+def known(key: str) -> bool:
+    """Whether ``key`` is registered: for words that come from outside (a controller's state),
+    shown translated when a text exists and as they are otherwise."""
+    return key in _MESSAGES
+
+
 def gettext(key: str, lang: str | None = None, **params) -> str:
     lang = lang or current_language()
     entry = _MESSAGES.get(key)

@@ -32,15 +32,17 @@ def largest_body(app) -> int | None:
 class BackgroundServer:
     """Serve ``app`` on ``host:port`` (0 picks a free port) until ``stop()``; with ``tablet_host``,
     also on a second listener for desk tablets (``tablet_port``, 0: any free port). Both share one
-    event loop and one thread pool."""
+    event loop and one thread pool. Bodies larger than ``max_request_body_size`` (default: the
+    largest any route of a Flask ``app`` takes) are refused before they are buffered."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 8,
-                 tablet_host: str | None = None, tablet_port: int = 0):
+                 tablet_host: str | None = None, tablet_port: int = 0,
+                 max_request_body_size: int | None = None):
         from waitress import wasyncore
         from waitress.server import create_server
 
         options = dict(threads=threads, ident="cnap-kiosk", clear_untrusted_proxy_headers=True)
-        largest = largest_body(app)
+        largest = max_request_body_size or largest_body(app)
         if largest is not None:
             # waitress buffers a whole body (to a temporary file) before the app sees it, up to 1 GB
             # by default: refuse at the door what no route would take.

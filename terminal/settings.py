@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+from facility import CONTROLLERS as FACILITY_CONTROLLERS
 
 
 @dataclass(frozen=True)
@@ -225,9 +228,28 @@ SETTINGS: tuple[Setting, ...] = (
        "minutes is taken as a stuck sensor and not believed."),
     _s("ventilation", "VENT_SENSOR_STALE_S", 300, "A CO2 reading older than this many seconds is not "
        "believed."),
-    _s("ventilation", "VENT_OVERRIDE_MAX_MIN", 240, "Longest manual override, in minutes."),
+    _s("ventilation", "VENT_OVERRIDE_MAX_MIN", 240, "Longest manual override, in minutes (1–1440; "
+       "service mode offers no longer)."),
     _s("ventilation", "VENT_HOURS_CACHE", "ventilation-hours.json", "Last good copy of the branch's "
        "opening hours, relative to the instance folder; used when the catalogue cannot be read."),
+    # --- agent (facility controllers, `cnap agent`) -------------------------------------
+    _s("agent", "FACILITY_CONTROLLERS", list(FACILITY_CONTROLLERS), "Controller packages `cnap agent` "
+       "runs, by module name (facility/base.py). Remove one this site does not have; a package that "
+       "cannot be imported or built shows as an unavailable controller with the reason."),
+    _s("agent", "AGENT_HOST", "127.0.0.1", "Address of the agent's JSON endpoint (`cnap agent`: "
+       "GET /status, POST /command/<controller>). Loopback only (127.0.0.0/8 or ::1): the kiosk and "
+       "service mode on this machine are its only clients; anything else is refused at start."),
+    _s("agent", "AGENT_PORT", 8082, "TCP port of the agent's JSON endpoint (0: any free port, "
+       "printed at start)."),
+    _s("agent", "AGENT_TOKEN_FILE", "agent.token", "File holding the agent's random secret, relative "
+       "to the instance folder (0600). The agent creates it when missing; the kiosk reads it and "
+       "sends it with every request, so other local users and web pages cannot use the endpoint."),
+    _s("agent", "AGENT_TIMEOUT_S", 3.0, "Seconds the kiosk waits for an answer from the agent "
+       "before service mode shows it as unavailable."),
+    _s("agent", "AGENT_MAX_BODY", 16384, "Largest command body in bytes the agent accepts; larger "
+       "gets 400."),
+    _s("agent", "AGENT_STOP_TIMEOUT_S", 10.0, "Seconds the agent waits at stop for a controller's "
+       "poll in progress to end before closing it anyway."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -281,6 +303,17 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         raise SettingError("setting PERSONAL_DATA_RETENTION_DAYS: must be at least 1")
     if not 0 <= values["TABLET_PORT"] <= 65535:
         raise SettingError("setting TABLET_PORT: must be from 0 to 65535")
+    if not _is_loopback(values["AGENT_HOST"]):
+        raise SettingError(f"setting AGENT_HOST: {values['AGENT_HOST']!r} is not a loopback address "
+                           "(127.0.0.1 or ::1); the agent's endpoint never leaves this machine")
+    if not 0 <= values["AGENT_PORT"] <= 65535:
+        raise SettingError("setting AGENT_PORT: must be from 0 to 65535")
+    if not 1 <= values["VENT_OVERRIDE_MAX_MIN"] <= 24 * 60:
+        raise SettingError("setting VENT_OVERRIDE_MAX_MIN: must be from 1 to 1440")
+    for module_name in values["FACILITY_CONTROLLERS"]:
+        if not _MODULE_NAME.fullmatch(module_name):
+            raise SettingError(f"setting FACILITY_CONTROLLERS: {module_name!r} is not a module name "
+                               "such as facility.ventilation")
     for network in values["SERVICE_NETWORKS"]:
         try:
             ipaddress.ip_network(network, strict=False)
@@ -288,6 +321,16 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
             raise SettingError(f"setting SERVICE_NETWORKS: {network!r} is not a network "
                                "such as 192.168.10.0/24") from None
     return values
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: "localhost" may resolve elsewhere on a badly set-up machine
+        return False
 
 
 def markdown() -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 
 from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_template, request,
@@ -104,6 +105,7 @@ def init_app(app: Flask) -> None:
     register_section(app, "service.staff", "service.section.staff", roles=("admin",), order=890)
     register_section(app, "service.audit_log", "service.section.audit", roles=("admin",), order=900)
     register_section(app, "service.stop_kiosk", "service.section.stop", roles=("technician",), order=990)
+    register_section(app, "service.facility", "service.section.facility", roles=("technician",), order=700)
 
     @app.before_request
     def _idle_reset_ends_the_screen_session():
@@ -356,3 +358,301 @@ def on_kiosk_window() -> bool:
     from terminal.shell import WINDOW_USER_AGENT_MARK  # plain constant; shell imports GTK lazily
 
     return WINDOW_USER_AGENT_MARK in request.headers.get("User-Agent", "")
+
+
+# --- the building: ventilation, power, uplinks, as `cnap agent` reports them --------------------
+i18n.register({
+    "service.section.facility": ("Будівля", "Facility"),
+    "facility.unavailable.title": ("Агент недоступний", "Agent unavailable"),
+    "facility.unavailable.body": ("Кіоск не отримав відповіді від агента будівлі, тож стан вентиляції, "
+                                  "живлення та інтернет-каналів зараз невідомий. Агент працює окремо від "
+                                  "кіоску: перевірте, чи запущено cnap agent (службу cnap-agent).",
+                                  "The kiosk got no answer from the facility agent, so the state of "
+                                  "ventilation, power and uplinks is unknown right now. The agent runs apart "
+                                  "from the kiosk: check that cnap agent (the cnap-agent service) is running."),
+    "facility.unavailable.reason": ("Причина", "Reason"),
+    "facility.as_of": ("Стан на {time}", "As of {time}"),
+    "facility.available": ("Працює", "Working"),
+    "facility.not_available": ("Недоступний", "Unavailable"),
+    "facility.state": ("Режим", "Mode"),
+    "facility.alerts": ("Тривоги", "Alerts"),
+    "facility.no_alerts": ("Тривог немає", "No alerts"),
+    "facility.fault": ("Несправність", "Fault"),
+    "facility.polled_at": ("Оновлено", "Updated"),
+    "facility.details": ("Показники: {name}", "Readings: {name}"),
+    "facility.reading": ("Показник", "Reading"),
+    "facility.value": ("Значення", "Value"),
+    "facility.yes": ("так", "yes"),
+    "facility.no": ("ні", "no"),
+    "facility.events": ("Останні події", "Recent events"),
+    "facility.no_events": ("Подій немає.", "No events."),
+    "facility.event.when": ("Коли", "When"),
+    "facility.event.where": ("Де", "Where"),
+    "facility.event.what": ("Що сталося", "What happened"),
+    "facility.override.title": ("Ручний режим вентиляції", "Ventilation override"),
+    "facility.override.why": ("Вентиляція працюватиме на заданому рівні вказаний час, а потім повернеться "
+                              "до автоматичного керування.",
+                              "Ventilation runs at the level you set for the time you set, then returns to "
+                              "automatic control."),
+    "facility.override.level": ("Рівень (0–{max})", "Level (0–{max})"),
+    "facility.override.cancel": ("Повернути автоматичне керування", "Back to automatic control"),
+    "facility.override.cancelled": ("Ручний режим вимкнено: вентиляція знову керується автоматично.",
+                                    "The override is off: ventilation is under automatic control again."),
+    "facility.override.minutes": ("Тривалість, хв (1–{max})", "Duration, min (1–{max})"),
+    "facility.override.submit": ("Увімкнути ручний режим", "Start the override"),
+    "facility.override.bad_level": ("Рівень — ціле число від 0 до {max}.", "The level is a whole number from 0 to {max}."),
+    "facility.override.bad_minutes": ("Тривалість — ціле число хвилин від 1 до {max}.",
+                                      "The duration is a whole number of minutes from 1 to {max}."),
+    "facility.override.errors": ("Виправте поля форми:", "Correct the form:"),
+    "facility.override.done": ("Ручний режим увімкнено.", "The override is on."),
+    "facility.override.refused": ("Вентиляція не прийняла команду.", "Ventilation refused the command."),
+    "facility.override.no_agent": ("Команду не передано: агент недоступний.",
+                                   "The command was not sent: the agent is unavailable."),
+    "facility.override.no_answer": ("Агент не відповів вчасно: команда могла виконатися. Перевірте режим "
+                                    "вентиляції нижче, перш ніж повторювати.",
+                                    "The agent did not answer in time: the command may have been carried out. "
+                                    "Check the ventilation mode below before trying again."),
+    "facility.override.answer": ("Відповідь: {message}", "Answer: {message}"),
+    "facility.controller.ventilation": ("Вентиляція", "Ventilation"),
+    "facility.controller.power": ("Живлення", "Power"),
+    "facility.controller.uplinks": ("Інтернет-канали", "Internet uplinks"),
+    "facility.word.unavailable": ("недоступний", "unavailable"),
+    "facility.word.starting": ("запускається", "starting"),
+    "facility.word.disabled": ("не налаштовано", "not configured"),
+    "facility.word.normal": ("звичайний", "normal"),
+    "facility.word.ok": ("гаразд", "OK"),
+    "facility.word.demand": ("за потребою (CO₂)", "on demand (CO₂)"),
+    "facility.word.schedule": ("за розкладом", "on schedule"),
+    "facility.word.override": ("ручний режим", "override"),
+    "facility.word.off": ("вимкнено", "off"),
+    "facility.word.online": ("від мережі", "on mains"),
+    "facility.word.on_battery": ("від батареї", "on battery"),
+    "facility.word.low_battery": ("батарея майже розряджена", "battery low"),
+    "facility.word.primary": ("основний канал", "primary uplink"),
+    "facility.word.backup": ("резервний канал", "backup uplink"),
+    "facility.word.down": ("немає зв'язку", "down"),
+    "facility.word.shutdown": ("вимкнення", "shutting down"),
+    "facility.word.degraded": ("частина каналів не працює", "degraded"),
+    "facility.word.all_down": ("усі канали не працюють", "all uplinks down"),
+    "facility.word.filter_dirty": ("фільтр забруднений", "filter dirty"),
+    "facility.word.frost_protection": ("захист від замерзання", "frost protection"),
+    "facility.word.co2_stale": ("немає свіжих даних CO₂", "no fresh CO₂ data"),
+    "facility.word.co2_stuck": ("датчик CO₂ завис", "CO₂ sensor stuck"),
+    "facility.word.co2_implausible": ("неймовірні дані CO₂", "implausible CO₂ data"),
+    "facility.word.supply_fan_fault": ("несправність припливного вентилятора", "supply fan fault"),
+    "facility.word.extract_fan_fault": ("несправність витяжного вентилятора", "extract fan fault"),
+    "facility.word.unit_unavailable": ("установка не відповідає", "unit not answering"),
+    "facility.word.level_not_applied": ("установка не тримає заданий рівень", "unit does not keep the level"),
+    "facility.word.hours_unknown": ("невідомий розклад роботи", "opening hours unknown"),
+    "facility.word.replace_battery": ("замініть батарею", "replace the battery"),
+    "facility.word.uplink_down": ("канал не працює", "an uplink is down"),
+    "facility.word.all_uplinks_down": ("усі канали не працюють", "all uplinks down"),
+    "facility.word.route_failed": ("помилка маршрутизації", "routing failed"),
+    "facility.word.probe_stopped": ("перевірку каналів зупинено", "probing stopped"),
+    "facility.word.not_loaded": ("контролер не завантажено", "controller not loaded"),
+    "facility.word.poll_failed": ("помилка опитування", "poll failed"),
+    "facility.word.poll_stuck": ("опитування зависло", "poll stuck"),
+    "facility.word.status_failed": ("помилка стану", "status failed"),
+})
+
+FACILITY_BASE_KEYS = ("available", "state", "alerts", "events", "polled_at", "fault")
+FACILITY_EVENTS_SHOWN = 30
+FACILITY_VALUE_CHARS = 200
+FACILITY_LIST_ROWS = 10
+_ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")
+FACILITY_LEVEL_MAX = 100      # ventilation levels offered when the controller does not say its max_level
+
+
+def _facility_word(word) -> str:
+    """A controller's machine word (state, alert, reading name) in the visitor's language when
+    a text exists, else readable as it is."""
+    word = str(word)
+    key = f"facility.word.{word}"
+    return i18n.gettext(key) if i18n.known(key) else word.replace("_", " ")
+
+
+def _facility_name(name: str) -> str:
+    key = f"facility.controller.{name}"
+    return i18n.gettext(key) if i18n.known(key) else name.replace("_", " ")
+
+
+def _facility_value(value) -> str:
+    if isinstance(value, bool):
+        text = i18n.gettext("facility.yes" if value else "facility.no")
+    elif isinstance(value, dict):
+        text = "; ".join(f"{_facility_word(k)}: {_facility_value(v)}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(_facility_value(v) for v in value)
+    elif value is None:
+        text = "—"
+    elif isinstance(value, str) and _ISO_MOMENT.fullmatch(value):
+        text = _facility_time(value)   # a moment in UTC, shown in the branch's time zone
+    else:
+        text = str(value)
+    return text if len(text) <= FACILITY_VALUE_CHARS else text[:FACILITY_VALUE_CHARS - 1] + "…"
+
+
+def _facility_readings(values: dict) -> list[tuple[str, str]]:
+    """A controller's own readings as table rows: nested objects one row per field, lists of
+    objects (uplinks, …) one row per item named by its ``name``; empty ones left out."""
+    rows: list[tuple[str, str]] = []
+    for key, value in values.items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, dict):
+            # "readings" holds the measurements themselves: their names alone are the labels.
+            prefix = "" if key == "readings" else _facility_word(key) + ": "
+            rows += [(prefix + _facility_word(k), _facility_value(v)) for k, v in value.items()
+                     if v is not None and v != ""]
+        elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            for number, item in enumerate(value[:FACILITY_LIST_ROWS], 1):
+                label = f"{_facility_word(key)}: {item.get('name') or number}"
+                # The item's own scalars only: nested detail (per-probe figures, …) would drown it.
+                rows.append((label, _facility_value({k: v for k, v in item.items() if k != "name"
+                                                     and v is not None and not isinstance(v, (dict, list))})))
+        else:
+            rows.append((_facility_word(key), _facility_value(value)))
+    return rows
+
+
+def _facility_time(stamp) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        moment = datetime.fromisoformat(str(stamp))
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    except (ValueError, OverflowError):   # not a moment, or one at the edge of the calendar
+        return str(stamp)[:40]
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _facility_view(status: dict) -> dict:
+    """The agent's status as the screen shows it: each controller's state, alerts and readings,
+    and every controller's events merged, newest first."""
+    language = i18n.current_language()
+    panels, events = [], []
+    for name, raw in status.get("controllers", {}).items():
+        raw = raw if isinstance(raw, dict) else {}
+        readings = _facility_readings({k: v for k, v in raw.items() if k not in FACILITY_BASE_KEYS})
+        panels.append({"name": name, "title": _facility_name(name), "available": raw.get("available") is True,
+                       "disabled": raw.get("state") == "disabled",
+                       "state": _facility_word(raw.get("state", "unavailable")),
+                       "alerts": [_facility_word(a) for a in raw.get("alerts", []) if isinstance(a, str)]
+                       if isinstance(raw.get("alerts"), list) else [],
+                       "fault": _facility_value(raw["fault"]) if raw.get("fault") else None,
+                       "polled_at": _facility_time(raw["polled_at"]) if raw.get("polled_at") else None,
+                       "readings": readings})
+        for event in raw.get("events", []) if isinstance(raw.get("events"), list) else []:
+            if not isinstance(event, dict):
+                continue
+            text = event.get(f"text_{language}") or event.get("text_uk") or event.get("kind", "")
+            events.append({"at": str(event.get("at", "")), "when": _facility_time(event.get("at", "")),
+                           "where": _facility_name(name), "text": _facility_value(text)})
+    events.sort(key=lambda e: e["at"], reverse=True)
+    ventilation = status.get("controllers", {}).get("ventilation")
+    ventilation = ventilation if isinstance(ventilation, dict) else {}
+    return {"panels": panels, "events": events[:FACILITY_EVENTS_SHOWN],
+            "as_of": _facility_time(status.get("at", "")), "max_level": _ventilation_max_level(ventilation),
+            "override_on": ventilation.get("state") == "override"}
+
+
+def _ventilation_max_level(ventilation: dict) -> int:
+    level = ventilation.get("max_level")
+    return level if isinstance(level, int) and not isinstance(level, bool) and 1 <= level <= 1000 else FACILITY_LEVEL_MAX
+
+
+def _facility_page(result=None, errors=None, values=None, status_code=200):
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    client = AgentClient.from_settings(current_app.config)
+    try:
+        view, problem = _facility_view(client.status()), None
+    except AgentUnavailable as exc:
+        current_app.logger.warning("facility screen: %s", exc)
+        view, problem = None, str(exc)
+    limit = current_app.config["VENT_OVERRIDE_MAX_MIN"]
+    return render_template("service/facility.html", view=view, problem=problem, result=result,
+                           errors=errors or {}, values=values or {"level": "", "minutes": ""},
+                           max_minutes=limit, max_level=view["max_level"] if view else FACILITY_LEVEL_MAX), status_code
+
+
+def _whole_number(raw: str | None, lo: int, hi: int) -> int | None:
+    text = (raw or "").strip()[:8]
+    if not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if lo <= number <= hi else None
+
+
+@bp.get("/facility")
+@require_role("technician")
+def facility():
+    return _facility_page()
+
+
+@bp.post("/facility/override")
+@require_role("technician")
+def facility_override():
+    """Ventilation at a level for some minutes: checked here, then passed to the agent, whose
+    controller may still refuse (its own limits, the equipment unavailable)."""
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    limit = current_app.config["VENT_OVERRIDE_MAX_MIN"]
+    values = {"level": request.form.get("level", "")[:8], "minutes": request.form.get("minutes", "")[:8]}
+    # The ventilation's own max_level when the agent says it (the controller checks it again).
+    max_level = _current_max_level()
+    level = _whole_number(values["level"], 0, max_level)
+    minutes = _whole_number(values["minutes"], 1, limit)
+    errors = {}
+    if level is None:
+        errors["level"] = i18n.gettext("facility.override.bad_level", max=max_level)
+    if minutes is None:
+        errors["minutes"] = i18n.gettext("facility.override.bad_minutes", max=limit)
+    if errors:
+        return _facility_page(errors=errors, values=values, status_code=400)
+    try:
+        answer = AgentClient.from_settings(current_app.config).command(
+            "ventilation", "override", {"level": level, "minutes": minutes})
+    except AgentUnavailable as exc:
+        current_app.logger.warning("ventilation override: %s", exc)
+        audit("facility.override", level=level, minutes=minutes, ok=False,
+              reason="no answer in time" if exc.maybe_done else "agent unavailable")
+        key = "facility.override.no_answer" if exc.maybe_done else "facility.override.no_agent"
+        return _facility_page(result={"ok": False, "key": key, "message": ""}, values=values, status_code=503)
+    audit("facility.override", level=level, minutes=minutes, ok=answer["ok"])
+    result = {"ok": answer["ok"], "message": answer["message"][:300],
+              "key": "facility.override.done" if answer["ok"] else "facility.override.refused"}
+    return _facility_page(result=result, values={} if answer["ok"] else values,
+                          status_code=200 if answer["ok"] else 409)
+
+
+def _current_max_level() -> int:
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    try:
+        controllers = AgentClient.from_settings(current_app.config).status()["controllers"]
+    except AgentUnavailable:
+        return FACILITY_LEVEL_MAX
+    ventilation = controllers.get("ventilation")
+    return _ventilation_max_level(ventilation if isinstance(ventilation, dict) else {})
+
+
+@bp.post("/facility/override/cancel")
+@require_role("technician")
+def facility_override_cancel():
+    """Back to automatic control before the override's time is up."""
+    from monitoring.agent_client import AgentClient, AgentUnavailable
+
+    try:
+        answer = AgentClient.from_settings(current_app.config).command("ventilation", "cancel_override", {})
+    except AgentUnavailable as exc:
+        current_app.logger.warning("ventilation override cancel: %s", exc)
+        audit("facility.override_cancel", ok=False)
+        key = "facility.override.no_answer" if exc.maybe_done else "facility.override.no_agent"
+        return _facility_page(result={"ok": False, "key": key, "message": ""}, status_code=503)
+    audit("facility.override_cancel", ok=answer["ok"])
+    result = {"ok": answer["ok"], "message": answer["message"][:300],
+              "key": "facility.override.cancelled" if answer["ok"] else "facility.override.refused"}
+    return _facility_page(result=result, status_code=200 if answer["ok"] else 409)

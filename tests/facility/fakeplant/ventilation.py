@@ -1,0 +1,3 @@
+from tests.facility.fakeplant import package
+
+build, start_simulator = package("ventilation")
