@@ -299,11 +299,14 @@ def test_single_writer_batches_items_queued_meanwhile(tmp_path):
     w = SingleWriter(lambda: storage.connect(path), write_batch=write_batch)
     w.start()
     try:
-        w.call(lambda db: gate.wait(10))       # hold the writer while items queue up
-        blocker = threading.Thread(target=lambda: w.call(lambda db: gate.wait(10)))
+        holding = threading.Event()
+
+        def hold(db):                         # the writer is busy while the items queue up
+            holding.set()
+            gate.wait(10)
+        blocker = threading.Thread(target=lambda: w.call(hold))
         blocker.start()
-        while w._queue.qsize() == 0:          # the blocking call is queued first
-            pass
+        assert holding.wait(10)
         events = [threading.Event() for _ in range(20)]
         for i, done in enumerate(events):
             w.put((i, done))
