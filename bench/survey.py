@@ -137,10 +137,10 @@ def load_year(store, tablets, admins) -> None:
                      "desk", 1, None, admins[tablet.branch_id], at, store.day_of(at), at, face, score, 5,
                      json.dumps(PATHS[face][:rng.randint(0, 2)]), rng.choice([None, *range(11)]),
                      "Коментар" if rng.random() < 0.03 else None, "uk", 1, None, None))
-    with store._write() as db:
-        db.executemany("INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, "
-                       "answered_at, day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, "
-                       "repeat_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    store.write(lambda db: db.executemany(
+        "INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, answered_at, "
+        "day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, repeat_of) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows))
     store.rebuild_rollups()
 
 

@@ -219,13 +219,16 @@ def user_version(db: sqlite3.Connection) -> int:
 
 
 def migrate(db: sqlite3.Connection, migrations: Sequence[Migration], *, name: str,
-            legacy_version: Callable[[sqlite3.Connection], int] | None = None) -> int:
+            legacy_version: Callable[[sqlite3.Connection], int] | None = None,
+            ensure: str | None = None) -> int:
     """Apply the migrations ``db`` has not had yet, in order, in one transaction, and set
     ``user_version`` to their number. Returns the version the file had before (0: a new file).
 
     ``legacy_version(db)`` gives the version of a file whose ``user_version`` is still 0 (written
-    before this scheme; 0 when it is really new). ``SchemaTooNew`` when the file has more
-    migrations than this program knows: nothing is changed."""
+    before this scheme; 0 when it is really new). ``ensure``: ``CREATE … IF NOT EXISTS`` script
+    run at every opening before the migrations, for a store whose earlier releases added tables
+    without counting a version. ``SchemaTooNew`` when the file has more migrations than this
+    program knows: nothing is changed."""
     known = len(migrations)
     with transaction(db):
         version = user_version(db)
@@ -234,6 +237,8 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Migration], *, name: st
         if version > known:
             raise SchemaTooNew(f"{name}: schema version {version} is newer than this program understands "
                                f"({known}); upgrade the program")
+        if ensure:
+            run_script(db, ensure)
         for step in migrations[version:]:
             if isinstance(step, str):
                 run_script(db, step)
