@@ -52,6 +52,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from common import storage
 from terminal import attempts
 
 ROLES = ("admin", "cashier", "technician", "manager")
@@ -79,6 +80,17 @@ CREATE INDEX IF NOT EXISTS staff_sessions_open ON staff_sessions(staff_id) WHERE
 -- failures were counted here before the one lockout (terminal/attempts.py) took over
 DROP TABLE IF EXISTS login_failures;
 """ + attempts.schema("pin_failures")
+
+
+def _add_must_change(db: sqlite3.Connection) -> None:
+    """Staff seeded with a printed sample PIN must change it (databases made before that rule)."""
+    if "must_change" not in {row[1] for row in db.execute("PRAGMA table_info(staff)")}:
+        db.execute("ALTER TABLE staff ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
+
+
+# user_version 0 is also every file made before versions were counted: both steps are harmless
+# on a file that already has them.
+MIGRATIONS = (SCHEMA, _add_must_change)
 
 
 @dataclass(frozen=True)
@@ -127,40 +139,20 @@ class StaffStore:
     def __init__(self, path: str, clock=time.time):
         self.path = path
         self.clock = clock   # wall time; tests step it to check idle expiry and clock jumps
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(staff)")}
-            if "must_change" not in columns:   # databases made before the forced first change
-                db.execute("ALTER TABLE staff ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        with self._read() as db:
+            storage.migrate(db, MIGRATIONS, name=f"staff database {path}")
 
     @contextlib.contextmanager
     def _write(self):
         """One write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE), so a
         read-then-write decision cannot interleave with another thread's or process's."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+        with storage.opened(self.path, busy_timeout_s=10) as db, storage.transaction(db):
+            yield db
 
     @contextlib.contextmanager
     def _read(self):
-        db = self._connect()
-        try:
+        with storage.opened(self.path, busy_timeout_s=10) as db:
             yield db
-        finally:
-            db.close()
 
     # --- staff ---------------------------------------------------------------------------
     def seed(self, pairs: str, must_change: bool = True) -> None:
