@@ -1,12 +1,10 @@
 """common/storage.py: connections, file modes, migrations by user_version, the single writer."""
 from __future__ import annotations
 
-import gc
 import os
 import sqlite3
 import stat
 import threading
-import weakref
 
 import pytest
 from hypothesis import given, settings, strategies as st
