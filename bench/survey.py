@@ -137,10 +137,10 @@ def load_year(store, tablets, admins) -> None:
                      "desk", 1, None, admins[tablet.branch_id], at, store.day_of(at), at, face, score, 5,
                      json.dumps(PATHS[face][:rng.randint(0, 2)]), rng.choice([None, *range(11)]),
                      "Коментар" if rng.random() < 0.03 else None, "uk", 1, None, None))
-    with store._write() as db:
-        db.executemany("INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, "
-                       "answered_at, day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, "
-                       "repeat_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    store.write(lambda db: db.executemany(
+        "INSERT INTO answers(uuid, tablet_id, branch_id, desk, survey_id, version, shift_id, admin_id, answered_at, "
+        "day, received_at, main, score, scale, path, nps, comment, lang, counted, flag, repeat_of) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows))
     store.rebuild_rollups()
 
 
@@ -149,15 +149,17 @@ def bench_reports(instance: str) -> float:
     from terminal import close_app, create_app
     from terminal.state import state as app_state
 
-    app = create_app({**CONFIG, "INSTANCE_PATH": instance})
+    # the test client sends no CSRF token: this in-process app measures the report, not the form
+    app = create_app({**CONFIG, "INSTANCE_PATH": instance, "WTF_CSRF_ENABLED": False})
     store = app_state(app).surveys
+    manager = app_state(app).staff.add("Bench manager", "manager", "333333")
     branches = sorted({t.branch_id for t in store.tablets()})
-    admins = {b: store.add_administrator(f"Адміністратор {b}", b, str(1000 + i)).id for i, b in enumerate(branches)}
+    admins = {b: store.add_administrator(f"Адміністратор {b}", b, str(100000 + i)).id for i, b in enumerate(branches)}
     tablets = store.tablets()
     load_year(store, tablets, admins)
     assert store.count_answers() >= 500_000
     client = app.test_client()
-    client.post("/service/login", data={"pin": "000000"})
+    client.post("/service/login", data={"staff_id": str(manager.id), "pin": "333333"})
     today = date.today()
     rng = random.Random(5)
     timings = []

@@ -1,7 +1,7 @@
 """The payment journal: an append-only SQLite file (WAL, synchronous=FULL) with one writer.
 
-One thread owns the write connection and is fed by a queue (the pattern of datasette's
-``_execute_writes``). Callers hand it events and wait until the transaction that holds them has
+One thread owns the write connection and is fed by a queue (``common.storage.SingleWriter``, the
+pattern of datasette's ``_execute_writes``). Callers hand it events and wait until the transaction that holds them has
 committed, i.e. until the event is on disk. While one transaction commits, new events queue up;
 the writer then takes all of them into the next transaction (group commit), so the journal keeps
 up with many callers without giving up durability of any single event.
@@ -15,23 +15,25 @@ UPDATE and DELETE are refused by triggers: the journal is the truth about money 
 The one exception is the retention of personal data (``payments/retention.py``): an event's
 ``data`` may be rewritten, once, to exactly the masked text recorded for it in the append-only
 ``redactions`` table by a ``redaction`` event of the same transaction.
+
+The schema version is SQLite's ``user_version`` (``MIGRATIONS``); files written before it was
+used carry their version in ``meta.schema_version``, which is still kept in step for them.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-import queue
 import sqlite3
-import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from common import storage
+from common.storage import SchemaTooNew, SingleWriter
+
 log = logging.getLogger("cnap.payments.journal")
 
-SCHEMA_VERSION = 2
 APPEND_ONLY = "SELECT RAISE(ABORT, 'the payment journal is append-only')"
 # The only UPDATE the journal allows: an event's data set to the redacted text recorded for it in
 # ``redactions`` by a ``redaction`` event; every other column stays as it was.
@@ -43,7 +45,8 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
                              WHERE r.event_id = OLD.id AND e.kind = 'redaction'))
   BEGIN {APPEND_ONLY}; END;
 """
-SCHEMA = """
+# 1: the first release: events that only grow (every UPDATE and DELETE refused).
+SCHEMA_V1 = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,40 +58,30 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_payment ON events(payment_id, id);
 CREATE INDEX IF NOT EXISTS events_at ON events(at);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events BEGIN {APPEND_ONLY}; END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events BEGIN {APPEND_ONLY}; END;
+INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '1');
+"""
+# 2: retention of personal data: an UPDATE of ``data`` to a recorded redaction, nothing else.
+SCHEMA_V2 = f"""
+DROP TRIGGER IF EXISTS events_no_update;
 CREATE TABLE IF NOT EXISTS redactions (
   event_id INTEGER PRIMARY KEY,   -- the event whose personal data was masked
   redaction_id INTEGER NOT NULL,  -- the 'redaction' event (stream 'retention') that did it
   data TEXT NOT NULL              -- the event's data from then on
 );
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-  BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS redactions_no_update BEFORE UPDATE ON redactions
-  BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS redactions_no_delete BEFORE DELETE ON redactions
-  BEGIN SELECT RAISE(ABORT, 'the payment journal is append-only'); END;
-""" + EVENTS_UPDATE_TRIGGER
+CREATE TRIGGER IF NOT EXISTS redactions_no_update BEFORE UPDATE ON redactions BEGIN {APPEND_ONLY}; END;
+CREATE TRIGGER IF NOT EXISTS redactions_no_delete BEFORE DELETE ON redactions BEGIN {APPEND_ONLY}; END;
+{EVENTS_UPDATE_TRIGGER}
+INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '2');
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)
+SCHEMA_VERSION = len(MIGRATIONS)
 BATCH_MAX = 512
 
 
 class JournalError(RuntimeError):
     pass
-
-
-@dataclass
-class _Task:
-    """A callable for the writer thread (``Journal.call``)."""
-    fn: Callable[[sqlite3.Connection], Any]
-    future: Future
-
-    def run(self, db: sqlite3.Connection) -> None:
-        try:
-            self.future.set_result(self.fn(db))
-        except BaseException as exc:  # the caller gets it; the writer carries on
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self.future.set_exception(exc)
 
 
 @dataclass(frozen=True)
@@ -102,43 +95,42 @@ class Record:
 
 
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
-    else:
-        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        # Whatever this SQLite build defaults to: a rewritten or moved row leaves no old bytes in
-        # a page's free space, so a redacted payer is really gone (payments/retention.py).
-        db.execute("PRAGMA secure_delete=ON")
-    db.execute("PRAGMA synchronous=FULL")
-    return db
+    """A connection with the journal's settings: full sync and, for writing, secure_delete —
+    whatever this SQLite build defaults to, a rewritten or moved row leaves no old bytes in a
+    page's free space, so a redacted payer is really gone (payments/retention.py)."""
+    return storage.connect(path, readonly=readonly, synchronous="FULL", secure_delete=not readonly)
+
+
+def _legacy_version(db: sqlite3.Connection) -> int:
+    """The version of a file written before ``user_version`` was used (0: a new file)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return int(row[0]) if row else 0
 
 
 class Journal:
     def __init__(self, path: str, *, clock=time.time) -> None:
         self.path = path
         self.clock = clock
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._local = threading.local()
         self.commits = 0
         self.events_written = 0
         self.failing: str | None = None  # the last write error while writes fail, else None
         self._boot_pending = False  # the boot number could not be written at start
-        if not os.path.exists(path):  # private from the first byte; -wal and -shm inherit the mode
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        db = connect(path)
+        self._writer = SingleWriter(lambda: connect(self.path), name="journal-writer",
+                                    write_batch=self._write_batch,
+                                    fail_batch=lambda batch, exc: self._failed(None, batch, exc),
+                                    batch_max=BATCH_MAX, error=JournalError, label="journal")
+        # Readers never write; each thread has its own connection, all closed by ``close``.
+        self._readers = storage.ThreadConnections(lambda: storage.connect(self.path, query_only=True, wal=False))
+        db = connect(path)   # the file is created 0600: -wal and -shm inherit the mode
         try:
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() \
-                if db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() else None
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
-                raise JournalError(f"journal schema {row[0]} is newer than this software ({SCHEMA_VERSION})")
-            # version 1 refused every UPDATE; version 2 allows a recorded redaction (one transaction)
-            migrate = "DROP TRIGGER IF EXISTS events_no_update;" if row is not None and int(row[0]) < 2 else ""
-            db.executescript(f"BEGIN IMMEDIATE; {migrate} {SCHEMA} INSERT OR REPLACE INTO meta(key, value) "
-                             f"VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
-            if migrate:
+            try:
+                before = storage.migrate(db, MIGRATIONS, name=f"payment journal {path}",
+                                         legacy_version=_legacy_version)
+            except SchemaTooNew as exc:
+                raise JournalError(str(exc)) from exc
+            if 0 < before < 2:
                 # Version 1 may have been written without secure_delete: copies of rows moved
                 # between pages can linger in free space. Rebuild the file once, then truncate
                 # the WAL that carried the rebuild.
@@ -156,10 +148,7 @@ class Journal:
             # transaction that succeeds.
             if not self._readable_at_current_schema(db):
                 raise
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            storage.rollback_quietly(db)
             row = db.execute("SELECT value FROM meta WHERE key='boots'").fetchone()
             self.boot = int(row[0]) + 1 if row else 1
             self._boot_pending = True
@@ -178,26 +167,21 @@ class Journal:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "Journal":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
         return self
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._closed = True
+        self._writer.close()
+        self._readers.close()
 
     # ------------------------------------------------------------------ writing
     def submit(self, payment_id: str, kind: str, data: Mapping[str, Any] | None = None) -> Future:
         """Queue one event; the future resolves to its id once it is committed to disk."""
-        if self._closed or self._thread is None:
+        if not self._writer.running:
             raise JournalError("journal is not running")
         future: Future = Future()
         payload = json.dumps(dict(data or {}), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        self._queue.put((self.clock(), str(payment_id), str(kind), payload, future))
+        self._writer.put((self.clock(), str(payment_id), str(kind), payload, future))
         return future
 
     def append(self, payment_id: str, kind: str, data: Mapping[str, Any] | None = None,
@@ -208,70 +192,9 @@ class Journal:
     def call(self, fn: Callable[[sqlite3.Connection], Any], timeout: float = 300.0) -> Any:
         """Run ``fn(db)`` on the writer's own connection, between two batches, and return its
         result: work that writes outside ``append`` (the retention's redaction) goes through the
-        single writer too, so it never competes with payments for the write lock."""
-        if self._closed or self._thread is None:
-            raise JournalError("journal is not running")
-        task = _Task(fn, Future())
-        self._queue.put(task)
-        return task.future.result(timeout=timeout)
-
-    def _writer(self) -> None:
-        db = None  # opened on demand, and again after a failed write (see below)
-        try:
-            stop = False
-            while not stop:
-                first = self._queue.get()
-                if first is None:
-                    break
-                if isinstance(first, _Task):
-                    db = self._run_task(db, first)
-                    continue
-                batch = [first]
-                task = None
-                while len(batch) < BATCH_MAX:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    if isinstance(item, _Task):  # after the events queued before it
-                        task = item
-                        break
-                    batch.append(item)
-                try:
-                    db = db or connect(self.path)
-                except Exception as exc:
-                    self._failed(None, batch, exc)
-                else:
-                    if not self._write_batch(db, batch):
-                        # A connection that failed may stay unable to write once the cause is
-                        # gone (SQLite opens a file it may not write read-only, for good): the
-                        # next batch gets a fresh one.
-                        db = self._close_quietly(db)
-                if task is not None:
-                    db = self._run_task(db, task)
-        finally:
-            self._close_quietly(db)
-
-    def _run_task(self, db, task: "_Task"):
-        try:
-            db = db or connect(self.path)
-        except Exception as exc:
-            task.future.set_exception(JournalError(f"journal cannot be opened for writing: {exc}"))
-            return None
-        task.run(db)
-        return db
-
-    @staticmethod
-    def _close_quietly(db) -> None:
-        if db is not None:
-            try:
-                db.close()
-            except sqlite3.Error:
-                pass
-        return None
+        single writer too, so it never competes with payments for the write lock. ``fn`` manages
+        its own transaction; one it leaves open after an error is rolled back."""
+        return self._writer.call(fn, timeout=timeout)
 
     def _failed(self, db, batch: list, exc: Exception) -> None:
         """The disk said no: every caller in the batch must know."""
@@ -281,10 +204,7 @@ class Journal:
             log.error("journal write failed again: %s", exc)
         self.failing = str(exc)
         if db is not None:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            storage.rollback_quietly(db)
         for *_, future in batch:
             future.set_exception(JournalError(f"journal write failed: {exc}"))
 
@@ -313,15 +233,8 @@ class Journal:
         return True
 
     # ------------------------------------------------------------------ reading
-    def _reader(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self._local.db = db
-        return db
-
     def _rows(self, sql: str, params=()) -> list[Record]:
-        rows = self._reader().execute(sql, params).fetchall()
+        rows = self._readers.get().execute(sql, params).fetchall()
         return [Record(i, at, boot, pid, kind, json.loads(data)) for i, at, boot, pid, kind, data in rows]
 
     def records(self, since_id: int = 0) -> list[Record]:

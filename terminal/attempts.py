@@ -1,6 +1,6 @@
 """Counting wrong secrets (PINs), the one lockout of the appliance.
 
-Service-mode log-in (terminal/staff.py) and a desk tablet's shift PIN (terminal/surveys/store.py)
+Service-mode log-in (terminal/staff.py) and a desk tablet's shift PIN (terminal/surveys/shifts.py)
 count their failures here, each in a table of its own database, per *key* (a person and scope, a
 client address, a tablet). The rule:
 

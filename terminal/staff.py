@@ -52,6 +52,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from common import storage
 from terminal import attempts
 
 ROLES = ("admin", "cashier", "technician", "manager")
@@ -79,6 +80,17 @@ CREATE INDEX IF NOT EXISTS staff_sessions_open ON staff_sessions(staff_id) WHERE
 -- failures were counted here before the one lockout (terminal/attempts.py) took over
 DROP TABLE IF EXISTS login_failures;
 """ + attempts.schema("pin_failures")
+
+
+def _add_must_change(db: sqlite3.Connection) -> None:
+    """Staff seeded with a printed sample PIN must change it (databases made before that rule)."""
+    if "must_change" not in {row[1] for row in db.execute("PRAGMA table_info(staff)")}:
+        db.execute("ALTER TABLE staff ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
+
+
+# user_version 0 is also every file made before versions were counted: both steps are harmless
+# on a file that already has them.
+MIGRATIONS = (SCHEMA, _add_must_change)
 
 
 @dataclass(frozen=True)
@@ -124,43 +136,29 @@ def _session_key(token: str) -> bytes:
 
 
 class StaffStore:
+    """Writes come from the web server's threads: one writer thread runs them, each as one
+    ``BEGIN IMMEDIATE`` transaction (which also keeps a second process, a ``cnap`` command, from
+    interleaving a read-then-write decision). Reads open a short-lived connection."""
+
     def __init__(self, path: str, clock=time.time):
         self.path = path
         self.clock = clock   # wall time; tests step it to check idle expiry and clock jumps
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(staff)")}
-            if "must_change" not in columns:   # databases made before the forced first change
-                db.execute("ALTER TABLE staff ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
+        with self._read() as db:
+            storage.migrate(db, MIGRATIONS, name=f"staff database {path}")
+        self._writer = storage.SingleWriter(lambda: storage.connect(path, busy_timeout_s=10),
+                                            name="staff-writer", label="staff database").start()
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+    def close(self) -> None:
+        self._writer.close()
 
-    @contextlib.contextmanager
-    def _write(self):
-        """One write transaction that takes SQLite's write lock at once (BEGIN IMMEDIATE), so a
-        read-then-write decision cannot interleave with another thread's or process's."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+    def _write(self, fn):
+        """``fn(db)`` in one write transaction on the writer thread; its result or its exception."""
+        return self._writer.write(fn)
 
     @contextlib.contextmanager
     def _read(self):
-        db = self._connect()
-        try:
+        with storage.opened(self.path, busy_timeout_s=10) as db:
             yield db
-        finally:
-            db.close()
 
     # --- staff ---------------------------------------------------------------------------
     def seed(self, pairs: str, must_change: bool = True) -> None:
@@ -174,7 +172,7 @@ class StaffStore:
                 raise ValueError(f"SERVICE_PINS: {role!r} needs a known role and a "
                                  f"{PIN_MIN}–{PIN_MAX} digit PIN")
             parsed.append((role, pin))
-        with self._write() as db:
+        def seed(db) -> None:
             if not db.execute("SELECT COUNT(*) FROM staff").fetchone()[0]:
                 for role, pin in parsed:
                     salt = secrets.token_bytes(16)
@@ -189,6 +187,7 @@ class StaffStore:
                             (role, role)).fetchall():
                         if hmac.compare_digest(hash_pin(pin, salt), digest):
                             db.execute("UPDATE staff SET must_change=1 WHERE id=?", (staff_id,))
+        self._write(seed)
 
     def add(self, name: str, role: str, pin: str) -> StaffMember:
         if role not in ROLES:
@@ -196,10 +195,11 @@ class StaffStore:
         if not valid_pin(pin):
             raise ValueError(f"PIN must be {PIN_MIN}–{PIN_MAX} digits")
         salt = secrets.token_bytes(16)
-        with self._write() as db:
-            cur = db.execute("INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
-                             (name, role, salt, hash_pin(pin, salt), self.clock()))
-            return StaffMember(cur.lastrowid, name, role)
+        digest = hash_pin(pin, salt)
+        staff_id = self._write(lambda db: db.execute(
+            "INSERT INTO staff(name, role, pin_salt, pin_hash, created_at) VALUES (?,?,?,?,?)",
+            (name, role, salt, digest, self.clock())).lastrowid)
+        return StaffMember(staff_id, name, role)
 
     def members(self, active_only: bool = False) -> list[dict]:
         with self._read() as db:
@@ -220,14 +220,15 @@ class StaffStore:
             raise ValueError(f"PIN must be {PIN_MIN}–{PIN_MAX} digits")
         salt = secrets.token_bytes(16)
         digest = hash_pin(pin, salt)
-        with self._write() as db:
+        def set_pin(db) -> None:
             if not db.execute("UPDATE staff SET pin_salt=?, pin_hash=?, must_change=0 WHERE id=?",
                               (salt, digest, staff_id)).rowcount:
                 raise ValueError("no such staff member")
             self._end_all(db, staff_id, reason)
+        self._write(set_pin)
 
     def set_active(self, staff_id: int, active: bool) -> None:
-        with self._write() as db:
+        def set_active(db) -> None:
             if not active:
                 admins = db.execute("SELECT COUNT(*) FROM staff WHERE role='admin' AND active=1 AND id<>?",
                                     (staff_id,)).fetchone()[0]
@@ -238,6 +239,7 @@ class StaffStore:
                 raise ValueError("no such staff member")
             if not active:
                 self._end_all(db, staff_id, "deactivated")
+        self._write(set_active)
 
     def pin_matches(self, staff_id: int, pin: str) -> bool:
         with self._read() as db:
@@ -259,11 +261,11 @@ class StaffStore:
         scope = client_scope(client)
         now = self.clock()
         limits = self._limits(staff_id, scope, client)
-        with self._write() as db:
+        def reserve_a_try(db):
             FAILURES.tidy(db, now)
             locked = FAILURES.wait_s(db, now, limits)
             if locked:
-                return LoginResult(locked_s=locked)
+                return locked, [], [], None
             reserved = FAILURES.reserve(db, now, limits)
             # Which counters this try fills up, should it turn out wrong (decided under the lock,
             # so concurrent tries cannot both claim it).
@@ -271,11 +273,14 @@ class StaffStore:
                      for key, limit in limits.items() if FAILURES.count(db, now, key) == limit]
             row = db.execute("SELECT id, name, role, must_change, pin_salt, pin_hash FROM staff "
                              "WHERE id=? AND active=1", (staff_id,)).fetchone() if staff_id is not None else None
+            return 0, reserved, fills, row
+        locked, reserved, fills, row = self._write(reserve_a_try)
+        if locked:
+            return LoginResult(locked_s=locked)
         # The slow hash runs outside the write lock; the try is already counted.
         if row and valid_pin(pin) and hmac.compare_digest(hash_pin(pin, row[4]), row[5]):
-            with self._write() as db:
-                # knowing one's own PIN clears one's own count, never a client's
-                FAILURES.forget(db, reserved, key=f"staff:{staff_id}:{scope}")
+            # knowing one's own PIN clears one's own count, never a client's
+            self._write(lambda db: FAILURES.forget(db, reserved, key=f"staff:{staff_id}:{scope}"))
             return LoginResult(staff=StaffMember(row[0], row[1], row[2], bool(row[3])), checked=True)
         return LoginResult(lockout=tuple(fills), checked=True)
 
@@ -283,12 +288,13 @@ class StaffStore:
     def open_session(self, staff_id: int, client: str) -> str:
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        with self._write() as db:
+        def open_session(db) -> None:
             # Ended (or long abandoned) sessions are kept a while for inquiries, not for ever.
             db.execute("DELETE FROM staff_sessions WHERE COALESCE(ended_at, last_seen)<?",
                        (now - SESSION_HISTORY_S,))
             db.execute("INSERT INTO staff_sessions(id_hash, staff_id, client, created_at, last_seen) "
                        "VALUES (?,?,?,?,?)", (_session_key(token), staff_id, client or "unknown", now, now))
+        self._write(open_session)
         return token
 
     def check_session(self, token: str, idle_s: float) -> StaffMember | None:
@@ -298,7 +304,7 @@ class StaffStore:
             return None
         now = self.clock()
         key = _session_key(token)
-        with self._write() as db:
+        def check(db) -> StaffMember | None:
             row = db.execute("SELECT s.last_seen, s.ended_at, st.id, st.name, st.role, st.must_change, st.active "
                              "FROM staff_sessions s JOIN staff st ON st.id = s.staff_id WHERE s.id_hash=?",
                              (key,)).fetchone()
@@ -312,16 +318,17 @@ class StaffStore:
                 return None
             if now - last_seen >= 1:   # a page's burst of requests need not write (and sync) each time
                 db.execute("UPDATE staff_sessions SET last_seen=? WHERE id_hash=?", (now, key))
-        return StaffMember(staff_id, name, role, bool(must_change))
+            return StaffMember(staff_id, name, role, bool(must_change))
+        return self._write(check)
 
     def end_session(self, token: str, reason: str) -> None:
-        with self._write() as db:
-            db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE id_hash=? AND ended_at IS NULL",
-                       (self.clock(), reason, _session_key(token)))
+        now = self.clock()
+        self._write(lambda db: db.execute(
+            "UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE id_hash=? AND ended_at IS NULL",
+            (now, reason, _session_key(token))))
 
     def end_sessions(self, staff_id: int, reason: str) -> int:
-        with self._write() as db:
-            return self._end_all(db, staff_id, reason)
+        return self._write(lambda db: self._end_all(db, staff_id, reason))
 
     def _end_all(self, db, staff_id: int, reason: str) -> int:
         return db.execute("UPDATE staff_sessions SET ended_at=?, end_reason=? WHERE staff_id=? AND ended_at IS NULL",
@@ -334,10 +341,10 @@ class StaffStore:
 
     # --- audit -------------------------------------------------------------------------------
     def audit(self, staff: StaffMember | None, action: str, **detail) -> None:
-        with self._write() as db:
-            db.execute("INSERT INTO audit(at, staff_id, role, action, detail) VALUES (?,?,?,?,?)",
-                       (self.clock(), staff.id if staff else None, staff.role if staff else None, action,
-                        json.dumps(detail, ensure_ascii=False, sort_keys=True)))
+        row = (self.clock(), staff.id if staff else None, staff.role if staff else None, action,
+               json.dumps(detail, ensure_ascii=False, sort_keys=True))
+        self._write(lambda db: db.execute(
+            "INSERT INTO audit(at, staff_id, role, action, detail) VALUES (?,?,?,?,?)", row))
 
     def audit_log(self, limit: int = 200) -> list[dict]:
         with self._read() as db:

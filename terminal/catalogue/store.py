@@ -6,26 +6,30 @@ snapshot (``CatalogueStore.load``) that they keep in memory. Each record is one 
 columns worth querying (id, position, category, fee) plus a JSON column holding the rest in the
 same shape as the YAML format (``convert.py``, ``docs/catalogue.md``): one ``json.loads`` per
 row keeps a 5,000-service catalogue loading in a fraction of a second.
+
+The schema version is SQLite's ``user_version`` (``common.storage.migrate``); files written
+before it was used carry it in a ``schema_version`` table.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import sqlite3
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from common import storage
+from common.storage import SchemaTooNew
 
 from .convert import (branch_from_plain, branch_to_plain, category_from_plain,
                       category_to_plain, news_from_plain, news_to_plain, package_from_plain,
                       package_to_plain, service_from_plain, service_to_plain)
 from .model import Branch, Category, NewsItem, Package, Service
 
-SCHEMA_VERSION = 1
-
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS categories (
     id TEXT PRIMARY KEY,
@@ -64,6 +68,15 @@ CREATE TABLE IF NOT EXISTS news (
     data TEXT NOT NULL
 );
 """
+MIGRATIONS = (_SCHEMA,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _legacy_version(conn: sqlite3.Connection) -> int:
+    """The version of a file written before ``user_version`` was used (0: a new file)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='schema_version'").fetchone():
+        return 0
+    return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
 
 
 class CatalogueStoreError(RuntimeError):
@@ -197,96 +210,73 @@ class CatalogueStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        try:
+        with self._connect() as conn:
             self._ensure_schema(conn)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one call, closed when it ends."""
+        try:
+            conn = storage.connect(self.path, busy_timeout_s=10)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise CatalogueStoreError(f"{self.path}: cannot open the catalogue database: {exc}") from exc
+            raise CatalogueStoreError(f"{self.path}: not a catalogue database: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise CatalogueStoreError(f"{self.path}: cannot open the catalogue database: {exc}") from exc
+        try:
+            yield conn
         finally:
             conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise CatalogueStoreError(f"{self.path}: cannot open the catalogue database: {exc}") \
-                from exc
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
+            storage.migrate(conn, MIGRATIONS, name=f"{self.path}: catalogue", legacy_version=_legacy_version)
+        except SchemaTooNew as exc:
+            raise CatalogueStoreError(str(exc)) from exc
         except sqlite3.DatabaseError as exc:
-            conn.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
             raise CatalogueStoreError(f"{self.path}: not a catalogue database: {exc}") from exc
-        try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            version = row[0]
-            if version is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
-                raise CatalogueStoreError(
-                    f"{self.path}: catalogue schema version {version} is newer than this "
-                    f"program understands ({SCHEMA_VERSION}); upgrade the program")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def is_empty(self) -> bool:
-        conn = self._connect()
-        try:
+        with self._connect() as conn:
             return conn.execute("SELECT count(*) FROM services").fetchone()[0] == 0
-        finally:
-            conn.close()
 
     def replace_all(self, catalogue: Catalogue) -> None:
         """Write ``catalogue`` in place of everything stored: all of it or, on any error, nothing."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for table in ("package_services", "packages", "services", "categories",
-                              "branches", "news", "meta"):
-                    conn.execute(f"DELETE FROM {table}")
-                conn.execute("INSERT INTO meta (key, value) VALUES ('note', ?)",
-                             (catalogue.note,))
-                conn.executemany(
-                    "INSERT INTO categories (id, position, data) VALUES (?, ?, ?)",
-                    [(c.id, i, _dumps(category_to_plain(c)))
-                     for i, c in enumerate(catalogue.categories)])
-                conn.executemany(
-                    "INSERT INTO services (id, position, category, fee_kop, sample, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(s.id, i, s.category, s.fee.amount_kop if s.fee else None, int(s.sample),
-                      _dumps(service_to_plain(s)))
-                     for i, s in enumerate(catalogue.services.values())])
-                conn.executemany(
-                    "INSERT INTO packages (id, position, data) VALUES (?, ?, ?)",
-                    [(p.id, i, _dumps(package_to_plain(p)))
-                     for i, p in enumerate(catalogue.packages.values())])
-                conn.executemany(
-                    "INSERT INTO package_services (package, position, service) VALUES (?, ?, ?)",
-                    [(p.id, i, service_id) for p in catalogue.packages.values()
-                     for i, service_id in enumerate(p.services)])
-                conn.executemany(
-                    "INSERT INTO branches (id, position, central, data) VALUES (?, ?, ?, ?)",
-                    [(b.id, i, int(b.central), _dumps(branch_to_plain(b)))
-                     for i, b in enumerate(catalogue.branches)])
-                conn.executemany(
-                    "INSERT INTO news (id, published, data) VALUES (?, ?, ?)",
-                    [(n.id, n.published.isoformat(), _dumps(news_to_plain(n)))
-                     for n in catalogue.news])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.close()
+        with self._connect() as conn, storage.transaction(conn):
+            for table in ("package_services", "packages", "services", "categories",
+                          "branches", "news", "meta"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('note', ?)",
+                         (catalogue.note,))
+            conn.executemany(
+                "INSERT INTO categories (id, position, data) VALUES (?, ?, ?)",
+                [(c.id, i, _dumps(category_to_plain(c)))
+                 for i, c in enumerate(catalogue.categories)])
+            conn.executemany(
+                "INSERT INTO services (id, position, category, fee_kop, sample, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(s.id, i, s.category, s.fee.amount_kop if s.fee else None, int(s.sample),
+                  _dumps(service_to_plain(s)))
+                 for i, s in enumerate(catalogue.services.values())])
+            conn.executemany(
+                "INSERT INTO packages (id, position, data) VALUES (?, ?, ?)",
+                [(p.id, i, _dumps(package_to_plain(p)))
+                 for i, p in enumerate(catalogue.packages.values())])
+            conn.executemany(
+                "INSERT INTO package_services (package, position, service) VALUES (?, ?, ?)",
+                [(p.id, i, service_id) for p in catalogue.packages.values()
+                 for i, service_id in enumerate(p.services)])
+            conn.executemany(
+                "INSERT INTO branches (id, position, central, data) VALUES (?, ?, ?, ?)",
+                [(b.id, i, int(b.central), _dumps(branch_to_plain(b)))
+                 for i, b in enumerate(catalogue.branches)])
+            conn.executemany(
+                "INSERT INTO news (id, published, data) VALUES (?, ?, ?)",
+                [(n.id, n.published.isoformat(), _dumps(news_to_plain(n)))
+                 for n in catalogue.news])
 
     def load(self) -> Catalogue:
         """A snapshot of everything stored."""
@@ -301,9 +291,8 @@ class CatalogueStore:
                 gc.enable()
 
     def _load(self) -> Catalogue:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")  # one consistent read even while an import commits
+        # one consistent read even while an import commits
+        with self._connect() as conn, storage.transaction(conn, "DEFERRED"):
             categories = [category_from_plain(json.loads(d)) for (d,) in
                           conn.execute("SELECT data FROM categories ORDER BY position")]
             decode = _SharingDecoder().decode
@@ -316,8 +305,5 @@ class CatalogueStore:
             news = [news_from_plain(json.loads(d)) for (d,) in
                     conn.execute("SELECT data FROM news ORDER BY rowid")]
             row = conn.execute("SELECT value FROM meta WHERE key = 'note'").fetchone()
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
         return Catalogue(services=services, categories=categories, packages=packages,
                          branches=branches, news=news, note=row[0] if row else "")

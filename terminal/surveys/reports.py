@@ -138,23 +138,22 @@ def _add(total: Figures, f: Figures) -> None:
 
 
 def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_limit: int = 50) -> dict:
-    db = store._db()
     where, params = filters.where()
     burst = "" if filters.include_flagged else " AND burst = 0"
     # One pass over the daily roll-ups in key order (no sort): the totals and the trend both come
     # from these rows.
-    daily = [(r[0], _figures(r[1:])) for r in db.execute(
+    daily = [(r[0], _figures(r[1:])) for r in store.query(
         f"SELECT day, {SUMS} FROM stats WHERE {where}{burst} GROUP BY day ORDER BY day", params)]
     totals = Figures()
     for _, f in daily:
         _add(totals, f)
     # flagged: answers of bursts still waiting for review (the include filter applies to them only).
-    repeats, flagged, genuine, excluded, late = db.execute(
+    repeats, flagged, genuine, excluded, late = store.query(
         f"SELECT TOTAL(repeats), TOTAL(CASE WHEN burst THEN n END), TOTAL(reviewed_genuine), "
         f"TOTAL(reviewed_excluded), TOTAL(late) FROM stats WHERE {where}", params).fetchone()
 
     group_cols = {"branch": "branch_id", "desk": "branch_id, desk", "admin": "admin_id"}[group]
-    breakdown = [{"key": tuple(r[:-12]), "figures": _figures(r[-12:])} for r in db.execute(
+    breakdown = [{"key": tuple(r[:-12]), "figures": _figures(r[-12:])} for r in store.query(
         f"SELECT {group_cols}, {SUMS} FROM stats WHERE {where}{burst} GROUP BY {group_cols} "
         f"ORDER BY {group_cols}", params)]
     breakdown = [b for b in breakdown if b["figures"].n]
@@ -165,7 +164,7 @@ def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_l
         _add(buckets.setdefault(_bucket_key(day, bucket), Figures()), f)
     trend = [{"bucket": key, "figures": f} for key, f in sorted(buckets.items()) if f.n]
 
-    reason_rows = db.execute(
+    reason_rows = store.query(
         f"SELECT survey_id, version, question_id, option_id, SUM(n) FROM reason_stats INDEXED BY reason_by_option "
         f"WHERE {where}{burst} "
         "GROUP BY 1, 2, 3, 4", params).fetchall()
@@ -173,7 +172,7 @@ def report(store: SurveyStore, filters: Filters, group: str = "desk", comments_l
 
     start, end = _epoch_range(store, filters)
     comment_where, comment_params = filters.where("")
-    comment_rows = db.execute(
+    comment_rows = store.query(
         f"SELECT answered_at, branch_id, desk, admin_id, main, score, scale, comment, survey_id, version FROM answers "
         f"WHERE comment IS NOT NULL AND answered_at >= ? AND answered_at < ? AND {comment_where} AND counted = 1"
         f"{'' if filters.include_flagged else PENDING_BURST_EXCLUDED} ORDER BY answered_at DESC LIMIT ?",
@@ -257,7 +256,7 @@ def csv_rows(store: SurveyStore, filters: Filters, admin_names: dict[int, str]):
     where, params = filters.where()
     if not filters.include_flagged:
         where += PENDING_BURST_EXCLUDED
-    cursor = store._db().execute(
+    cursor = store.query(
         f"SELECT uuid, answered_at, day, branch_id, desk, tablet_id, admin_id, survey_id, version, main, score, "
         f"scale, path, nps, comment, counted, flag, received_at, review FROM answers WHERE {where} "
         "ORDER BY answered_at",

@@ -102,6 +102,7 @@ def init_app(app: Flask) -> None:
     store = StaffStore(path)
     store.seed(app.config["SERVICE_PINS"], must_change=app.config["SERVICE_PINS_MUST_CHANGE"])
     state(app).staff = store
+    state(app).closers.append(store.close)   # its writer thread and connection
     register_section(app, "service.staff", "service.section.staff", roles=("admin",), order=890)
     register_section(app, "service.audit_log", "service.section.audit", roles=("admin",), order=900)
     register_section(app, "service.stop_kiosk", "service.section.stop", roles=("technician",), order=990)

@@ -59,3 +59,38 @@ def test_boot_number_increments_and_closed_journal_refuses(tmp_path):
     assert [r.boot for r in read_records(path)] == [1, 2]
     with pytest.raises(JournalError):
         second.append("p", "c", {})
+
+
+def test_schema_version_is_user_version_and_a_newer_journal_is_refused(tmp_path):
+    from payments.journal import SCHEMA_VERSION
+    path = str(tmp_path / "journal.sqlite")
+    Journal(path).start().close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(JournalError, match="newer than this program"):
+        Journal(path)
+
+
+def test_close_leaves_no_connection_open(tmp_path):
+    import os
+    path = str(tmp_path / "journal.sqlite")
+    j = Journal(path).start()
+    j.append("p1", "created", {})
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(len(j.records())))
+    reader.start()
+    reader.join()
+    assert seen == [1] and len(j.records()) == 1
+    j.close()
+    targets = {os.path.realpath(path), os.path.realpath(path + "-wal")}
+    still_open = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") in targets:
+                still_open.append(fd)
+        except OSError:
+            pass
+    assert still_open == []

@@ -230,8 +230,10 @@ def test_an_older_database_with_sample_pins_gets_the_flag_too(tmp_path):
     store = StaffStore(str(instance / "service.sqlite"))
     store.seed("admin:000000,cashier:111111", must_change=False)
     store.set_pin(holder_of(store, "111111").id, "246802")          # changed long ago
-    with sqlite3.connect(instance / "service.sqlite") as db:   # as a database from before the column
-        db.execute("ALTER TABLE staff DROP COLUMN must_change")
+    db = sqlite3.connect(instance / "service.sqlite")   # as a database from before the column
+    db.execute("ALTER TABLE staff DROP COLUMN must_change")
+    db.execute("PRAGMA user_version = 0")              # (and before schema versions were counted)
+    db.close()
     app = create_app({"INSTANCE_PATH": str(instance), "TESTING": True, "SECRET_KEY": "t",
                       "BILL_VALIDATOR_URL": "", "CARD_TERMINAL_URL": "", "PRINTER_URL": "",
                       "SERVICE_PINS_MUST_CHANGE": True})

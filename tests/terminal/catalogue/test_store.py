@@ -26,8 +26,9 @@ def test_round_trip_through_a_real_file(tmp_path, sample):
     assert loaded == sample
     assert list(loaded.services) == list(sample.services)
     assert loaded.note == sample.note and "SAMPLE DATA" in loaded.note
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
 
 
 def test_replace_all_replaces_everything(tmp_path, sample):
@@ -94,8 +95,25 @@ def test_failed_write_leaves_database_unchanged(tmp_path, sample):
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "c.sqlite"
     CatalogueStore(path)
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(CatalogueStoreError, match="newer"):
+        CatalogueStore(path)
+
+
+def test_a_file_from_before_user_version_keeps_working_or_is_refused_when_newer(tmp_path, sample):
+    """Older releases kept the version in a schema_version table (user_version 0)."""
+    path = tmp_path / "c.sqlite"
+    CatalogueStore(path).replace_all(sample)
+    conn = sqlite3.connect(path)
+    conn.executescript("PRAGMA user_version = 0; CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                       "INSERT INTO schema_version VALUES (1);")
+    conn.close()
+    assert CatalogueStore(path).load() == sample
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.executescript("PRAGMA user_version = 0; INSERT INTO schema_version VALUES (2);")
     conn.close()
     with pytest.raises(CatalogueStoreError, match="newer"):
         CatalogueStore(path)

@@ -34,7 +34,7 @@ def burst_of(main="very_good", start=NOW - 3000, size=5, step=10, **extra):
 
 def rollups(store) -> dict[str, set]:
     """Both roll-up tables without the all-zero rows an incremental move leaves behind."""
-    db = store._db()
+    db = store.db.reader()
     stats = {r for r in db.execute("SELECT * FROM stats") if any(r[6:])}
     stats = {r[:8] + (round(r[8], 9),) + r[9:] for r in stats}
     reasons = {r for r in db.execute("SELECT * FROM reason_stats WHERE n != 0")}
@@ -189,7 +189,7 @@ def test_a_late_answer_that_joins_two_pending_bursts_merges_them(store, tablet):
     store.ingest(tablet, [answer("very_good", at=start + 406)], now=NOW)
     total, (merged,) = store.pending_bursts()
     assert total == 1 and merged["answers"] == 4 + 4 + 11 + 1
-    assert store._db().execute("SELECT COUNT(*) FROM bursts").fetchone()[0] == 1
+    assert store.query("SELECT COUNT(*) FROM bursts").fetchone()[0] == 1
     assert_rollups_equal_a_recomputation(store)
     store.review_burst(merged["id"], "excluded", reviewer="Марія", expected_answers=20)
     assert reports.report(store, filters(True))["totals"].n == 0
@@ -213,7 +213,7 @@ def test_random_traffic_and_reviews_keep_rollups_equal_to_a_recomputation(store,
             for burst in store.pending_bursts(5)[1][:2]:
                 store.review_burst(burst["id"], rng.choice(["genuine", "excluded"]), reviewer="Марія",
                                    expected_answers=burst["answers"])
-    reviewed = store._db().execute("SELECT COUNT(*) FROM bursts WHERE decision IS NOT NULL").fetchone()[0]
+    reviewed = store.query("SELECT COUNT(*) FROM bursts WHERE decision IS NOT NULL").fetchone()[0]
     assert reviewed >= 2 and store.pending_bursts()[0] >= 1
     assert_report_matches_answers(store)
     assert_rollups_equal_a_recomputation(store)
@@ -284,7 +284,7 @@ def test_an_old_file_is_migrated_with_its_bursts_identified(tmp_path):
 
     migrated = SurveyStore(path, rules)
     try:
-        assert migrated._db().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert migrated.query("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         total, pending = migrated.pending_bursts()
         assert total == 4
         assert sorted(sorted(a["uuid"] for a in migrated.answers("burst_id = ?", [b["id"]])) for b in pending) == expected

@@ -57,7 +57,8 @@ def desk(tmp_path, monkeypatch):
         fake = FakeTime(start)
         fake.step = step
         clock = types.SimpleNamespace(time=fake.time, monotonic=fake.monotonic)
-        for module in ("terminal.surveys.store", "terminal.surveys.clock"):
+        for module in ("terminal.surveys.clock", "terminal.surveys.versions", "terminal.surveys.shifts",
+                       "terminal.surveys.bursts", "terminal.surveys.forwarding", "terminal.surveys.media"):
             try:
                 monkeypatch.setattr(importlib.import_module(module), "time", clock)
             except ModuleNotFoundError:
@@ -322,7 +323,7 @@ def run_evening(d: Desk, step_at: int | None, step: float) -> dict:
     rows = [d.row(a) for a in answers]
     for row in rows:
         row.pop("forwarded_at")
-    stats = sorted(r for r in d.store._db().execute("SELECT * FROM stats") if any(r[6:]))
+    stats = sorted(r for r in d.store.query("SELECT * FROM stats") if any(r[6:]))
     data = reports.report(d.store, WHOLE, "admin")
     return {"rows": rows, "stats": stats, "totals": key_figures(data["totals"]),
             "without_flagged": key_figures(d.figures(WITHOUT_FLAGGED)), "flagged": data["flagged"],
@@ -410,14 +411,14 @@ def test_a_file_of_the_previous_release_is_migrated_and_keeps_its_figures(tmp_pa
     db.close()
     migrated = SurveyStore(path, rules)
     try:
-        assert migrated._db().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert migrated.query("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert key_figures(reports.report(migrated, WHOLE)["totals"]) == before
         old = answer("very_good", at=NOW - 4500)         # given before deliveries seen since: late
         assert migrated.ingest(tablet, [old], now=NOW)[0]["status"] == "stored"
         assert migrated.answer(old["uuid"])["flag"] == "late"
         assert reports.report(migrated, WHOLE)["late"] == 1
-        rows = sorted(r for r in migrated._db().execute("SELECT * FROM stats") if any(r[6:]))
+        rows = sorted(r for r in migrated.query("SELECT * FROM stats") if any(r[6:]))
         migrated.rebuild_rollups()
-        assert sorted(r for r in migrated._db().execute("SELECT * FROM stats") if any(r[6:])) == rows
+        assert sorted(r for r in migrated.query("SELECT * FROM stats") if any(r[6:])) == rows
     finally:
         migrated.close()

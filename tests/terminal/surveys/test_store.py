@@ -200,7 +200,7 @@ def test_pin_failures_survive_a_restart_and_concurrent_guesses_get_one_try_each(
         for t in threads:
             t.join()
         assert results == [None] * 12
-        failures = reopened._db().execute("SELECT COUNT(*) FROM pin_failures WHERE key=?",
+        failures = reopened.query("SELECT COUNT(*) FROM pin_failures WHERE key=?",
                                           (f"tablet:{tablet.id}",)).fetchone()[0]
         assert failures == MAX_FAILURES            # 1 before the restart + 4 of the 12; the rest locked out
         assert reopened.pin_locked_for(tablet.id) > 0
