@@ -1,0 +1,16 @@
+"""Journal streams other than payments (the journal's ``payment_id`` column holds a payment id
+or one of these)."""
+from __future__ import annotations
+
+DEVICE_STREAM = "device"            # validator states and faults, stray bills, device commands, self-tests
+RECOVERY_STREAM = "recovery"        # recovery_case
+ENCASHMENT_STREAM = "encashment"    # cassette_removed, cassette_replaced, encashment
+SHIFT_STREAM = "shift"              # z_report
+RETENTION_STREAM = "retention"      # redaction (payments/retention.py)
+VOUCHER_STREAM_PREFIX = "voucher:"  # voucher:<code>: voucher_refunded
+
+
+def is_payment(stream: str) -> bool:
+    """True for a payment's own stream (its id), False for the streams above."""
+    return stream not in (DEVICE_STREAM, RECOVERY_STREAM, ENCASHMENT_STREAM, SHIFT_STREAM, RETENTION_STREAM) \
+        and not stream.startswith(VOUCHER_STREAM_PREFIX)
