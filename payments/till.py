@@ -305,17 +305,8 @@ class Till:
     def resolve_card(self, payment_id: str, *, recovery: bool = False) -> dict:
         return self.cards.resolve(payment_id, recovery=recovery)
 
-    def used_invoices(self, except_id: str | None = None) -> set:
-        return self.ledger.used_invoices(except_id)
-
     def receipt_context(self) -> receipts.ReceiptContext:
         return self.printing.receipt_context()
-
-    def printer_status(self) -> dict:
-        return self.printing.status()
-
-    def print_receipt(self, payment_id: str, kind: str = "receipt") -> bool:
-        return self.printing.print_receipt(payment_id, kind)
 
     def print_report(self, title: str, report: dict) -> bool:
         """Service reports (X, Z, encashment) on paper; journaled like every device command."""
@@ -335,7 +326,7 @@ class Till:
         journal_ok = self.journal_fault is None
         return {"ready": self._ready, "cash": validator.ok and journal_ok,
                 "card": devices["card_terminal"].ok and journal_ok,
-                "bill_table": validator.detail.get("bills", []), "printer": self.printer_status(),
+                "bill_table": validator.detail.get("bills", []), "printer": self.printing.status(),
                 "printer_ok": devices["printer"].ok, "fault": self.device.fault,
                 "journal_fault": self.journal_fault, "busy": self._active_id is not None,
                 "unsettled": len(self.ledger.unsettled_ids())}
