@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any, Callable, Mapping
 
 from payments import registry
+from payments.streams import ENCASHMENT_STREAM
 
 
 # instance folder given on the command line (None: the host's default) -> resolved settings,
@@ -61,7 +62,7 @@ def run_encashments(args) -> int:
         print(f"cnap payments encashments: no journal at {path}", file=sys.stderr)
         return 1
     reports = [dict(r.data, journal_id=r.id, at=r.at) for r in read_records(path)
-               if r.payment_id == "encashment" and r.kind == "encashment"]
+               if r.payment_id == ENCASHMENT_STREAM and r.kind == "encashment"]
     text = json.dumps(reports, ensure_ascii=False, indent=2) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

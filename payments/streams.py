@@ -9,8 +9,3 @@ SHIFT_STREAM = "shift"              # z_report
 RETENTION_STREAM = "retention"      # redaction (payments/retention.py)
 VOUCHER_STREAM_PREFIX = "voucher:"  # voucher:<code>: voucher_refunded
 
-
-def is_payment(stream: str) -> bool:
-    """True for a payment's own stream (its id), False for the streams above."""
-    return stream not in (DEVICE_STREAM, RECOVERY_STREAM, ENCASHMENT_STREAM, SHIFT_STREAM, RETENTION_STREAM) \
-        and not stream.startswith(VOUCHER_STREAM_PREFIX)

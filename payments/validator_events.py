@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from payments.journal import JournalError
@@ -33,7 +33,6 @@ class ValidatorState:
     """What the till knows about the validator right now (from its events)."""
     fault: str | None = None
     cassette_out: bool = False
-    events: list = field(default_factory=list)
 
 
 class ValidatorEvents:
