@@ -103,7 +103,7 @@ def kiosk(instance: str, urls: dict, http: str, seed: int, settle_only: bool) ->
     till, hw = start_payments({"TERMINAL_ID": "TORTURE", "JOURNAL_DB": "journal.sqlite"}, instance, hardware=hw)
     print("READY", flush=True)
     if settle_only:
-        unsettled = [pid for pid in till.order if not till.payments[pid].settled]
+        unsettled = till.unsettled_ids()
         print(json.dumps({"unsettled": unsettled}), flush=True)
         os._exit(0)
     threading.Thread(target=mark_journal_faults, args=(till, os.path.dirname(instance)), daemon=True).start()

@@ -1,17 +1,28 @@
 """`cnap payments export --date YYYY-MM-DD --format csv|json [--out FILE]`,
-`cnap payments encashments [--out FILE]` and `cnap payments redact [--dry-run]`."""
+`cnap payments encashments [--out FILE]` and `cnap payments redact [--dry-run]`.
+
+The settings (journal file, terminal id, time zone, retention) come from the host through
+``load_settings``: payments/ never imports the kiosk (terminal/cli.py passes its settings table)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 from datetime import date
+from typing import Any, Callable, Mapping
 
 from payments import registry
+from payments.streams import ENCASHMENT_STREAM
 
 
-def add_commands(subparsers) -> argparse.ArgumentParser:
+# instance folder given on the command line (None: the host's default) -> resolved settings,
+# with INSTANCE_PATH, JOURNAL_DB, TERMINAL_ID, TIMEZONE and PERSONAL_DATA_RETENTION_DAYS
+SettingsLoader = Callable[[str | None], Mapping[str, Any]]
+
+
+def add_commands(subparsers, *, load_settings: SettingsLoader) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("payments", help="payment journal tools (bank registry export)")
+    parser.set_defaults(load_settings=load_settings)
     commands = parser.add_subparsers(dest="payments_command", metavar="COMMAND", required=True)
     exp = commands.add_parser("export", help="one day's completed payments per recipient account "
                               "(docs/payments.md, 'Bank registry')")
@@ -36,12 +47,9 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _journal_path(args) -> tuple[str, dict]:
-    from terminal import settings as settings_module
-
-    instance = args.instance or os.environ.get("CNAP_INSTANCE_PATH") or "instance"
-    values = settings_module.load({"INSTANCE_PATH": instance} if args.instance else None, instance_path=instance)
-    return args.journal or os.path.join(values.get("INSTANCE_PATH") or instance, values["JOURNAL_DB"]), values
+def _journal_path(args) -> tuple[str, Mapping[str, Any]]:
+    values = args.load_settings(args.instance)
+    return args.journal or os.path.join(values["INSTANCE_PATH"], values["JOURNAL_DB"]), values
 
 
 def run_encashments(args) -> int:
@@ -54,7 +62,7 @@ def run_encashments(args) -> int:
         print(f"cnap payments encashments: no journal at {path}", file=sys.stderr)
         return 1
     reports = [dict(r.data, journal_id=r.id, at=r.at) for r in read_records(path)
-               if r.payment_id == "encashment" and r.kind == "encashment"]
+               if r.payment_id == ENCASHMENT_STREAM and r.kind == "encashment"]
     text = json.dumps(reports, ensure_ascii=False, indent=2) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -61,6 +61,11 @@ class FilteredValidator:
         return getattr(self._driver, name)
 
     @property
+    def driver(self):
+        """The wrapped driver."""
+        return self._driver
+
+    @property
     def bill_table(self) -> list[int]:
         table = list(self._driver.bill_table)
         return [b for b in table if not self._accepted or b in self._accepted]
@@ -78,6 +83,11 @@ class PingingCard:
 
     def __getattr__(self, name):
         return getattr(self._driver, name)
+
+    @property
+    def driver(self):
+        """The wrapped driver."""
+        return self._driver
 
     def status(self):
         status = self._driver.status()
@@ -191,7 +201,7 @@ def start_payments(config, instance_path: str, *, branch_name: str = "", hardwar
             # not ready: the pay screens say why, /healthz fails, and recovery runs again once
             # the journal writes (start_runtime's retry loop)
             log.error("start-up recovery stopped by a journal fault: %s", exc)
-            till.ready = False
+            till.mark_not_ready()
     return till, hw
 
 

@@ -37,30 +37,28 @@ def _wait_validator(till, timeout_s: float) -> None:
             status = till.validator.status()
         except Exception:
             return
-        in_flight = any(till.payments[pid].bill_in_flight for pid in till.order
-                        if not till.payments[pid].final or till.payments[pid].bill_in_flight)
-        if (not status.online or status.state.lower() in STABLE_STATES) and not in_flight:
+        if (not status.online or status.state.lower() in STABLE_STATES) and not till.bill_in_flight():
             return
         time.sleep(0.05)
 
 
 def recover(till, *, validator_timeout_s: float = 4.0) -> list[dict]:
     cases: list[dict] = []
-    open_ids = [pid for pid in till.order if not till.payments[pid].settled]
+    open_ids = till.unsettled_ids()
     if open_ids:
         log.warning("recovery: %d open payment(s)", len(open_ids))
         _wait_validator(till, validator_timeout_s)
     for pid in open_ids:
-        before = till.payments[pid]
+        before = till.payment(pid)
         if before.settled:  # a device report during the wait settled it
             continue
         if before.bill_in_flight:
             till.dispatch(pid, "bill_lost_in_flight", {})
-        payment = till.payments[pid]
+        payment = till.payment(pid)
         if payment.card_pending or payment.card_resolving:
             till.dispatch(pid, "card_result", till.resolve_card(pid, recovery=True))
             till.wait_idle()
-        payment = till.payments[pid]
+        payment = till.payment(pid)
         if not payment.settled:
             if payment.receipt == "pending" or (payment.final and payment.receipt == "none"):
                 rule = "reprint"
@@ -72,7 +70,7 @@ def recover(till, *, validator_timeout_s: float = 4.0) -> list[dict]:
             till.wait_idle()
         else:
             rule = "card_resolved"
-        after = till.payments[pid]
+        after = till.payment(pid)
         detail = {"before": before.status, "after": after.status, "total_kop": after.total_kop,
                   "voucher_kop": after.voucher_out_kop, "bills": list(after.bills),
                   "card": bool(after.card), "receipt": after.receipt}
@@ -80,11 +78,7 @@ def recover(till, *, validator_timeout_s: float = 4.0) -> list[dict]:
         cases.append({"payment_id": pid, "rule": rule, **detail})
         log.warning("recovery: payment %s %s -> %s (%s)", after.receipt_no, before.status, after.status, rule)
     till.wait_idle()
-    with till.lock:
-        if till.active_id is not None and till.payments[till.active_id].settled:
-            till.active_id = None
-        unsettled = [pid for pid in till.order if not till.payments[pid].settled]
-        if unsettled:
-            log.error("recovery left %d payment(s) unsettled: %s", len(unsettled), unsettled)
-        till.ready = not unsettled
+    unsettled = till.finish_recovery()
+    if unsettled:
+        log.error("recovery left %d payment(s) unsettled: %s", len(unsettled), unsettled)
     return cases

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+from payments.machine import Payment
 from payments.money import format_uah
 
 
-def shift_report(till, *, since_id: int | None = None, until_id: int | None = None) -> dict:
-    """Totals of the payments created since the last Z report (or after journal id
-    ``since_id``, up to ``until_id``). Shifts are ranges of journal ids, never of wall time: the
-    clock may be stepped (NTP, a flat RTC battery) and no payment may fall between two shifts
-    or land in both."""
-    if since_id is None:
-        since_id = till.shifts[-1]["id"] if till.shifts else 0
-    rows = [till.payments[pid] for pid in till.order
-            if till.created_ids.get(pid, 0) > since_id and (until_id is None or till.created_ids.get(pid, 0) <= until_id)]
-    since = till.shifts[-1]["at"] if till.shifts else 0.0  # shown only: when the last Z was taken
+def shift_totals(payments: list[Payment], *, since_id: int, since: float) -> dict:
+    """Totals of one shift's payments (those created after journal id ``since_id``, see
+    payments/shift.py). Shifts are ranges of journal ids, never of wall time: the clock may be
+    stepped (NTP, a flat RTC battery) and no payment may fall between two shifts or land in
+    both. ``since`` (when the last Z was taken) is only shown."""
+    rows = list(payments)
     paid = [p for p in rows if p.status == "paid" and p.service_id]
     by_status = Counter(p.status for p in rows)
     cash_in = sum(sum(p.bills) for p in rows)

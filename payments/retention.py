@@ -22,7 +22,6 @@ The kiosk runs this at start-up and every ``RUN_EVERY_S`` through the journal's 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sqlite3
@@ -202,11 +201,7 @@ def run(till, *, days: int, by: str = "kiosk") -> Result:
     """Redact the journal and the running till's copies of the same payers."""
     result = redact(till.journal, days=days, by=by)
     if result.payments:
-        with till.lock:
-            for pid in result.payments:
-                payment = till.payments.get(pid)
-                if payment is not None and payment.payer and not payment.payer.get("redacted"):
-                    till.payments[pid] = dataclasses.replace(payment, payer=redacted_payer(payment.payer))
+        till.redact_payers(result.payments, redacted_payer)
     return result
 
 

@@ -16,7 +16,8 @@ from terminal import privacy
 from terminal.server import BackgroundServer
 from terminal.state import state
 
-# Areas add their own subcommands through ``add_commands(subparsers)``.
+# Areas add their own subcommands through ``add_commands(subparsers)``; those outside terminal/
+# that need the settings get ``load_settings`` (``settings_for_instance``) instead of importing them.
 COMMAND_MODULES = (
     "terminal.catalogue.cli",
     "devices.cli",
@@ -24,6 +25,16 @@ COMMAND_MODULES = (
     "terminal.exports",
     "monitoring.cli",
 )
+TAKES_SETTINGS = {"payments.cli"}
+
+
+def settings_for_instance(instance: str | None) -> dict:
+    """The settings of ``instance`` (a command's --instance), else of $CNAP_INSTANCE_PATH or
+    ./instance; INSTANCE_PATH is always set."""
+    folder = instance or os.environ.get("CNAP_INSTANCE_PATH") or "instance"
+    values = settings_module.load({"INSTANCE_PATH": folder} if instance else None, instance_path=folder)
+    values["INSTANCE_PATH"] = values.get("INSTANCE_PATH") or folder
+    return values
 
 
 # Seconds before a window that ended without a stop request is opened again.
@@ -302,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print docs/settings.md")
     p.set_defaults(func=cmd_settings)
     for module_name in COMMAND_MODULES:
-        import_module(module_name).add_commands(sub)
+        extra = {"load_settings": settings_for_instance} if module_name in TAKES_SETTINGS else {}
+        import_module(module_name).add_commands(sub, **extra)
     return parser
 
 

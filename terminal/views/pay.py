@@ -20,7 +20,6 @@ from payments.commission import quote_for
 from payments.journal import JournalError
 from payments.machine import Rejected
 from payments.money import format_uah
-from payments.reports import shift_report
 from payments.taxid import Payer, collect_errors, mask_payer
 from payments.till import Busy, Unavailable, mask_voucher_code
 from terminal import i18n
@@ -543,16 +542,8 @@ def finish():
 
 @bp.get("/receipt/<number>")
 def verify(number: str):
-    t = till()
-    found = None
-    code = request.args.get("c", "")
-    for pid in reversed(t.order):
-        p = t.payments[pid]
-        if p.receipt_no == number[:40]:
-            found = p
-            break
-    ok = found is not None and hmac.compare_digest(receipts.check_code(t.config.receipt_key, found), code[:20])
-    if not ok:
+    found = till().verified_receipt(number[:40], request.args.get("c", "")[:20])
+    if found is None:
         return render_template("pay/verify.html", ok=False, p=None), 404
     return render_template("pay/verify.html", ok=True, p=found,
                            payer=mask_payer(found.payer))
@@ -573,10 +564,10 @@ def svc_payments():
         audit("pay.z_report", number=report["number"], total_kop=report["total_kop"])
         message = _("svc.z_done", n=report["number"])
     elif request.method == "POST" and request.form.get("action") == "x":
-        t.print_report("X", shift_report(t))
+        t.print_report("X", t.x_report())
         audit("pay.x_report")
-    report = shift_report(t)
-    recent = [t.payments[pid] for pid in reversed(t.order[-50:])]
+    report = t.x_report()
+    recent = t.recent_payments(50)
     return render_template("pay/svc_payments.html", report=report, recent=recent, masked=t.masked,
                            message=message, shifts=t.shifts[-5:], journal_fault=t.journal_fault)
 
@@ -599,7 +590,7 @@ def svc_encashment():
     return render_template("pay/svc_encashment.html", counts=sorted(counts.items()), fill=fill,
                            total=sum(k * v for k, v in counts.items()), bills=sum(counts.values()),
                            cassette_out=t.device.cassette_out, message=message,
-                           history=list(reversed(t.encashments[-10:])))
+                           history=t.encashment_history(10))
 
 
 @bp.route("/service/pay/vouchers", methods=["GET", "POST"])
@@ -617,7 +608,7 @@ def svc_vouchers():
             message = _("svc.voucher.refunded", code=code, amount=money(voucher.amount_kop))
         except Unavailable:
             message = _("pay.voucher.invalid")
-    vouchers = sorted(t.vouchers.values(), key=lambda v: v.issued_at, reverse=True)
+    vouchers = t.vouchers_newest_first()
     return render_template("pay/svc_vouchers.html", vouchers=vouchers, message=message)
 
 
@@ -626,7 +617,7 @@ def svc_vouchers():
 def svc_recovered():
     t = till()
     audit("pay.recovered_review")
-    cases = list(reversed(t.recovery_cases[-100:]))
+    cases = t.recovery_history(100)
     return render_template("pay/svc_recovered.html", cases=cases)
 
 

@@ -93,3 +93,9 @@ class Kiosk:
 
     def close(self):
         close_app(self.app)
+
+
+def drop_subscribers(driver) -> None:
+    """Forget every subscriber of a device driver's events (a test replaces the till's own with a
+    filtered one; drivers have no public way to unsubscribe, a host never needs one)."""
+    driver._events._subscribers.clear()

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from payments.reports import shift_report
 from payments.taxid import Payer
 from payments.till import Busy, Unavailable
 from tests.payments.helpers import RNOKPP, SERVICE, Kiosk, make_app, wait_until
@@ -195,7 +194,7 @@ def test_clock_steps_change_no_money_and_no_counts_in_shift_reports(kiosk, step_
     assert (z1["paid_count"], z1["total_kop"], z1["cash_in_kop"], z1["payments"]) == (2, 14800, 20000, 2)
     clock.offset -= abs(step_h) * 3600 * 2  # after the Z, the clock goes back past it
     pay_cash(kiosk)
-    x = shift_report(kiosk.till)
+    x = kiosk.till.x_report()
     assert (x["paid_count"], x["total_kop"], x["cash_in_kop"], x["payments"]) == (1, 7400, 10000, 1)
     clock.offset += abs(step_h) * 3600 * 4  # and forward again
     pay_cash(kiosk, clock, -abs(step_h) * 3600)
@@ -204,4 +203,4 @@ def test_clock_steps_change_no_money_and_no_counts_in_shift_reports(kiosk, step_
     # every payment is in exactly one shift
     assert z1["paid_count"] + z2["paid_count"] == len([p for p in kiosk.till.payments.values()
                                                        if p.status == "paid"])
-    assert shift_report(kiosk.till)["payments"] == 0
+    assert kiosk.till.x_report()["payments"] == 0

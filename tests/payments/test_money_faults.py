@@ -14,7 +14,6 @@ import pytest
 
 from devices.events import DeviceEvent
 from payments.journal import JournalError, read_records
-from payments.reports import shift_report
 from payments.taxid import Payer
 from tests.fsfaults import fill
 from tests.helpers import service_login

@@ -12,7 +12,7 @@ from payments.hardware import FilteredValidator, Hardware, PingingCard, start_pa
 from payments.journal import read_records
 from payments.taxid import Payer
 from terminal.catalogue.model import Commission, Fee, PaymentDetails, Service
-from tests.payments.helpers import wait_until
+from tests.payments.helpers import drop_subscribers, wait_until
 
 SERVICE = Service(id="fee", name={"uk": "Збір", "en": "Fee"}, short={}, category="c", provider={}, documents=(),
                   term={}, result={}, receive_ways=(), legal_acts=(),
@@ -42,16 +42,13 @@ class Rig:
 
     def crash(self):
         """What SIGKILL leaves: no settling, no closing of payments; the devices keep their state."""
-        self.hw.validator._driver._stop.set()
-        self.hw.validator._driver._thread.join(3)
-        from devices.transport import safe_close
-        safe_close(self.hw.validator._driver._port)
-        self.till._closed = True
+        self.hw.validator.driver.stop()  # the poll thread ends; no command is sent to the device
+        self.till.journal_guard.close()  # its retry and probe loops end, as the process's would
         self.till.journal.close()
         self.hw.card.close()
 
     def stop(self):
-        if self.till is not None and not self.till._closed:
+        if self.till is not None and not self.till.closed:
             from payments.hardware import stop_payments
             stop_payments(self.till, self.hw)
         for sim in (self.bv_sim, self.card_sim, self.printer_sim):
@@ -119,8 +116,8 @@ def test_crash_with_unacknowledged_stacked_answer(rig):
     host still gets the credit, because the driver ACKs only after the journal has the bill."""
     till = rig.boot()
     pid = cash_payment(till)
-    driver = rig.hw.validator._driver
-    driver._events._subscribers.clear()
+    driver = rig.hw.validator.driver
+    drop_subscribers(driver)
     # this host "dies" at the stacked event: it never journals it, and its ACKs are lost with it
     driver.subscribe(lambda e: till.on_validator_event(e) if e.kind != "stacked" else None)
     rig.bv_sim.lose_next_acks(1000)

@@ -8,7 +8,7 @@ import pytest
 
 from payments import cli as payments_cli
 from payments.registry import build, to_csv, to_json
-from payments.reports import shift_report
+from terminal.cli import settings_for_instance
 from tests.payments.helpers import Kiosk, make_app
 
 
@@ -48,7 +48,7 @@ def test_registry_groups_by_account_and_reconciles_with_journal(kiosk, tmp_path)
     ibans = {acc["iban"] for acc in data["accounts"]}
     assert a.details["iban"] in ibans and b.details["iban"] in ibans
     # reconciles with the shift report computed from the live state
-    report = shift_report(kiosk.till)
+    report = kiosk.till.x_report()
     assert report["total_kop"] == data["totals"]["total_kop"] and report["paid_count"] == 2
     rows = list(csv.DictReader(io.StringIO(to_csv(data))))
     payments = [r for r in rows if r["record"] == "payment"]
@@ -66,7 +66,7 @@ def test_cli_export(kiosk, tmp_path, capsys):
     pay(kiosk, "id-card-lost", "card")
     import argparse
     parser = argparse.ArgumentParser()
-    payments_cli.add_commands(parser.add_subparsers())
+    payments_cli.add_commands(parser.add_subparsers(), load_settings=settings_for_instance)
     today = datetime.now(ZoneInfo("Europe/Kyiv")).date().isoformat()
     out = tmp_path / "reg.json"
     args = parser.parse_args(["payments", "export", "--date", today, "--format", "json", "--out", str(out),

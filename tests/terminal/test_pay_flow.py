@@ -123,7 +123,7 @@ def test_card_approved_receipt_has_terminal_data(kiosk):
                                              ("timeout", "не підтвердив"), ("no_host", ""), ("busy", "зайнятий")])
 def test_card_failures_charge_nothing_and_allow_retry(kiosk, behaviour, error):
     kiosk.card.set_behaviour(behaviour)
-    kiosk.till.card._driver.timeouts.update(purchase=1.5, last_result_total=1.0)
+    kiosk.till.card.driver.timeouts.update(purchase=1.5, last_result_total=1.0)
     kiosk.payer()
     kiosk.begin("card")
     wait_until(lambda: kiosk.payment().status == "new" and kiosk.payment().card_error, what="card failure")
@@ -139,7 +139,7 @@ def test_card_failures_charge_nothing_and_allow_retry(kiosk, behaviour, error):
 
 def test_card_lost_answer_is_resolved_by_last_result_not_a_second_purchase(kiosk):
     kiosk.card.set_behaviour("lost_response")
-    kiosk.till.card._driver.timeouts.update(purchase=1.0)
+    kiosk.till.card.driver.timeouts.update(purchase=1.0)
     kiosk.payer()
     kiosk.begin("card")
     kiosk.settle()

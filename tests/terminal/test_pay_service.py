@@ -68,8 +68,9 @@ def test_encashment_counts_per_denomination_and_needs_cassette_out(kiosk):
     import argparse
     import json
     from payments import cli as payments_cli
+    from terminal.cli import settings_for_instance
     parser = argparse.ArgumentParser()
-    payments_cli.add_commands(parser.add_subparsers())
+    payments_cli.add_commands(parser.add_subparsers(), load_settings=settings_for_instance)
     out = kiosk.app.instance_path + "/enc.json"
     args = parser.parse_args(["payments", "encashments", "--instance", kiosk.app.instance_path, "--out", out])
     assert args.func(args) == 0
@@ -116,7 +117,7 @@ def test_recovered_cases_are_listed(tmp_path):
     # what a crash leaves behind: the next start (same instance folder) settles it
     till.close()
     till.journal.close()
-    state(k.app).hardware.validator._driver.stop()
+    state(k.app).hardware.validator.driver.stop()
     sims = state(k.app).hardware
     for sim in sims.simulators.values():
         sim.stop()
