@@ -94,7 +94,7 @@
   }
 
   function lookup(key, lang) {
-    var catalogue = catalogues[lang || currentLanguage()] || catalogues.uk;
+    var catalogue = catalogues[lang || currentLanguage()] || catalogues[currentLanguage()] || catalogues.uk;
     var entry = catalogue && catalogue.messages[key];
     if (entry === undefined && catalogues.uk) entry = catalogues.uk.messages[key];
     if (entry === undefined && !reported[key]) {
