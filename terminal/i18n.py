@@ -36,14 +36,22 @@ TRANSLATIONS_DIR = Path(__file__).with_name("translations")
 log = logging.getLogger("cnap.i18n")
 _reported: set[tuple[str, str]] = set()
 _reported_lock = threading.Lock()
+MAX_REPORTED = 10_000   # keys are ours, but a bound keeps a bug from growing memory or the log
 
 
 def _report_once(lang: str, key: str, what: str) -> None:
     with _reported_lock:
-        if (lang, key) in _reported:
+        if (lang, key) in _reported or len(_reported) >= MAX_REPORTED:
             return
         _reported.add((lang, key))
     log.warning("interface message %r: %s", key, what)
+
+
+def register(messages) -> None:
+    """Gone: the strings live in the catalogues. Says so plainly to code written before them."""
+    raise RuntimeError("i18n.register() is gone: interface strings live in terminal/translations/*/LC_MESSAGES/"
+                       "messages.po; move this table with `python -m terminal.i18n_import FILE` "
+                       "(docs/translations.md)")
 
 
 def N_(key: str) -> str:
