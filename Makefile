@@ -48,7 +48,7 @@ translations: python-deps
 	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --add-comments=TRANSLATORS: \
 	  --project=cnap-kiosk --version=0.1.0 -o terminal/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i terminal/translations/messages.pot -d terminal/translations \
-	  --no-fuzzy-matching --ignore-obsolete -w 100
+	  --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date -w 100
 	$(VENV)/bin/pybabel compile -d terminal/translations --statistics
 
 clean:
