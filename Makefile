@@ -18,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ESPHOME_VENV ?= .venv-esphome
 ESPHOME_VERSION ?= 2026.6.5
 
-.PHONY: demo test system-deps python-deps esphome-venv bench docs clean
+.PHONY: demo test system-deps python-deps esphome-venv bench docs translations clean
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -54,6 +54,16 @@ bench: python-deps
 
 docs: python-deps
 	$(VENV)/bin/cnap settings --markdown > docs/settings.md
+
+# Interface strings (docs/translations.md): extract from Python, Jinja and JS into the template,
+# merge it into each language's .po (new keys arrive empty, so the tests fail until translated),
+# compile the .mo files the app loads. Fuzzy matching is off: the msgids are symbolic keys.
+translations: python-deps
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --add-comments=TRANSLATORS: \
+	  --project=cnap-kiosk --version=0.1.0 -o terminal/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i terminal/translations/messages.pot -d terminal/translations \
+	  --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date -w 100
+	$(VENV)/bin/pybabel compile -d terminal/translations --statistics
 
 clean:
 	rm -rf $(VENV) $(ESPHOME_VENV) instance .pytest_cache

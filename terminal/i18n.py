@@ -1,33 +1,129 @@
-"""Interface strings in Ukrainian (first) and English.
+"""Interface strings: gettext catalogues, one per language, for Python, Jinja and the browser.
 
-Each area registers its own messages with ``register({...})``; templates call ``_("key")``.
-An empty English text (or an unknown language) falls back to Ukrainian. A key nobody registered
-raises ``KeyError`` always, in production too (there is no lenient mode): the visitor gets the
-error page (500) instead of a raw key, and tests that render a page catch the typo.
+The catalogues are ``terminal/translations/<lang>/LC_MESSAGES/messages.po`` (compiled to
+``messages.mo`` beside them; docs/translations.md has the workflow). Msgids are symbolic keys
+(``"pay.step"``), msgstrs are the texts with ``%(name)s`` placeholders and ``%%`` for a literal
+percent sign; a text shown with a count is a plural entry (``ngettext``; Ukrainian has 3 forms).
+
+Flask-Babel selects the request's language (the visitor's session, else ``DEFAULT_LANGUAGE``)
+and hands out the translations through our domain, so ``flask_babel.gettext`` and the helpers
+below give the same answers. A key missing from a language's catalogue falls back to the
+Ukrainian text, and a key missing from the Ukrainian one shows the key itself: never an error
+page. Either is logged once per process. Tests keep both catalogues complete, so neither happens
+in a release (tests/terminal/test_translations.py).
+
+The browser gets the same catalogue as JSON (``js_catalogue``), served at a versioned URL.
 """
 from __future__ import annotations
 
-from flask import g, session
+import functools
+import gettext as gettext_module
+import hashlib
+import json
+import logging
+import threading
+from pathlib import Path
+
+import flask_babel
+from babel.support import Translations
+from flask import Flask, Response, current_app, g, has_request_context, request, session
 
 LANGUAGES = ("uk", "en")
+SOURCE_LANGUAGE = "uk"
+DOMAIN = "messages"
+TRANSLATIONS_DIR = Path(__file__).with_name("translations")
 
-_MESSAGES: dict[str, dict[str, str]] = {}
+log = logging.getLogger("cnap.i18n")
+_reported: set[tuple[str, str]] = set()
+_reported_lock = threading.Lock()
+MAX_REPORTED = 10_000   # keys are ours, but a bound keeps a bug from growing memory or the log
 
 
-def register(messages: dict[str, tuple[str, str]]) -> None:
-    """Add ``{"key": ("українською", "in English")}``; a key registered twice must agree."""
-    for key, (uk, en) in messages.items():
-        existing = _MESSAGES.get(key)
-        if existing and existing != {"uk": uk, "en": en}:
-            raise ValueError(f"message {key!r} registered twice with different texts")
-        _MESSAGES[key] = {"uk": uk, "en": en}
+def _report_once(lang: str, key: str, what: str) -> None:
+    with _reported_lock:
+        if (lang, key) in _reported or len(_reported) >= MAX_REPORTED:
+            return
+        _reported.add((lang, key))
+    log.warning("interface message %r: %s", key, what)
+
+
+def register(messages) -> None:
+    """Gone: the strings live in the catalogues. Says so plainly to code written before them."""
+    raise RuntimeError("i18n.register() is gone: interface strings live in terminal/translations/*/LC_MESSAGES/"
+                       "messages.po; move this table with `python -m terminal.i18n_import FILE` "
+                       "(docs/translations.md)")
+
+
+def N_(key: str) -> str:
+    """Marks a key that is looked up under a name built at run time, so pybabel extracts it."""
+    return key
+
+
+class _MissingEverywhere(gettext_module.NullTranslations):
+    """End of every chain: not even Ukrainian has the key. Shows the key and says so once."""
+
+    def gettext(self, message: str) -> str:
+        _report_once(SOURCE_LANGUAGE, message, "not in the Ukrainian catalogue; the key is shown")
+        return message
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        _report_once(SOURCE_LANGUAGE, singular, "not in the Ukrainian catalogue; the key is shown")
+        return singular
+
+
+class _FallBackToUkrainian(gettext_module.NullTranslations):
+    """After a non-Ukrainian catalogue: the Ukrainian text, reported once per key."""
+
+    def __init__(self, lang: str, ukrainian: gettext_module.NullTranslations):
+        super().__init__()
+        self.lang = lang
+        self.ukrainian = ukrainian
+
+    def gettext(self, message: str) -> str:
+        _report_once(self.lang, message, f"no {self.lang} translation; showing Ukrainian")
+        return self.ukrainian.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        _report_once(self.lang, singular, f"no {self.lang} translation; showing Ukrainian")
+        return self.ukrainian.ngettext(singular, plural, n)
+
+
+def load_chain(directory: Path, lang: str) -> gettext_module.NullTranslations:
+    """The catalogue chain of ``lang`` from ``directory``: its own entries, then Ukrainian, then
+    the key itself. An unknown language gets the Ukrainian chain."""
+    ukrainian = Translations.load(str(directory), [SOURCE_LANGUAGE], DOMAIN)
+    ukrainian.add_fallback(_MissingEverywhere())
+    if lang not in LANGUAGES or lang == SOURCE_LANGUAGE:
+        return ukrainian
+    chain = Translations.load(str(directory), [lang], DOMAIN)
+    chain.add_fallback(_FallBackToUkrainian(lang, ukrainian))
+    return chain
+
+
+@functools.cache
+def translations(lang: str) -> gettext_module.NullTranslations:
+    """The shipped chain of ``lang``, loaded once per process (the .mo files ship with the
+    package and do not change while it runs)."""
+    return load_chain(TRANSLATIONS_DIR, lang if lang in LANGUAGES else SOURCE_LANGUAGE)
 
 
 def current_language() -> str:
+    if not has_request_context():
+        return SOURCE_LANGUAGE
     lang = getattr(g, "lang", None)
     if lang:
         return lang
-    return session.get("lang") or "uk"
+    lang = session.get("lang")
+    return lang if lang in LANGUAGES else current_app.config.get("DEFAULT_LANGUAGE", SOURCE_LANGUAGE)
+
+
+def _format(text: str, key: str, lang: str, params: dict) -> str:
+    # Always %-formatted, as Jinja's newstyle gettext does, so "%%" means "%" everywhere.
+    try:
+        return text % params
+    except (KeyError, ValueError, TypeError):
+        _report_once(lang, key, "placeholders do not match the call; text shown unformatted")
+        return text
 
 
 def known(key: str) -> bool:
@@ -37,52 +133,84 @@ def known(key: str) -> bool:
 
 
 def gettext(key: str, lang: str | None = None, **params) -> str:
+    """The text of ``key`` in ``lang`` (default: the request's language), ``%(name)s`` filled."""
     lang = lang or current_language()
-    entry = _MESSAGES.get(key)
-    if entry is None:
-        raise KeyError(f"no interface message {key!r}")
-    text = entry.get(lang) or entry["uk"]
-    return text.format(**params) if params else text
+    return _format(translations(lang).gettext(key), key, lang, params)
 
 
-register({
-    "app.title": ("ЦНАП — термінал самообслуговування", "ЦНАП — self-service terminal"),
-    "nav.home": ("На головну", "Home"),
-    "nav.back": ("Назад", "Back"),
-    "nav.skip": ("Перейти до змісту", "Skip to content"),
-    "nav.main": ("Основна навігація", "Main navigation"),
-    "prefs.language": ("Мова", "Language"),
-    "prefs.switch_to": ("English", "Українська"),
-    "prefs.text_size": ("Розмір тексту", "Text size"),
-    "prefs.text_size_value": ("Розмір тексту: {pct} %", "Text size: {pct} %"),
-    "prefs.larger": ("Більший текст", "Larger text"),
-    "prefs.smaller": ("Менший текст", "Smaller text"),
-    "prefs.contrast": ("Висока контрастність", "High contrast"),
-    "prefs.contrast_on": ("Контраст: увімкнено", "Contrast: on"),
-    "prefs.contrast_off": ("Контраст: вимкнено", "Contrast: off"),
-    "prefs.settings": ("Налаштування екрана", "Display settings"),
-    "idle.title": ("Ви ще тут?", "Are you still here?"),
-    "idle.body": ("Через {seconds} с термінал повернеться на головний екран і забуде все, що ви ввели.",
-                  "In {seconds} s the terminal will return to the home screen and forget everything you entered."),
-    "idle.continue": ("Продовжити", "Continue"),
-    "osk.label": ("Екранна клавіатура", "On-screen keyboard"),
-    "osk.show": ("Клавіатура", "Keyboard"),
-    "osk.hide": ("Сховати клавіатуру", "Hide keyboard"),
-    "osk.backspace": ("Стерти", "Backspace"),
-    "osk.space": ("Пробіл", "Space"),
-    "osk.clear": ("Очистити", "Clear"),
-    "osk.layout": ("Розкладка", "Layout"),
-    "osk.shift": ("Великі літери", "Shift"),
-    "osk.digits": ("Цифри", "Digits"),
-    "error.not_found.title": ("Сторінку не знайдено", "Page not found"),
-    "error.not_found.body": ("Такої послуги чи сторінки немає. Можливо, її вилучили з каталогу.",
-                             "There is no such service or page. It may have been removed from the catalogue."),
-    "error.server.title": ("Щось пішло не так", "Something went wrong"),
-    "error.server.body": ("Термінал не зміг виконати дію. Спробуйте ще раз або зверніться до адміністратора ЦНАП.",
-                          "The terminal could not complete the action. Please try again or ask a ЦНАП administrator."),
-    "error.bad_request.title": ("Неправильний запит", "Bad request"),
-    "error.bad_request.body": ("Термінал отримав дані, яких не очікував. Почніть спочатку.",
-                               "The terminal received data it did not expect. Please start again."),
-    "sample.notice": ("Демонстраційні дані: суми та реквізити — зразки, не для оплати.",
-                      "Sample data: amounts and payment details are examples, not for real payments."),
-})
+def ngettext(singular: str, plural: str, n: int, lang: str | None = None, **params) -> str:
+    """The plural form of ``singular`` for ``n`` (``%(num)d`` is ``n``), as gettext chooses it."""
+    lang = lang or current_language()
+    params.setdefault("num", n)
+    return _format(translations(lang).ngettext(singular, plural, n), singular, lang, params)
+
+
+# --- the browser's catalogue ------------------------------------------------------------------
+def _entries(chain: gettext_module.NullTranslations) -> dict:
+    messages: dict = {}
+    catalog = getattr(chain, "_catalog", {})
+    for key, text in catalog.items():
+        if isinstance(key, tuple):
+            messages.setdefault(key[0], {})[key[1]] = text
+        elif key:
+            messages[key] = text
+    return {k: ([v[i] for i in sorted(v)] if isinstance(v, dict) else v) for k, v in messages.items()}
+
+
+@functools.cache
+def js_catalogue(lang: str) -> bytes:
+    """``{"lang", "plural_forms", "messages": {key: text or [forms]}}`` for the browser's
+    i18n.js. Every Ukrainian key is present: a missing translation carries the Ukrainian text
+    (logged once, like on the server), so the browser needs only its own language's file."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"no catalogue for {lang!r}")
+    chain = translations(lang)
+    own = _entries(chain)
+    ukrainian = _entries(translations(SOURCE_LANGUAGE))
+    messages = {}
+    for key, text in ukrainian.items():
+        if key in own:
+            messages[key] = own[key]
+        else:
+            _report_once(lang, key, f"no {lang} translation; showing Ukrainian")
+            messages[key] = text
+    body = {"lang": lang, "messages": messages,
+            "plural_forms": getattr(chain, "_info", {}).get("plural-forms", "nplurals=2; plural=(n != 1);")}
+    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def js_catalogue_versions() -> dict[str, str]:
+    """``{"uk.json": <hash>, "en.json": <hash>}`` for the versioned static URLs (core.version_static)."""
+    return {f"{lang}.json": hashlib.sha256(js_catalogue(lang)).hexdigest()[:12] for lang in LANGUAGES}
+
+
+def catalogue_response(filename: str) -> Response:
+    """The JSON catalogue ``<lang>.json``; 404 for any other name. Versioned like a static file:
+    ``?v=<hash>`` is cached for good (core's after_request), otherwise revalidated by ETag."""
+    lang = filename.removesuffix(".json")
+    if not filename.endswith(".json") or lang not in LANGUAGES:
+        return Response("not found", 404, mimetype="text/plain")
+    response = Response(js_catalogue(lang), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-cache"
+    response.set_etag(js_catalogue_versions()[filename])
+    return response.make_conditional(request)
+
+
+# --- Flask ---------------------------------------------------------------------------------
+class _KioskDomain(flask_babel.Domain):
+    """Flask-Babel's domain with our fallback chains (its own loader has no fallback)."""
+
+    def get_translations(self):
+        locale = flask_babel.get_locale()
+        return translations(str(locale) if locale else SOURCE_LANGUAGE)
+
+
+def init_app(app: Flask) -> None:
+    babel = flask_babel.Babel(configure_jinja=False)
+    babel.init_app(app, default_locale=SOURCE_LANGUAGE, default_domain=DOMAIN,
+                   default_translation_directories=str(TRANSLATIONS_DIR),
+                   locale_selector=current_language)
+    babel.domain_instance = _KioskDomain(translation_directories=[str(TRANSLATIONS_DIR)], domain=DOMAIN)
+    # Our own callables rather than Jinja's i18n extension: they return plain text that
+    # autoescaping escapes (the extension marks translations safe), and they take the language.
+    app.jinja_env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)

@@ -21,21 +21,21 @@ from werkzeug.routing import IntegerConverter
 
 from terminal import i18n
 
-i18n.register({
-    "error.forbidden.title": ("Доступ заборонено", "Access denied"),
-    "error.forbidden.body": ("Ця сторінка відкривається лише на самому терміналі.",
-                             "This page opens only on the terminal itself."),
-    "error.too_large.title": ("Завеликий запит", "Request too large"),
-    "error.too_large.body": ("Термінал не приймає стільки даних за один раз. Почніть спочатку.",
-                             "The terminal does not accept this much data at once. Please start again."),
-})
+# Interface strings looked up under names built at run time (in templates or from variables),
+# listed so that pybabel extracts them; their texts are in terminal/translations/.
+RUNTIME_KEYS = (
+    i18n.N_("error.forbidden.body"),
+    i18n.N_("error.forbidden.title"),
+    i18n.N_("error.too_large.body"),
+    i18n.N_("error.too_large.title"),
+)
 
 LISTENER_KEY = "cnap.listener"
 LISTENER_HOST_KEY = "cnap.listener_host"  # the address the listener is bound to
 KIOSK, TABLET = "kiosk", "tablet"
 
 # What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
-TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js"})
+TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js", "i18n.js"})
 TABLET_PREFIXES = ("/tablet/", "/api/survey/")
 
 _ASCII_DIGITS = re.compile(r"[0-9]{1,18}")

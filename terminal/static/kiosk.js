@@ -22,7 +22,11 @@
       clearTimeout(idleTimer);
       if (idleAllowed()) idleTimer = setTimeout(warn, timeout);
     }
-    function render() { text.textContent = text.dataset.template.replace("{s}", String(remaining)); }
+    // The catalogue (i18n.js) is in long before the first warning; until then the page's own
+    // text, rendered with the full warning time, stays.
+    function render() {
+      if (window.cnapI18n && window.cnapI18n.loaded()) text.textContent = window.cnapI18n.gettext("idle.body", { seconds: remaining });
+    }
     function warn() {
       if (!idleAllowed()) { schedule(); return; }
       remaining = warning;

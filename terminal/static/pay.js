@@ -47,7 +47,6 @@
     if (!box) return;
     var url = box.dataset.statusUrl;
     var version = parseInt(box.dataset.version || "0", 10);
-    var billsLabel = (document.getElementById("pay-bills-label") || {}).dataset;
     var stopped = false;
 
     function render(s) {
@@ -59,7 +58,7 @@
       show("pay-fault", !!s.fault);
       setText("pay-card-error", s.card_error);
       show("pay-card-error", !!s.card_error);
-      setText("pay-bills", s.bills.length ? (billsLabel ? billsLabel.billsLabel : "") + ": " + s.bills.join(", ") : "");
+      setText("pay-bills", s.bills.length ? window.cnapI18n.gettext("pay.bills") + ": " + s.bills.join(", ") : "");
       show("pay-retry", s.status === "new");
       show("pay-cancel-form", !s.final && s.status !== "card");
       // only on a change: every write restarts kiosk.js's idle timer (MutationObserver), and a
@@ -92,7 +91,9 @@
       request.onerror = request.ontimeout = function () { setTimeout(poll, 500); };
       request.send();
     }
-    poll();
+    // The first status is rendered with the page's catalogue (the bills label); i18n.js has it
+    // from the browser cache at once, and polling starts anyway should it fail.
+    window.cnapI18n.ready.then(poll);
 
     // Cancel without leaving the page: the answer is the new status.
     var form = document.getElementById("pay-cancel-form");

@@ -10,6 +10,7 @@
     var list = document.getElementById("results");
     var count = document.getElementById("result-count");
     var timer = null, latest = 0;
+    var i18n = window.cnapI18n;
 
     function render(data) {
       list.textContent = "";
@@ -21,7 +22,8 @@
         var wrap = document.createElement("span");
         var kind = document.createElement("span");
         kind.className = "result-kind";
-        kind.textContent = data.kinds[r.kind] + " ";
+        var kindKey = "search.kind." + r.kind;   // both keys are marked in views/catalogue.py
+        kind.textContent = i18n.gettext(kindKey) + " ";
         wrap.appendChild(kind);
         var name = document.createElement("span");
         name.className = "result-name";
@@ -37,15 +39,19 @@
         li.appendChild(a);
         list.appendChild(li);
       });
-      count.textContent = data.query.trim() ? (data.results.length ? data.count_text : data.none_text) : "";
+      var n = data.results.length;
+      count.textContent = data.query.trim() ? (n ? i18n.ngettext("search.count", "search.count.plural", n)
+                                                 : i18n.gettext("search.none")) : "";
     }
 
     function query() {
       var q = input.value;
       var ticket = ++latest;
-      if (!q.trim()) { render({ results: [], query: "", kinds: {} }); return; }
-      fetch(form.dataset.instant + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" } })
-        .then(function (r) { return r.json(); })
+      if (!q.trim()) { render({ results: [], query: "" }); return; }
+      // The texts around the results come from the page's catalogue: wait for it once.
+      Promise.all([fetch(form.dataset.instant + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); }), i18n.ready])
+        .then(function (both) { return both[0]; })
         .then(function (data) { if (ticket === latest) render(data); })
         .catch(function () { /* the submit button still works */ });
     }

@@ -23,72 +23,15 @@ WEEKDAYS = {"uk": ("Понеділок", "Вівторок", "Середа", "Ч
 WEEKDAYS_SHORT = {"uk": ("пн", "вт", "ср", "чт", "пт", "сб", "нд"),
                   "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 
-i18n.register({
-    "home.title": ("Вітаємо в ЦНАП!", "Welcome to the ЦНАП!"),
-    "home.lead": ("Знайдіть послугу, дізнайтеся, які документи потрібні, і сплатіть збір.",
-                  "Find a service, see which documents you need, and pay the fee."),
-    "search.label": ("Пошук послуги", "Search for a service"),
-    "search.placeholder": ("Наприклад: паспорт, прописка, ФОП", "For example: passport, residence, business"),
-    "search.submit": ("Знайти", "Search"),
-    "search.results": ("Результати пошуку", "Search results"),
-    "search.count": ("Знайдено: {n}", "Found: {n}"),
-    "search.none": ("Нічого не знайдено. Спробуйте інше слово або виберіть категорію.",
-                    "Nothing found. Try another word or choose a category."),
-    "search.kind.service": ("Послуга", "Service"),
-    "search.kind.package": ("Життєва ситуація", "Life situation"),
-    "home.categories": ("Категорії послуг", "Service categories"),
-    "home.packages": ("Життєві ситуації — послуги одним пакетом", "Life situations — services in one package"),
-    "home.pay": ("Оплата адміністративних послуг", "Pay for administrative services"),
-    "home.pay_hint": ("Готівкою або карткою, квитанція одразу", "Cash or card, receipt at once"),
-    "home.branches": ("Графік роботи", "Opening hours"),
-    "home.news": ("Новини", "News"),
-    "home.all_branches": ("Усі відділення та графік", "All branches and hours"),
-    "category.services": ("Послуги в категорії", "Services in this category"),
-    "category.count": ("Послуг: {n}", "Services: {n}"),
-    "service.paid": ("Платна", "Paid"),
-    "service.free": ("Безоплатна", "Free of charge"),
-    "card.provider": ("Хто надає послугу", "Service provider"),
-    "card.where": ("Де звернутися", "Where to apply"),
-    "card.documents": ("Які документи потрібні", "Documents required"),
-    "card.payment": ("Оплата", "Payment"),
-    "card.fee": ("Розмір плати", "Fee"),
-    "card.free_text": ("Послуга надається безоплатно.", "The service is free of charge."),
-    "card.legal_basis": ("Підстава для стягнення плати", "Legal basis for the fee"),
-    "card.recipient": ("Отримувач", "Recipient"),
-    "card.edrpou": ("Код ЄДРПОУ", "EDRPOU code"),
-    "card.iban": ("Рахунок IBAN", "IBAN"),
-    "card.purpose": ("Призначення платежу", "Payment purpose"),
-    "card.commission": ("Комісія терміналу", "Terminal commission"),
-    "card.commission_none": ("без комісії", "no commission"),
-    "card.commission_fixed": ("{amount}", "{amount}"),
-    "card.commission_percent": ("{percent} %{bounds}", "{percent} %{bounds}"),
-    "card.commission_min": (", не менше {amount}", ", at least {amount}"),
-    "card.commission_max": (", не більше {amount}", ", at most {amount}"),
-    "card.term": ("Строк надання", "Term"),
-    "card.result": ("Результат", "Result"),
-    "card.receive": ("Як отримати результат", "How to receive the result"),
-    "card.refusal": ("Підстави для відмови", "Grounds for refusal"),
-    "card.legal_acts": ("Нормативні акти", "Legal acts"),
-    "card.stages": ("Етапи надання (технологічна картка)", "Stages (technological card)"),
-    "card.stage": ("Етап", "Stage"),
-    "card.responsible": ("Відповідальний", "Responsible"),
-    "card.stage_term": ("Строк", "Term"),
-    "card.packages": ("Входить до пакетів", "Part of packages"),
-    "card.pay_now": ("Сплатити зараз", "Pay now"),
-    "card.category": ("Категорія", "Category"),
-    "package.services": ("Послуги в пакеті", "Services in the package"),
-    "package.term": ("Загальний строк", "Total term"),
-    "package.step": ("Крок {n}", "Step {n}"),
-    "branch.open_until": ("Відчинено до {time}", "Open until {time}"),
-    "branch.closed_opens": ("Зачинено · відчиниться {day} о {time}", "Closed · opens {day} at {time}"),
-    "branch.closed_opens_today": ("Зачинено · відчиниться сьогодні о {time}", "Closed · opens today at {time}"),
-    "branch.closed": ("Зачинено", "Closed"),
-    "branch.day_off": ("вихідний", "closed"),
-    "branch.break": ("перерва {start}–{end}", "break {start}–{end}"),
-    "branch.phone": ("Телефон", "Phone"),
-    "branch.special": ("Особливий графік", "Special hours"),
-    "branch.title": ("Відділення та графік роботи", "Branches and opening hours"),
-})
+# Interface strings looked up under names built at run time (in templates or from variables),
+# listed so that pybabel extracts them; their texts are in terminal/translations/.
+RUNTIME_KEYS = (
+    i18n.N_("card.category"),
+    i18n.N_("card.commission_fixed"),
+    i18n.N_("category.services"),
+    i18n.N_("search.kind.package"),
+    i18n.N_("search.kind.service"),
+)
 
 
 def init_app(app: Flask) -> None:
@@ -205,10 +148,8 @@ def search():
 def search_api():
     query = request.args.get("q", "")
     results = run_search(query) if query.strip() else []
-    return jsonify(query=query[:MAX_QUERY_CHARS], results=results,
-                   count_text=i18n.gettext("search.count", n=len(results)),
-                   none_text=i18n.gettext("search.none"),
-                   kinds={k: i18n.gettext(f"search.kind.{k}") for k in ("service", "package")})
+    # Texts around the results come from the page's catalogue (static/i18n.js), not from here.
+    return jsonify(query=query[:MAX_QUERY_CHARS], results=results)
 
 
 @bp.get("/category/<category_id>")

@@ -20,6 +20,22 @@ from terminal.state import current_state, state
 
 bp = Blueprint("core", __name__)
 
+# Interface strings looked up under names built at run time (in templates or from variables),
+# listed so that pybabel extracts them; their texts are in terminal/translations/.
+RUNTIME_KEYS = (
+    i18n.N_("error.bad_request.body"),
+    i18n.N_("error.bad_request.title"),
+    i18n.N_("error.not_found.body"),
+    i18n.N_("error.not_found.title"),
+    i18n.N_("error.server.body"),
+    i18n.N_("error.server.title"),
+    i18n.N_("osk.digits"),
+    i18n.N_("prefs.contrast_off"),
+    i18n.N_("prefs.contrast_on"),
+    i18n.N_("prefs.language"),
+    i18n.N_("prefs.text_size"),
+)
+
 TEXT_SIZES = (100, 125, 150, 175, 200)
 
 # A static URL carries ?v=<its content hash>; with that exact version it may be kept for good.
@@ -66,6 +82,9 @@ def init_app(app: Flask) -> None:
     kiosk_state = state(app)
     kiosk_state.metrics = registry
     version_static(app, "static", app.static_folder)
+    i18n.init_app(app)
+    # The browser's catalogues are versioned like static files: ?v=<hash> is immutable.
+    kiosk_state.static_versions["core.js_catalogue"] = i18n.js_catalogue_versions()
 
     @app.url_defaults
     def _static_version(endpoint: str, values: dict) -> None:
@@ -112,7 +131,6 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _template_globals():
         return {
-            "_": i18n.gettext,
             "lang": g.get("lang", "uk"),
             "other_lang": "en" if g.get("lang", "uk") == "uk" else "uk",
             "text_size": session.get("text_size", 100),
@@ -162,6 +180,12 @@ def set_language(code: str):
     if code in i18n.LANGUAGES:
         session["lang"] = code
     return redirect(safe_next(request.form.get("next")))
+
+
+@bp.get("/i18n/<filename>")
+def js_catalogue(filename: str):
+    """The interface strings for the page's scripts (static/i18n.js), ``uk.json`` or ``en.json``."""
+    return i18n.catalogue_response(filename)
 
 
 @bp.post("/prefs")

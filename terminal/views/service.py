@@ -32,58 +32,23 @@ from terminal.staff import ROLES, StaffMember, StaffStore, valid_pin
 
 bp = Blueprint("service", __name__, url_prefix="/service")
 
-i18n.register({
-    "service.title": ("Сервісний режим", "Service mode"),
-    "service.login.prompt": ("Введіть PIN-код працівника", "Enter your staff PIN"),
-    "service.login.who": ("Оберіть себе", "Choose your name"),
-    "service.login.choose": ("Спершу оберіть себе у списку.", "First choose your name in the list."),
-    "service.login.pin": ("PIN-код", "PIN"),
-    "service.login.submit": ("Увійти", "Log in"),
-    "service.login.wrong": ("Неправильний PIN-код.", "Wrong PIN."),
-    "service.login.locked": ("Забагато спроб. Зачекайте {seconds} с.", "Too many attempts. Wait {seconds} s."),
-    "service.logout": ("Вийти з сервісного режиму", "Leave service mode"),
-    "service.logged_in_as": ("Ви увійшли як: {role}", "Logged in as: {role}"),
-    "service.sections": ("Розділи", "Sections"),
-    "service.no_sections": ("Для вашої ролі розділів немає.", "No sections for your role."),
-    "service.section.audit": ("Журнал дій працівників", "Staff audit log"),
-    "service.audit.when": ("Коли", "When"),
-    "service.audit.who": ("Хто", "Who"),
-    "service.audit.action": ("Дія", "Action"),
-    "service.audit.detail": ("Подробиці", "Details"),
-    "service.section.staff": ("Працівники та PIN-коди", "Staff and PINs"),
-    "service.staff.name": ("Ім'я", "Name"),
-    "service.staff.role": ("Роль", "Role"),
-    "service.staff.state": ("Стан", "State"),
-    "service.staff.active": ("активний", "active"),
-    "service.staff.inactive": ("вимкнений", "inactive"),
-    "service.staff.new_pin": ("Новий PIN-код (6–12 цифр)", "New PIN (6–12 digits)"),
-    "service.staff.set_pin": ("Змінити PIN", "Change PIN"),
-    "service.staff.deactivate": ("Вимкнути", "Deactivate"),
-    "service.staff.activate": ("Увімкнути", "Activate"),
-    "service.staff.add": ("Додати працівника", "Add a staff member"),
-    "service.staff.saved": ("Збережено.", "Saved."),
-    "service.staff.bad_pin": ("PIN-код має містити від 6 до 12 цифр 0–9.", "A PIN must have 6 to 12 digits 0–9."),
-    "service.pin.title": ("Оберіть свій PIN-код", "Choose your PIN"),
-    "service.pin.why": ("Ви увійшли з початковим PIN-кодом, який знає кожен, хто читав інструкцію. "
-                        "Оберіть власний, щоб продовжити.",
-                        "You logged in with a sample PIN that anyone who read the manual knows. "
-                        "Choose your own to go on."),
-    "service.pin.new": ("Новий PIN-код (6–12 цифр)", "New PIN (6–12 digits)"),
-    "service.pin.repeat": ("Повторіть новий PIN-код", "Repeat the new PIN"),
-    "service.pin.save": ("Зберегти PIN-код", "Save the PIN"),
-    "service.pin.mismatch": ("PIN-коди не збігаються.", "The two PINs differ."),
-    "service.pin.sample": ("Це один із початкових PIN-кодів зі зразка; оберіть інший.",
-                           "This is one of the sample PINs; choose another."),
-    "service.pin.same": ("Новий PIN-код має відрізнятися від поточного.", "The new PIN must differ from the current one."),
-    "service.pin.change": ("Змінити свій PIN-код", "Change my PIN"),
-    "service.staff.bad_name": ("Вкажіть ім'я (до 60 символів).", "Enter a name (up to 60 characters)."),
-    "service.staff.last_admin": ("Останнього адміністратора вимкнути не можна.", "The last administrator cannot be deactivated."),
-    "service.forbidden": ("Ця дія недоступна для вашої ролі.", "Your role cannot do this."),
-    "role.admin": ("адміністратор", "administrator"),
-    "role.cashier": ("касир", "cashier"),
-    "role.technician": ("технік", "technician"),
-    "role.manager": ("керівник", "manager"),
-})
+# Interface strings looked up under names built at run time (in templates or from variables),
+# listed so that pybabel extracts them; their texts are in terminal/translations/.
+RUNTIME_KEYS = (
+    i18n.N_("role.admin"),
+    i18n.N_("role.cashier"),
+    i18n.N_("role.manager"),
+    i18n.N_("role.technician"),
+    i18n.N_("service.forbidden"),
+    i18n.N_("service.login.pin"),
+    i18n.N_("service.pin.mismatch"),
+    i18n.N_("service.pin.same"),
+    i18n.N_("service.pin.sample"),
+    i18n.N_("service.staff.bad_name"),
+    i18n.N_("service.staff.bad_pin"),
+    i18n.N_("service.staff.last_admin"),
+    i18n.N_("service.staff.saved"),
+)
 
 
 @dataclass(frozen=True)
@@ -319,21 +284,6 @@ def staff():
 
 
 # --- stopping the kiosk on purpose (the kiosk window refuses every other way to close) ---------
-i18n.register({
-    "service.section.stop": ("Зупинити кіоск", "Stop the kiosk"),
-    "service.stop.why": ("Вікно кіоску закриється, а вебсервер зупиниться. Кіоск не запуститься "
-                         "знову сам: запустіть його командою cnap kiosk або перезавантажте пристрій.",
-                         "The kiosk window closes and its web server stops. The kiosk does not start "
-                         "again by itself: start it with cnap kiosk or restart the machine."),
-    "service.stop.confirm": ("Зупинити кіоск зараз", "Stop the kiosk now"),
-    "service.stop.stopping": ("Кіоск зупиняється.", "The kiosk is stopping."),
-    "service.files.on_window": ("На екрані кіоску файли не завантажуються і не вибираються. Відкрийте цю сторінку "
-                                "з браузера в мережі ЦНАП або запишіть звіт на USB-накопичувач командою cnap export.",
-                                "Files are not downloaded or chosen on the kiosk screen. Open this page from a "
-                                "browser on the office network, or write the report to a USB stick with cnap export."),
-    "service.stop.unavailable": ("Цей сервер запущено не командою cnap kiosk, тож зупинити його звідси не можна.",
-                                 "This server was not started by cnap kiosk, so it cannot be stopped from here."),
-})
 
 
 @bp.route("/stop", methods=["GET", "POST"])

@@ -43,225 +43,31 @@ MAX_API_BYTES = 2 * 1024 * 1024
 ATTRACT_AFTER_S = 30      # idle seconds on the first question before the attract loop starts
 STEP_TIMEOUT_S = 45       # a visitor who walks away mid-survey: what they answered is kept
 
-# Strings the tablet shows; sent to it in its configuration so it works offline in both languages.
-TABLET_STRINGS = {
-    "tablet.title": ("Оцінка обслуговування", "Service rating"),
-    "tablet.unpaired.title": ("Планшет не зареєстровано", "This tablet is not registered"),
-    "tablet.unpaired.body": ("Відкрийте на цьому планшеті посилання з сервісного режиму (розділ «Планшети опитувань»).",
-                             "Open the link from service mode (section “Survey tablets”) on this tablet."),
-    "tablet.revoked.body": ("Доступ цього планшета відкликано. Зверніться до керівника ЦНАП.",
-                            "This tablet's access was revoked. Please ask the ЦНАП manager."),
-    "tablet.loading": ("Завантаження…", "Loading…"),
-    "tablet.skip": ("Пропустити", "Skip"),
-    "tablet.send": ("Надіслати", "Send"),
-    "tablet.next": ("Далі", "Next"),
-    "tablet.nps.low": ("0 — зовсім ні", "0 — not at all"),
-    "tablet.nps.high": ("10 — обов’язково", "10 — certainly"),
-    "tablet.comment.hint": ("До {max} символів. Не залишайте тут номер телефону чи інші особисті дані.",
-                            "Up to {max} characters. Please do not leave your phone number or other personal data."),
-    "tablet.attract.prompt": ("Торкніться екрана, щоб оцінити наше обслуговування",
-                              "Touch the screen to rate our service"),
-    "tablet.lang": ("English", "Українська"),
-    "tablet.contrast": ("Контраст", "Contrast"),
-    "tablet.text_size": ("Розмір тексту: {pct} %", "Text size: {pct} %"),
-    "tablet.staff": ("Адміністратор", "Administrator"),
-    "tablet.staff.title": ("Зміна адміністратора", "Administrator shift"),
-    "tablet.staff.on_duty": ("Зараз працює: {name}", "On duty: {name}"),
-    "tablet.staff.nobody": ("Зміну не розпочато.", "No shift started."),
-    "tablet.staff.pin": ("PIN-код адміністратора", "Administrator PIN"),
-    "tablet.staff.start": ("Почати зміну", "Start shift"),
-    "tablet.staff.end": ("Завершити зміну", "End shift"),
-    "tablet.staff.back": ("Повернутися до опитування", "Back to the survey"),
-    "tablet.staff.wrong": ("Неправильний PIN-код.", "Wrong PIN."),
-    "tablet.staff.locked": ("Забагато спроб. Спробуйте пізніше.", "Too many attempts. Try again later."),
-    "tablet.staff.offline": ("Немає зв’язку із сервером. Зміну можна почати, коли зв’язок відновиться.",
-                             "No connection to the server. The shift can be started once it is back."),
-    "tablet.staff.started": ("Зміну розпочато: {name}", "Shift started: {name}"),
-    "tablet.staff.desk": ("Планшет: {label}, {desk}, {branch}", "Tablet: {label}, {desk}, {branch}"),
-    "tablet.staff.fullscreen": ("На весь екран", "Full screen"),
-    "tablet.status.queued": ("Очікують надсилання: {n}", "Waiting to be sent: {n}"),
-    "tablet.status.synced": ("Усі відповіді надіслано", "All answers sent"),
-    "tablet.status.offline": ("Немає зв’язку — відповіді збережено на планшеті", "Offline — answers are kept on the tablet"),
-    "tablet.status.rejected": ("Відхилено сервером: {n}", "Rejected by the server: {n}"),
-    "tablet.faces": ("Оцінки", "Ratings"),
-}
-
-i18n.register(TABLET_STRINGS)
-i18n.register({
-    "survey.section.tablets": ("Планшети опитувань", "Survey tablets"),
-    "survey.section.admins": ("Адміністратори на місцях", "Desk administrators"),
-    "survey.section.definitions": ("Анкети опитувань", "Survey definitions"),
-    "survey.section.media": ("Заставка між опитуваннями", "Attract loop media"),
-    "survey.section.reports": ("Звіти опитувань", "Survey reports"),
-    "survey.tablets.register": ("Зареєструвати планшет", "Register a tablet"),
-    "survey.tablets.label": ("Назва планшета", "Tablet name"),
-    "survey.tablets.branch": ("Відділ (філія)", "Branch"),
-    "survey.tablets.desk": ("Робоче місце (вікно)", "Desk"),
-    "survey.tablets.survey": ("Анкета", "Survey"),
-    "survey.tablets.base": ("Адреса сервера для планшетів", "Server address for tablets"),
-    "survey.tablets.base_hint": ("Адреса, за якою планшети в мережі ЦНАП бачать цей термінал.",
-                                 "The address at which tablets on the ЦНАП network reach this terminal."),
-    "survey.tablets.link_title": ("Посилання для планшета «{label}»", "Link for tablet “{label}”"),
-    "survey.tablets.link_body": ("Відкрийте це посилання на планшеті або відскануйте QR-код. Посилання показано лише зараз.",
-                                 "Open this link on the tablet or scan the QR code. The link is shown only now."),
-    "survey.tablets.qr_alt": ("QR-код посилання для планшета", "QR code of the tablet link"),
-    "survey.tablets.none": ("Планшетів ще немає.", "No tablets yet."),
-    "survey.tablets.status": ("Стан", "Status"),
-    "survey.tablets.active": ("активний", "active"),
-    "survey.tablets.revoked": ("відкликано", "revoked"),
-    "survey.tablets.last_seen": ("Останній зв’язок", "Last seen"),
-    "survey.tablets.never": ("ще не було", "never"),
-    "survey.tablets.revoke": ("Відкликати", "Revoke"),
-    "survey.tablets.reissue": ("Нове посилання", "New link"),
-    "survey.tablets.registered": ("Планшет зареєстровано.", "Tablet registered."),
-    "survey.tablets.revoked_done": ("Доступ планшета відкликано.", "Tablet access revoked."),
-    "survey.tablets.actions": ("Дії", "Actions"),
-    "survey.tablets.rejections": ("Останні відхилені відповіді", "Recently rejected answers"),
-    "survey.tablets.reason": ("Причина", "Reason"),
-    "survey.admins.add": ("Додати адміністратора", "Add an administrator"),
-    "survey.admins.name": ("Ім’я та ініціал прізвища", "First name and initial"),
-    "survey.admins.name_hint": ("Наприклад: Олена К. (повне прізвище не потрібне).", "For example: Olena K. (no full surname needed)."),
-    "survey.admins.branch_any": ("будь-який відділ", "any branch"),
-    "survey.admins.pin": ("PIN-код (6–12 цифр)", "PIN (6–12 digits)"),
-    "survey.admins.added": ("Адміністратора додано.", "Administrator added."),
-    "survey.admins.deactivate": ("Вимкнути", "Deactivate"),
-    "survey.admins.activate": ("Увімкнути", "Activate"),
-    "survey.admins.none": ("Адміністраторів ще немає.", "No administrators yet."),
-    "survey.admins.inactive": ("вимкнено", "inactive"),
-    "survey.defs.current": ("Поточна версія", "Current version"),
-    "survey.defs.versions": ("Версії", "Versions"),
-    "survey.defs.version": ("Версія", "Version"),
-    "survey.defs.created": ("Створено", "Created"),
-    "survey.defs.by": ("Ким", "By"),
-    "survey.defs.answers": ("Відповідей", "Answers"),
-    "survey.defs.edit": ("Редагувати", "Edit"),
-    "survey.defs.export": ("Завантажити файл", "Download file"),
-    "survey.defs.activate": ("Зробити поточною", "Make current"),
-    "survey.defs.source": ("Текст анкети (YAML або JSON)", "Survey text (YAML or JSON)"),
-    "survey.defs.save": ("Зберегти як нову версію", "Save as a new version"),
-    "survey.defs.saved": ("Збережено: анкета {id}, версія {version}.", "Saved: survey {id}, version {version}."),
-    "survey.defs.import": ("Імпортувати файл анкети", "Import a survey file"),
-    "survey.defs.file": ("Файл (.yaml, .yml або .json)", "File (.yaml, .yml or .json)"),
-    "survey.defs.import_submit": ("Імпортувати", "Import"),
-    "survey.defs.problems": ("Анкету не збережено. Виправте:", "The survey was not saved. Please fix:"),
-    "survey.defs.help": ("Кожне збереження створює нову версію; старі відповіді залишаються прив’язаними до своєї версії.",
-                         "Each save creates a new version; old answers stay linked to the version they answered."),
-    "survey.defs.new": ("Нова анкета", "New survey"),
-    "survey.media.upload": ("Додати зображення або відео", "Add an image or video"),
-    "survey.media.file": ("Файл (PNG, JPEG, WebP, MP4, WebM; до 50 МБ)", "File (PNG, JPEG, WebP, MP4, WebM; up to 50 MB)"),
-    "survey.media.alt_uk": ("Опис українською", "Description in Ukrainian"),
-    "survey.media.alt_en": ("Опис англійською", "Description in English"),
-    "survey.media.duration": ("Тривалість показу зображення, с", "How long an image is shown, s"),
-    "survey.media.none": ("Заставок ще немає: між опитуваннями планшет показує запрошення.",
-                          "No media yet: between surveys the tablet shows an invitation."),
-    "survey.media.remove": ("Видалити", "Remove"),
-    "survey.media.added": ("Файл додано.", "File added."),
-    "survey.media.bad_type": ("Цей тип файлу не підтримується.", "This file type is not supported."),
-    "survey.media.too_big": ("Файл завеликий (до 50 МБ).", "The file is too large (up to 50 MB)."),
-    "survey.media.alt_missing": ("Опишіть зміст обома мовами (для людей, які не бачать екрана).",
-                                 "Describe the content in both languages (for people who cannot see the screen)."),
-    "survey.media.kind": ("Тип", "Kind"),
-    "survey.media.preview": ("Перегляд", "Preview"),
-    "survey.report.filters": ("Фільтри", "Filters"),
-    "survey.report.from": ("З дати", "From"),
-    "survey.report.to": ("По дату", "To"),
-    "survey.report.all": ("усі", "all"),
-    "survey.report.admin": ("Адміністратор", "Administrator"),
-    "survey.report.group": ("Розбивка за", "Break down by"),
-    "survey.report.group.branch": ("відділами", "branch"),
-    "survey.report.group.desk": ("робочими місцями", "desk"),
-    "survey.report.group.admin": ("адміністраторами", "administrator"),
-    "survey.report.flagged_include": ("Враховувати позначені для перевірки серії", "Include bursts flagged for review"),
-    "survey.report.show": ("Показати", "Show"),
-    "survey.report.csv": ("Експорт відповідей (CSV)", "Export answers (CSV)"),
-    "survey.report.csv_summary": ("Експорт розбивки (CSV)", "Export breakdown (CSV)"),
-    "survey.report.count": ("Відповідей", "Answers"),
-    "survey.report.csat": ("Задоволені (CSAT)", "Satisfied (CSAT)"),
-    "survey.report.mean": ("Середня оцінка (з 5)", "Mean score (of 5)"),
-    # U+2060 (word joiner): the range is one word; a narrow column must not split it after "…".
-    "survey.report.loyalty": ("Індекс лояльності (−100…\u2060100)", "Loyalty index (−100…\u2060100)"),
-    "survey.report.loyalty_n": ("відповіли на питання про рекомендацію: {n}", "answered the recommendation question: {n}"),
-    "survey.report.repeats": ("Повторні натискання (не враховано): {n}", "Repeated presses (not counted): {n}"),
-    "survey.report.late": ("Надіслані із запізненням, коли планшет був на зв’язку (не враховано): {n}",
-                           "Sent late although the tablet was online (not counted): {n}"),
-    "survey.report.flagged": ("Позначено для перевірки (серії однакових відповідей): {n}",
-                              "Flagged for review (bursts of identical answers): {n}"),
-    "survey.report.trend": ("Динаміка задоволеності", "Satisfaction trend"),
-    "survey.report.trend_desc": ("Частка задоволених відвідувачів (%) за кожен {bucket} обраного періоду.",
-                                 "Share of satisfied visitors (%) for each {bucket} of the chosen period."),
-    "survey.report.bucket.day": ("день", "day"),
-    "survey.report.bucket.week": ("тиждень", "week"),
-    "survey.report.bucket.month": ("місяць", "month"),
-    "survey.report.period": ("Період", "Period"),
-    "survey.report.distribution": ("Розподіл оцінок", "Distribution of ratings"),
-    "survey.report.distribution_desc": ("Кількість відповідей з кожною оцінкою, від найгіршої до найкращої.",
-                                        "Number of answers with each rating, worst to best."),
-    "survey.report.mark": ("Оцінка {n}", "Rating {n}"),
-    "survey.report.reasons": ("Причини (відповіді на уточнювальні питання)", "Reasons (follow-up answers)"),
-    "survey.report.question": ("Питання", "Question"),
-    "survey.report.answer": ("Відповідь", "Answer"),
-    "survey.report.share": ("Частка", "Share"),
-    "survey.report.comments": ("Коментарі", "Comments"),
-    "survey.report.comments_note": ("Номери телефонів та адреси e-mail приховано.", "Phone numbers and e-mail addresses are masked."),
-    "survey.report.no_data": ("За цей період відповідей немає.", "No answers in this period."),
-    "survey.report.when": ("Коли", "When"),
-    "survey.report.where": ("Де", "Where"),
-    "survey.report.rating": ("Оцінка", "Rating"),
-    "survey.report.text": ("Текст", "Text"),
-    "survey.report.nobody": ("без зміни", "no shift"),
-    "survey.report.summary": ("Підсумок", "Summary"),
-    "survey.report.trend_table": ("Дані графіка", "Chart data"),
-    "survey.report.reviewed": ("Перевірено керівником: зараховано як справжні — {genuine}, залишено поза звітами — {excluded}.",
-                               "Reviewed by a manager: counted as genuine — {genuine}, kept excluded — {excluded}."),
-    "survey.report.review_link": ("Перевірити позначені серії", "Review flagged bursts"),
-    "survey.section.bursts": ("Перевірка серій однакових відповідей", "Review flagged bursts"),
-    "survey.bursts.intro": ("Серія — це {size} або більше однакових відповідей поспіль на одному планшеті протягом {window} с. "
-                            "Такі відповіді нічого не втрачають: вони чекають на ваше рішення.",
-                            "A burst is {size} or more identical answers in a row on one tablet within {window} s. "
-                            "Nothing in them is lost: they wait for your decision."),
-    "survey.bursts.genuine_help": ("«Справжні — зарахувати»: відповіді враховуються в усіх звітах як звичайні.",
-                                   "“Genuine — count them”: the answers are counted in every report like any other."),
-    "survey.bursts.excluded_help": ("«Залишити поза звітами»: відповіді не враховуються ніколи, навіть якщо у звіті позначено "
-                                    "«Враховувати позначені для перевірки серії». Вони залишаються збереженими (і в експорті CSV).",
-                                    "“Keep excluded”: the answers are never counted, even when “Include bursts flagged for review” "
-                                    "is ticked in a report. They stay stored (and in the CSV export)."),
-    "survey.bursts.pending_help": ("Серії, що чекають на перевірку, звіти показують згідно з цим прапорцем. Рішення остаточне "
-                                   "і записується до журналу дій.",
-                                   "Bursts waiting for review follow that tick box in the reports. A decision is final and "
-                                   "is written to the audit log."),
-    "survey.bursts.pending": ("Чекають на перевірку", "Waiting for review"),
-    "survey.bursts.count": ("Серій, що чекають на перевірку: {total}. Показано {first}–{last}.",
-                            "Bursts waiting for review: {total}. Showing {first}–{last}."),
-    "survey.bursts.none": ("Немає серій, що чекають на перевірку.", "No bursts are waiting for review."),
-    "survey.bursts.tablet": ("Планшет", "Tablet"),
-    "survey.bursts.span": ("Час (перша — остання)", "Time (first — last)"),
-    "survey.bursts.answer": ("Повторена відповідь", "Repeated answer"),
-    "survey.bursts.answers": ("Відповідей", "Answers"),
-    "survey.bursts.decision": ("Рішення", "Decision"),
-    "survey.bursts.genuine": ("Справжні — зарахувати", "Genuine — count them"),
-    "survey.bursts.excluded": ("Залишити поза звітами", "Keep excluded"),
-    "survey.bursts.decided.genuine": ("зараховано як справжні", "counted as genuine"),
-    "survey.bursts.decided.excluded": ("залишено поза звітами", "kept excluded"),
-    "survey.bursts.done.genuine": ("Серію зараховано: {n} відповідей тепер враховуються у звітах.",
-                                   "Burst counted: {n} answers now count in the reports."),
-    "survey.bursts.done.excluded": ("Серію залишено поза звітами: {n} відповідей не враховуються.",
-                                    "Burst kept excluded: {n} answers are not counted."),
-    "survey.bursts.recent": ("Нещодавно перевірені", "Recently reviewed"),
-    "survey.bursts.reviewed_by": ("Хто і коли", "Who and when"),
-    "survey.bursts.previous": ("Попередня сторінка", "Previous page"),
-    "survey.bursts.next": ("Наступна сторінка", "Next page"),
-    "survey.bursts.pages": ("Сторінки", "Pages"),
-    "survey.bursts.error.unknown_burst": ("Такої серії немає. Нічого не змінено.", "There is no such burst. Nothing was changed."),
-    "survey.bursts.error.already_reviewed": ("Цю серію вже перевірено раніше. Нічого не змінено.",
-                                             "This burst was already reviewed. Nothing was changed."),
-    "survey.bursts.error.burst_changed": ("Поки сторінка була відкрита, до серії додалися відповіді. Нічого не змінено — "
-                                          "перегляньте серію ще раз.",
-                                          "Answers joined this burst while the page was open. Nothing was changed — "
-                                          "please look at it again."),
-    "survey.bursts.error.bad_decision": ("Невідоме рішення. Нічого не змінено.", "Unknown decision. Nothing was changed."),
-    "survey.error.token": ("Невідомий або відкликаний ключ планшета.", "Unknown or revoked tablet key."),
-    "survey.error.bad_request": ("Запит має неправильний формат.", "The request is malformed."),
-})
+# Interface strings looked up under names built at run time (in templates or from variables),
+# listed so that pybabel extracts them; their texts are in terminal/translations/.
+RUNTIME_KEYS = (
+    i18n.N_("survey.admins.activate"),
+    i18n.N_("survey.admins.deactivate"),
+    i18n.N_("survey.bursts.decided.excluded"),
+    i18n.N_("survey.bursts.decided.genuine"),
+    i18n.N_("survey.bursts.error.already_reviewed"),
+    i18n.N_("survey.bursts.error.bad_decision"),
+    i18n.N_("survey.bursts.error.burst_changed"),
+    i18n.N_("survey.bursts.error.unknown_burst"),
+    i18n.N_("survey.bursts.excluded"),
+    i18n.N_("survey.bursts.genuine"),
+    i18n.N_("survey.error.bad_request"),
+    i18n.N_("survey.media.kind"),
+    i18n.N_("survey.media.preview"),
+    i18n.N_("survey.report.bucket.day"),
+    i18n.N_("survey.report.bucket.month"),
+    i18n.N_("survey.report.bucket.week"),
+    i18n.N_("survey.report.group.admin"),
+    i18n.N_("survey.report.group.branch"),
+    i18n.N_("survey.report.group.desk"),
+    i18n.N_("survey.tablets.registered"),
+    i18n.N_("tablet.next"),
+)
 
 
 def init_app(app: Flask) -> None:
@@ -275,6 +81,7 @@ def init_app(app: Flask) -> None:
     kiosk_state = state(app)
     kiosk_state.surveys = store
     core.version_static(app, "survey.tablet_static", STATIC_DIR)   # ?v=<hash>, cached for good
+    kiosk_state.static_versions["survey.tablet_catalogue"] = i18n.js_catalogue_versions()
     kiosk_state.closers.append(store.close)
     os.makedirs(media_dir(app), exist_ok=True)
     kiosk_state.health["surveys"] = lambda: (
@@ -310,9 +117,11 @@ def _asset_version() -> str:
     """Changes whenever a file of the tablet app changes, so the Service Worker re-caches."""
     digest = hashlib.sha256()
     folder = os.path.dirname(STATIC_DIR)
-    for name in ("survey/tablet.js", "survey/tablet.css", "kiosk.css", "kiosk.js"):
+    for name in ("survey/tablet.js", "survey/tablet.css", "kiosk.css", "kiosk.js", "i18n.js"):
         with open(os.path.join(folder, name), "rb") as fh:
             digest.update(fh.read())
+    for lang in i18n.LANGUAGES:
+        digest.update(i18n.js_catalogue(lang))
     template = os.path.join(os.path.dirname(folder), "templates", "survey", "tablet.html")
     with open(template, "rb") as fh:
         digest.update(fh.read())
@@ -321,7 +130,7 @@ def _asset_version() -> str:
 
 @bp.get("/tablet/")
 def tablet_app():
-    response = Response(render_template("survey/tablet.html", strings=TABLET_STRINGS))
+    response = Response(render_template("survey/tablet.html"))
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -348,6 +157,12 @@ def tablet_static(filename: str):
     return send_from_directory(STATIC_DIR, filename, max_age=0)
 
 
+@bp.get("/tablet/i18n/<filename>")
+def tablet_catalogue(filename: str):
+    """The interface strings for tablet.js (``uk.json``, ``en.json``) under the tablet area."""
+    return i18n.catalogue_response(filename)
+
+
 @bp.get("/tablet/media/<filename>")
 def tablet_media(filename: str):
     # Content-addressed names: a file never changes, so it may be cached for good.
@@ -371,8 +186,6 @@ def _tablet_from_request() -> Tablet | tuple:
     return tablet
 
 
-
-
 @bp.get("/api/survey/config")
 def api_config():
     tablet = _tablet_from_request()
@@ -391,7 +204,6 @@ def api_config():
                      "step_timeout_s": STEP_TIMEOUT_S, "max_batch": MAX_BATCH},
         "media": [{"url": url_for("survey.tablet_media", filename=m["filename"]), "kind": m["kind"],
                    "alt": m["alt"], "duration_s": m["duration_s"]} for m in store().media()],
-        "ui": {lang: {key: texts[i] for key, texts in TABLET_STRINGS.items()} for i, lang in enumerate(("uk", "en"))},
     })
 
 
@@ -732,7 +544,8 @@ def report_page():
     data = reports.report(store(), filters, group)
     names = branch_names(lang)
     admin_names = _admin_names()
-    bucket = i18n.gettext("survey.report.bucket." + data["bucket"])
+    bucket_key = "survey.report.bucket." + data["bucket"]   # keys listed under RUNTIME_KEYS
+    bucket = i18n.gettext(bucket_key)
     trend_chart = charts.trend_svg(
         [(t["bucket"], t["figures"].csat, t["figures"].n) for t in data["trend"]],
         i18n.gettext("survey.report.trend"), i18n.gettext("survey.report.trend_desc", bucket=bucket), "CSAT, %")
@@ -838,9 +651,14 @@ def review_burst(burst_id: int):
                                      expected_answers=ascii_int(seen, 0, 10**9, default=-1, name="answers"))
     except BurstReviewError as exc:
         log.info("burst review refused: burst=%s decision=%r: %s", burst_id, decision[:20], exc.code)
-        return _bursts_page(error=i18n.gettext("survey.bursts.error." + exc.code),
+        error_key = "survey.bursts.error." + exc.code   # keys listed under RUNTIME_KEYS
+        return _bursts_page(error=i18n.gettext(error_key),
                             status=BURST_ERROR_STATUS.get(exc.code, 400))
     audit("survey.burst.review", burst=burst_id, decision=decision, answers=burst["answers"],
           tablet=burst["tablet_id"], branch=burst["branch_id"], desk=burst["desk"])
-    flash(i18n.gettext("survey.bursts.done." + decision, n=burst["answers"]))
+    if decision == "genuine":
+        done = i18n.ngettext("survey.bursts.done.genuine", "survey.bursts.done.genuine.plural", burst["answers"])
+    else:
+        done = i18n.ngettext("survey.bursts.done.excluded", "survey.bursts.done.excluded.plural", burst["answers"])
+    flash(done)
     return redirect(url_for("survey.bursts_page"))

@@ -1,6 +1,7 @@
 /* Desk tablet survey app. Offline-first: every answer gets a UUID here and waits in IndexedDB
    until the server confirms it ("stored" or "duplicate"); sending again is harmless because the
-   server keys answers by that UUID. No inline scripts (CSP); strings come with the config. */
+   server keys answers by that UUID. No inline scripts (CSP); strings come from the catalogues of
+   both languages (i18n.js; /tablet/i18n/<lang>.json, kept offline by the Service Worker). */
 (function () {
   "use strict";
 
@@ -16,11 +17,11 @@
   var syncing = false, syncTimer = null, backoff = 2000;
 
   function $(id) { return document.getElementById(id); }
-  function t(key, params) {
-    var table = (config && config.ui && config.ui[lang]) || {};
-    var text = table[key] || (config && config.ui && config.ui.uk[key]) || key;
-    if (params) Object.keys(params).forEach(function (k) { text = text.replace("{" + k + "}", params[k]); });
-    return text;
+  // The visitor switches language here, without a page load: both catalogues are loaded.
+  function gettext(key, params) { return window.cnapI18n.gettext(key, params, lang); }
+  function ngettext(key, pluralKey, n, params) { return window.cnapI18n.ngettext(key, pluralKey, n, params, lang); }
+  function loadCatalogues() {
+    return Promise.all([window.cnapI18n.load("uk"), window.cnapI18n.load("en")]).catch(function () { return null; });
   }
   function tr(text) { return (text && (text[lang] || text.uk)) || ""; }
   function other(text) { return (text && text[lang === "uk" ? "en" : "uk"]) || ""; }
@@ -98,9 +99,10 @@
       var entries = res[0], rejected = res[1];
       body.dataset.queue = String(entries.length);
       body.dataset.rejected = String(rejected);
-      var text = entries.length ? t("tablet.status.queued", { n: entries.length }) : t("tablet.status.synced");
-      if (body.dataset.online === "false") text = t("tablet.status.offline") + " " + text;
-      if (rejected) text += " · " + t("tablet.status.rejected", { n: rejected });
+      var text = entries.length ? ngettext("tablet.status.queued", "tablet.status.queued.plural", entries.length)
+                                : gettext("tablet.status.synced");
+      if (body.dataset.online === "false") text = gettext("tablet.status.offline") + " " + text;
+      if (rejected) text += " · " + ngettext("tablet.status.rejected", "tablet.status.rejected.plural", rejected);
       $("sync-status").textContent = text;
     });
   }
@@ -184,9 +186,9 @@
 
   function showUnpaired(revoked) {
     var el = $("unpaired-body");
-    // Without a configuration there are no strings yet: the page carries the Ukrainian ones.
-    el.textContent = config ? t(revoked ? "tablet.revoked.body" : "tablet.unpaired.body")
-                            : (revoked ? el.dataset.revoked : el.dataset.unpaired);
+    // Without a catalogue (first start offline) the page carries the Ukrainian strings.
+    el.textContent = window.cnapI18n.loaded(lang) ? (revoked ? gettext("tablet.revoked.body") : gettext("tablet.unpaired.body"))
+                                                  : (revoked ? el.dataset.revoked : el.dataset.unpaired);
     show("unpaired");
   }
 
@@ -202,7 +204,9 @@
 
   function applyLanguage() {
     document.documentElement.lang = lang;
-    document.querySelectorAll("[data-t]").forEach(function (el) { el.textContent = t(el.dataset.t); });
+    if (window.cnapI18n.loaded(lang)) {
+      document.querySelectorAll("[data-t]").forEach(function (el) { el.textContent = gettext(el.dataset.t); });
+    }
     $("lang-toggle").setAttribute("lang", lang === "uk" ? "en" : "uk");
     document.title = config ? tr(config.survey.title) : document.title;
     var osk = $("osk");
@@ -215,7 +219,7 @@
     $("main-question").textContent = tr(survey.main.text);
     var faces = $("faces");
     faces.className = "faces faces-" + survey.main.options.length;
-    faces.setAttribute("aria-label", t("tablet.faces"));
+    faces.setAttribute("aria-label", gettext("tablet.faces"));
     faces.textContent = "";
     var levels = survey.main.options.length === 4 ? [1, 2, 4, 5] : [1, 2, 3, 4, 5];
     survey.main.options.forEach(function (option, i) {
@@ -322,7 +326,7 @@
   function showComment() {
     var field = $("comment");
     $("comment-label").textContent = tr(config.survey.comment);
-    $("comment-hint").textContent = t("tablet.comment.hint", { max: config.survey.comment_max });
+    $("comment-hint").textContent = gettext("tablet.comment.hint", { max: config.survey.comment_max });
     field.maxLength = config.survey.comment_max;
     field.value = "";
     show("comment");
@@ -410,9 +414,9 @@
   // ---- administrator shift ----------------------------------------------------------------------
   function renderStaff() {
     var tab = config.tablet;
-    $("staff-desk").textContent = t("tablet.staff.desk", { label: tab.label, desk: tab.desk, branch: tr(tab.branch) });
-    $("staff-current").textContent = config.shift ? t("tablet.staff.on_duty", { name: config.shift.admin_name })
-                                                   : t("tablet.staff.nobody");
+    $("staff-desk").textContent = gettext("tablet.staff.desk", { label: tab.label, desk: tab.desk, branch: tr(tab.branch) });
+    $("staff-current").textContent = config.shift ? gettext("tablet.staff.on_duty", { name: config.shift.admin_name })
+                                                   : gettext("tablet.staff.nobody");
     $("shift-end").hidden = !config.shift;
     updateStatus();
   }
@@ -442,18 +446,18 @@
           if (response.ok) {
             rememberShift(data.shift);
             $("shift-message").textContent = "";
-            $("staff-current").textContent = t("tablet.staff.started", { name: data.shift.admin_name });
+            $("staff-current").textContent = gettext("tablet.staff.started", { name: data.shift.admin_name });
           } else {
-            $("shift-message").textContent = response.status === 429 ? t("tablet.staff.locked") : t("tablet.staff.wrong");
+            $("shift-message").textContent = response.status === 429 ? gettext("tablet.staff.locked") : gettext("tablet.staff.wrong");
           }
         });
-      }).catch(function () { $("shift-message").textContent = t("tablet.staff.offline"); });
+      }).catch(function () { $("shift-message").textContent = gettext("tablet.staff.offline"); });
   }
 
   function endShift() {
     fetch(API + "/shift/end", { method: "POST", headers: authHeaders(), cache: "no-store" })
       .then(function (response) { if (response.ok) rememberShift(null); })
-      .catch(function () { $("shift-message").textContent = t("tablet.staff.offline"); });
+      .catch(function () { $("shift-message").textContent = gettext("tablet.staff.offline"); });
   }
 
   // ---- preferences ------------------------------------------------------------------------------
@@ -478,9 +482,9 @@
     TEXT_SIZES.forEach(function (size) { root.classList.toggle("size-" + size, size === textSize && size !== 100); });
     $("size-toggle").dataset.size = String(textSize);
     var label = $("size-label");
-    // Before the configuration arrives the page's own (Ukrainian) string is all there is.
-    label.textContent = config ? t("tablet.text_size", { pct: textSize })
-                               : label.dataset.template.replace("{pct}", textSize);
+    // Without a catalogue the page's own (Ukrainian) string, with the new size in it.
+    label.textContent = window.cnapI18n.loaded(lang) ? gettext("tablet.text_size", { pct: textSize })
+                                                     : label.textContent.replace(/\d+/, String(textSize));
   }
   function cycleTextSize() {
     textSize = TEXT_SIZES[(TEXT_SIZES.indexOf(textSize) + 1) % TEXT_SIZES.length];
@@ -575,8 +579,9 @@
     wire();
     adoptTokenFromLink();
     registerServiceWorker();
-    if (!token()) { showUnpaired(false); return; }
-    finalizeLeftovers().then(loadConfig).then(function (cfg) {
+    if (!token()) { loadCatalogues().then(function () { showUnpaired(false); }); return; }
+    Promise.all([finalizeLeftovers().then(loadConfig), loadCatalogues()]).then(function (both) {
+      var cfg = both[0];
       if (!cfg) { if (body.dataset.state !== "unpaired") showUnpaired(false); return; }
       if (body.dataset.state === "unpaired") return;
       applyLanguage();

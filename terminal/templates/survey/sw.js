@@ -7,7 +7,8 @@
 const CACHE = "cnap-tablet-{{ version }}";
 const MEDIA_CACHE = "cnap-tablet-media";
 const SHELL = ["/tablet/", "/tablet/static/tablet.js", "/tablet/static/tablet.css", "/static/kiosk.css",
-               "/static/kiosk.js", "/tablet/manifest.webmanifest"];
+               "/static/kiosk.js", "/static/i18n.js", "/tablet/i18n/uk.json", "/tablet/i18n/en.json",
+               "/tablet/manifest.webmanifest"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
