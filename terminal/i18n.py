@@ -126,10 +126,17 @@ def _format(text: str, key: str, lang: str, params: dict) -> str:
         return text
 
 
+@functools.cache
+def _known_keys() -> frozenset[str]:
+    # GNUTranslations keeps its entries in _catalog (plural entries under (msgid, index)).
+    catalogue = Translations.load(str(TRANSLATIONS_DIR), [SOURCE_LANGUAGE], DOMAIN)
+    return frozenset(k if isinstance(k, str) else k[0] for k in getattr(catalogue, "_catalog", {}))
+
+
 def known(key: str) -> bool:
-    """Whether ``key`` is registered: for words that come from outside (a controller's state),
-    shown translated when a text exists and as they are otherwise."""
-    return key in _MESSAGES
+    """Whether the Ukrainian catalogue has ``key``: for words that come from outside (a
+    controller's state), shown translated when a text exists and as they are otherwise."""
+    return key in _known_keys()
 
 
 def gettext(key: str, lang: str | None = None, **params) -> str:
