@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "devices.cli",
     "payments.cli",
     "terminal.exports",
+    "facility.power.cli",
 )
 
 
@@ -142,10 +143,28 @@ def cmd_demo(args) -> int:
     config = {"BILL_VALIDATOR_URL": sims.urls["bill_validator"],
               "CARD_TERMINAL_URL": sims.urls["card_terminal"],
               "PRINTER_URL": sims.urls["printer"]}
+    power = _start_power_simulator(config)
     try:
         return run_kiosk(args, config, on_ready=print_demo_tablet)
     finally:
+        if power is not None:
+            power.stop()
         sims.stop()
+
+
+def _start_power_simulator(config: dict):
+    """The demo's UPS and transfer switch (facility/power), unless a real upsd is configured."""
+    from facility import power
+
+    values = settings_module.load()
+    if values["NUT_HOST"]:
+        return None
+    sim = power.start_simulator(values)
+    config.update(sim.settings)
+    print(f"cnap demo: UPS simulator (NUT protocol) at {sim.nut.host}:{sim.nut.port}, ups {sim.nut.ups}; "
+          f"switch it with CNAP_NUT_HOST={sim.nut.host} CNAP_NUT_PORT={sim.nut.port} CNAP_NUT_UPS={sim.nut.ups} "
+          f"cnap power sim OB_SHORT|LB|FSD|OL", flush=True)
+    return sim
 
 
 DEMO_TABLET, DEMO_DESK, DEMO_ADMIN, DEMO_PIN = "Демо-планшет", "Вікно 1", "Олена К. (демо)", "432100"  # a 6–12 digit PIN, as every PIN

@@ -213,10 +213,13 @@ class PowerSimulator:
             self.nut.stop()
             raise
         self.settings: dict[str, Any] = {**self.nut.settings, **self.ats.settings}
+        self.nut.on_state = self._ats_follows
 
     def set_state(self, name: str, **overrides) -> None:
         """OL, OB, OB_SHORT, LB or FSD; the ATS follows (no input feeds while on battery)."""
         self.nut.set_state(name, **overrides)
+
+    def _ats_follows(self, name: str) -> None:
         mains = name == "OL"
         self.ats.set(feeding="input_a" if mains else "none", input_a_live=mains, input_b_live=mains)
 

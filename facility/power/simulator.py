@@ -3,7 +3,9 @@ that speaks NUT's network protocol (the subset clients use: LIST UPS/VAR/CMD, GE
 USERNAME/PASSWORD/LOGIN/LOGOUT, VER) on loopback, with a control to switch the UPS between
 OL, OB, LB and FSD; and an ATS answering the generic Modbus map through pymodbus' own server.
 
-Faults for tests: ``fault = "drop"`` closes the connection instead of answering,
+Control over the protocol itself (so `cnap power sim LB` or NUT's own `upscmd` can drive a
+running demo): ``INSTCMD <ups> sim.ol|sim.ob|sim.ob_short|sim.lb|sim.fsd``, ``SET VAR <ups> <var>
+"<value>"``, and ``FSD <ups>`` as upsmon's primary sends it. Faults for tests: ``fault = "drop"`` closes the connection instead of answering,
 ``"garbage"`` answers bytes that are not NUT, ``"silent"`` never answers."""
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class NutSimulator:
         self.username, self.password = username, password
         self.vars: dict[str, str] = {**BASE_VARS, **PRESETS["OL"]}
         self.fault = ""          # "", "drop", "garbage", "silent"
+        self.on_state = None     # called with the preset name after a switch (the demo's ATS follows)
         self.lock = threading.Lock()
         self.requests = 0
         simulator = self
@@ -67,6 +70,8 @@ class NutSimulator:
         with self.lock:
             self.vars.update(PRESETS[name])
             self.vars.update({k: str(v) for k, v in overrides.items()})
+        if self.on_state is not None:
+            self.on_state(name)
 
     def set_vars(self, **values: str) -> None:
         with self.lock:
@@ -130,9 +135,31 @@ class NutSimulator:
             kind = rest[0]
             if kind == "VAR":
                 body = "".join(f'VAR {self.ups} {k} "{v}"\n' for k, v in sorted(values.items()))
+            elif kind == "CMD":
+                body = "".join(f"CMD {self.ups} sim.{name.lower()}\n" for name in PRESETS)
             else:
                 body = ""
             return f"BEGIN LIST {kind} {self.ups}\n{body}END LIST {kind} {self.ups}\n"
+        if verb == "INSTCMD" and len(rest) >= 2:
+            if rest[0] != self.ups:
+                return "ERR UNKNOWN-UPS\n"
+            name = rest[1].upper().removeprefix("SIM.")
+            if not rest[1].lower().startswith("sim.") or name not in PRESETS:
+                return "ERR CMD-NOT-SUPPORTED\n"
+            self.set_state(name)
+            return "OK\n"
+        if verb == "SET" and len(rest) >= 3 and rest[0] == "VAR":
+            if rest[1] != self.ups:
+                return "ERR UNKNOWN-UPS\n"
+            value = command.split(rest[2], 1)[1].strip().strip('"')[:64]
+            with self.lock:
+                self.vars[rest[2]] = value
+            return "OK\n"
+        if verb == "FSD" and rest == [self.ups]:
+            with self.lock:
+                if "FSD" not in self.vars["ups.status"].split():
+                    self.vars["ups.status"] = "FSD " + self.vars["ups.status"]
+            return "OK FSD-SET\n"
         if verb == "GET" and len(rest) == 3 and rest[0] == "VAR":
             if rest[1] != self.ups:
                 return "ERR UNKNOWN-UPS\n"

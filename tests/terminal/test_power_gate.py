@@ -156,3 +156,55 @@ def test_cnap_kiosk_stops_itself_in_order_on_low_battery(tmp_path, nut, monkeypa
         if kiosk.poll() is None:
             kiosk.kill()
             kiosk.wait()
+
+
+def test_cnap_demo_runs_on_the_power_simulator_and_is_switched_by_cnap_power_sim(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY") and
+           not k.startswith("CNAP_NUT")}
+    env.update({"CNAP_SECRET_KEY": "demo-test", "CNAP_POWER_POLL_S": "0.2",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    proc = subprocess.Popen([sys.executable, "-m", "terminal.cli", "demo", "--port", "0", "--no-window",
+                             "--instance", str(tmp_path / "instance")], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, switch, seen = None, None, []
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            switch = switch or re.search(r"switch it with (CNAP_NUT_HOST=\S+ CNAP_NUT_PORT=\d+ CNAP_NUT_UPS=\S+)", line)
+            match = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+            url = match.group(1) if match else None
+        assert url and switch, "".join(seen)
+        env.update(dict(pair.split("=", 1) for pair in switch.group(1).split()))
+        subprocess.run([sys.executable, "-m", "terminal.cli", "power", "sim", "OB_SHORT"], env=env, cwd=tmp_path,
+                       check=True, capture_output=True, timeout=30)
+
+        def paused():
+            try:
+                urllib.request.urlopen(url + "healthz", timeout=10)
+                return False
+            except urllib.error.HTTPError as error:
+                return b'"new_payments":"refused"' in error.read()
+
+        wait_until(paused, what="the demo kiosk to refuse new payments")
+        page = urllib.request.urlopen(url + "pay", timeout=10).read().decode()
+        assert "Нові оплати тимчасово не приймаються" in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("cnap demo did not stop on Ctrl+C")

@@ -1,0 +1,67 @@
+"""`cnap power status` and `cnap power sim`, and the simulator's control over the NUT protocol."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from facility import power
+from terminal.cli import main
+from terminal.settings import defaults
+
+
+@pytest.fixture
+def demo_power(monkeypatch):
+    sim = power.start_simulator(defaults())
+    for name, value in sim.settings.items():
+        monkeypatch.setenv(f"CNAP_{name}", str(value))
+    yield sim
+    sim.stop()
+
+
+def test_status_and_sim_commands_drive_the_demo_simulator(demo_power, capsys):
+    assert main(["power", "status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "online" and status["source"] == "input_a" and status["ups_status"] == "OL"
+    assert main(["power", "sim", "OB_SHORT"]) == 0
+    assert main(["power", "status"]) == 0
+    status = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert status["state"] == "on_battery" and status["stop_new_payments"] and status["source"] == "ups"
+    assert status["alerts"] == ["on_battery", "runtime_short", "input_a_lost", "input_b_lost"]
+    assert main(["power", "sim", "FSD"]) == 0
+    capsys.readouterr()
+    main(["power", "status"])
+    assert json.loads(capsys.readouterr().out)["state"] == "fsd"
+
+
+def test_status_without_upsd_is_unavailable_with_exit_1(monkeypatch, capsys):
+    from facility.power.simulator import free_port
+
+    monkeypatch.setenv("CNAP_NUT_HOST", "127.0.0.1")
+    monkeypatch.setenv("CNAP_NUT_PORT", str(free_port()))
+    assert main(["power", "status"]) == 1
+    assert json.loads(capsys.readouterr().out)["state"] == "unavailable"
+    assert main(["power", "sim", "LB"]) == 1
+
+
+def test_upsmon_style_fsd_and_set_var_on_the_simulator(demo_power):
+    import asyncio
+
+    from aionut import AIONUTClient
+
+    async def talk():
+        client = AIONUTClient(demo_power.nut.host, demo_power.nut.port, persistent=True)
+        try:
+            client_reader, client_writer = await asyncio.open_connection(demo_power.nut.host, demo_power.nut.port)
+            client_writer.write(f'SET VAR {demo_power.nut.ups} battery.runtime "123"\n'.encode())
+            assert await client_reader.readline() == b"OK\n"
+            client_writer.write(f"FSD {demo_power.nut.ups}\n".encode())
+            assert await client_reader.readline() == b"OK FSD-SET\n"
+            client_writer.close()
+            return await client.list_vars(demo_power.nut.ups), await client.list_commands(demo_power.nut.ups)
+        finally:
+            client.shutdown()
+
+    values, commands = asyncio.run(talk())
+    assert values["ups.status"] == "FSD OL" and values["battery.runtime"] == "123"
+    assert "sim.lb" in commands
