@@ -106,3 +106,22 @@ def test_a_looping_seq_file_is_followed_in_order(upsd_factory):
     # after the first LB, the loop goes back to OL then OB: never straight from OB LB to OB
     first_lb = states.index("low_battery")
     assert states[first_lb:] == ["low_battery", "online", "on_battery", "low_battery"]
+
+
+def test_fsd_set_by_the_primary_upsmon_reaches_the_monitor(upsd):
+    """What upsmon's primary does when it decides to shut everything down: USERNAME/PASSWORD,
+    LOGIN, then FSD; upsd adds FSD to ups.status for every client."""
+    import socket
+
+    upsd.write("OB")
+    upsd.wait_status("OB DISCHRG")
+    with socket.create_connection(("127.0.0.1", upsd.port), timeout=5) as conn:
+        stream = conn.makefile("rwb")
+        for line in ("USERNAME monitor", "PASSWORD watch", "LOGIN kiosk", "FSD kiosk"):
+            stream.write(line.encode() + b"\n")
+            stream.flush()
+            answer = stream.readline()
+            assert answer.startswith(b"OK"), (line, answer)
+        monitor = PowerMonitor.from_settings(settings_for(upsd))
+        a = monitor.poll(time.time())
+        assert a.state == "fsd" and a.shutdown and "on_battery" in a.alerts
