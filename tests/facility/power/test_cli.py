@@ -65,3 +65,21 @@ def test_upsmon_style_fsd_and_set_var_on_the_simulator(demo_power):
     values, commands = asyncio.run(talk())
     assert values["ups.status"] == "FSD OL" and values["battery.runtime"] == "123"
     assert "sim.lb" in commands
+
+
+def test_shipped_nut_samples_agree_with_the_settings_and_the_ats_map():
+    import tomllib
+    from pathlib import Path
+
+    from facility.power import io
+
+    folder = Path(__file__).resolve().parents[3] / "firmware_configs" / "nut"
+    upsmon = (folder / "upsmon.conf").read_text()
+    deadtime = int(next(line.split()[1] for line in upsmon.splitlines() if line.startswith("DEADTIME")))
+    assert deadtime == defaults()["POWER_DEADTIME_S"]
+    assert "[ups]" in (folder / "ups.conf").read_text() and defaults()["NUT_UPS"] == "ups"
+    assert f"LISTEN 127.0.0.1 {defaults()['NUT_PORT']}" in (folder / "upsd.conf").read_text()
+    ats = tomllib.loads((folder.parent / "facility" / "ats-generic.toml").read_text())["status_register"]
+    assert (ats["address"], ats["bit_input_a_live"], ats["bit_input_b_live"], ats["bit_position_a"],
+            ats["bit_position_b"], ats["bit_alarm"]) == (io.ATS_STATUS_REGISTER, io.BIT_A_LIVE, io.BIT_B_LIVE,
+                                                         io.BIT_POS_A, io.BIT_POS_B, io.BIT_ALARM)
