@@ -99,8 +99,14 @@ class ModbusAts:
         parts = urlsplit(url)
         if parts.scheme != "modbus-tcp" or not parts.hostname:
             raise ValueError(f"ATS_URL {url!r}: expected modbus-tcp://host:port?unit=N")
-        self.host, self.port = parts.hostname, parts.port or 502
-        self.unit = int(parse_qs(parts.query).get("unit", ["1"])[0])
+        try:
+            self.host, self.port = parts.hostname, parts.port or 502
+        except ValueError as exc:
+            raise ValueError(f"ATS_URL {url!r}: {exc}") from None
+        unit = parse_qs(parts.query).get("unit", ["1"])[0]
+        if not unit.isascii() or not unit.isdigit() or not 0 <= int(unit) <= 247:
+            raise ValueError(f"ATS_URL {url!r}: unit must be 0 to 247")
+        self.unit = int(unit)
         self.timeout_s = timeout_s
         self._client = None
 
@@ -166,12 +172,30 @@ class ContactsAts:
         pass
 
 
+class MisconfiguredAts:
+    """ATS_SOURCE/ATS_URL that cannot work: every reading fails with the reason, so the status
+    says "ats_unavailable" and why, and the kiosk still starts."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def read(self) -> AtsReading:
+        raise PowerIOError(self.reason)
+
+    def close(self) -> None:
+        pass
+
+
 def open_ats(source: str, url: str):
     """The ATS reader for settings ATS_SOURCE/ATS_URL, or None when there is no ATS."""
     if source in ("", "none"):
         return None
-    if source == "modbus":
-        return ModbusAts(url)
-    if source == "contacts":
-        return ContactsAts(url)
-    raise ValueError(f"ATS_SOURCE {source!r}: expected none, modbus or contacts")
+    try:
+        if source == "modbus":
+            return ModbusAts(url)
+        if source == "contacts":
+            return ContactsAts(url)
+        raise ValueError(f"ATS_SOURCE {source!r}: expected none, modbus or contacts")
+    except ValueError as exc:
+        log.error("power: %s", exc)
+        return MisconfiguredAts(str(exc))

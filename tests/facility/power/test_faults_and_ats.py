@@ -186,3 +186,13 @@ def test_demo_simulator_switches_states(tmp_path):
         controller.close()
     finally:
         sim.stop()
+
+
+@pytest.mark.parametrize("url", ["", "nonsense", "modbus-tcp://127.0.0.1:99999", "modbus-tcp://h?unit=x",
+                                 "contacts:///only-one"])
+def test_a_misconfigured_ats_is_reported_not_raised(nut, url):
+    source = "contacts" if url.startswith("contacts") else "modbus"
+    controller = build(settings_for(nut, ATS_SOURCE=source, ATS_URL=url))
+    controller.poll(time.time())
+    s = controller.status()
+    assert s["state"] == "online" and s["alerts"] == ["ats_unavailable"] and "ATS_URL" in s["error"]
