@@ -41,6 +41,7 @@ class NutSimulator:
         self.vars: dict[str, str] = {**BASE_VARS, **PRESETS["OL"]}
         self.fault = ""          # "", "drop", "garbage", "silent"
         self.on_state = None     # called with the preset name after a switch (the demo's ATS follows)
+        self._stopping = threading.Event()
         self.lock = threading.Lock()
         self.requests = 0
         simulator = self
@@ -78,6 +79,7 @@ class NutSimulator:
             self.vars.update({k.replace("_", "."): str(v) for k, v in values.items()})
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -94,7 +96,7 @@ class NutSimulator:
             if fault == "drop":
                 return
             if fault == "silent":
-                time.sleep(60)
+                self._stopping.wait(60)  # answer nothing; let go at stop()
                 return
             if fault == "garbage":
                 wfile.write(b"\x00\xffHELLO there, this is not NUT\r\n" * 3)
