@@ -54,6 +54,7 @@ class PaymentGate:
         self.assessment: Assessment | None = None   # None until the first reading
         self._stop = threading.Event()
         self._shutdown_requested = False
+        self._warned_no_stop_path = False
         self._thread = threading.Thread(target=self._run, name="power-gate", daemon=True)
         self._thread.start()
 
@@ -70,22 +71,26 @@ class PaymentGate:
             log.info("power: %s (new payments %s)", assessment.state,
                      "refused: " + assessment.why if assessment.stop_new_payments else "allowed")
         if assessment.shutdown and not self._shutdown_requested:
-            self._shutdown_requested = True
-            self._request_kiosk_stop(f"power: {assessment.state}")
+            # retried on every poll until a stop path exists: `cnap kiosk` sets it only after
+            # create_app, and an LB already present at start must still stop the kiosk
+            self._shutdown_requested = self._request_kiosk_stop(f"power: {assessment.state}")
         elif not assessment.shutdown:
-            self._shutdown_requested = False
+            self._shutdown_requested = self._warned_no_stop_path = False
         return assessment
 
-    def _request_kiosk_stop(self, reason: str) -> None:
+    def _request_kiosk_stop(self, reason: str) -> bool:
         stop = state(self.app).kiosk_stop
-        if stop is None:  # not under `cnap kiosk` (tests, a WSGI host): upsmon stops the machine
-            log.warning("power: %s, but no kiosk stop path to call", reason)
-            return
-        log.warning("power: %s: stopping the kiosk (journal closed on the way out)", reason)
+        if stop is None:  # not (yet) under `cnap kiosk`: tests, a WSGI host; upsmon stops the machine
+            if not self._warned_no_stop_path:
+                log.warning("%s, but no kiosk stop path (yet): retried on the next poll", reason)
+                self._warned_no_stop_path = True
+            return False
+        log.warning("%s: stopping the kiosk (journal closed on the way out)", reason)
         try:
             stop(reason)
         except Exception:
             log.exception("power: kiosk stop failed")
+        return True
 
     def refusal(self) -> str | None:
         a = self.assessment

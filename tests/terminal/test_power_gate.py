@@ -133,21 +133,26 @@ def test_silent_upsd_is_reported_and_leaves_the_gate_open_on_mains(tmp_path, nut
         kiosk.close()
 
 
-def test_cnap_kiosk_stops_itself_in_order_on_low_battery(tmp_path, nut, monkeypatch):
+@pytest.mark.parametrize("already_low", [False, True])
+def test_cnap_kiosk_stops_itself_in_order_on_low_battery(tmp_path, nut, monkeypatch, already_low):
     """The real `cnap kiosk` process: upsd says OB LB → the kiosk stops through its own stop path,
-    closes the journal (SQLite removes the WAL file when the last connection closes) and exits 0."""
+    closes the journal (SQLite removes the WAL file when the last connection closes) and exits 0.
+    Also when LB is there before the kiosk has its stop path (the first poll runs in create_app)."""
     from tests.terminal.kiosk_http import StaffBrowser, kiosk_url, start_kiosk
 
     for name, value in {**nut.settings, "POWER_POLL_S": "0.2"}.items():
         monkeypatch.setenv(f"CNAP_{name}", str(value))
     # the child runs from tmp_path: let it import this checkout, whatever the venv points at
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    if already_low:
+        nut.set_state("LB")
     kiosk, out = start_kiosk(tmp_path, "--no-window")
     try:
-        url = kiosk_url(kiosk, out, "open ")
-        assert StaffBrowser(url).get("/healthz")[0] == 200
-        assert (tmp_path / "instance" / "journal.sqlite").exists()
-        nut.set_state("LB")
+        if not already_low:
+            url = kiosk_url(kiosk, out, "open ")
+            assert StaffBrowser(url).get("/healthz")[0] == 200
+            assert (tmp_path / "instance" / "journal.sqlite").exists()
+            nut.set_state("LB")
         assert kiosk.wait(30) == 0, out.read_text()
         text = out.read_text()
         assert "stop requested (power: low_battery)" in text and "cnap kiosk: stopped" in text
