@@ -23,7 +23,7 @@ DEADTIME seconds): the kiosk stops the same way rather than be cut mid-write.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ONLINE, ON_BATTERY, LOW_BATTERY, FSD, UNAVAILABLE = "online", "on_battery", "low_battery", "fsd", "unavailable"
 STATES = (ONLINE, ON_BATTERY, LOW_BATTERY, FSD, UNAVAILABLE)
@@ -87,7 +87,6 @@ class Assessment:
     source: str = ""                     # INPUT_A / INPUT_B / "ups" / "" (no ATS, UPS says OL)
     runtime_s: float | None = None
     charge_pct: float | None = None
-    details: dict = field(default_factory=dict)
 
 
 def _number(raw) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from facility.power import PowerController, PowerMonitor, build
+from facility.power import PowerMonitor, build
 from facility.power.io import read_ups
 from tests.payments.helpers import wait_until
 
