@@ -2,7 +2,6 @@
 it) and `cnap power sim STATE` (switch a running simulator, e.g. the one `cnap demo` started)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -52,8 +51,10 @@ def run_sim(args) -> int:
         finally:
             client.shutdown()
 
+    from facility.power.io import run_coroutine
+
     try:
-        print(asyncio.run(send()))
+        print(run_coroutine(send))
     except Exception as exc:
         print(f"cnap power sim: {exc}", file=sys.stderr)
         return 1

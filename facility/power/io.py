@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -39,10 +40,34 @@ class NutTarget:
     timeout_s: float = 3.0
 
 
+def run_coroutine(make_coroutine):
+    """Run an aionut exchange to the end from synchronous code. A caller already inside an event
+    loop (an asyncio program, Playwright's sync API in tests) cannot use asyncio.run: the
+    exchange then gets a short-lived thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["value"] = asyncio.run(make_coroutine())
+        except BaseException as exc:  # handed back to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="nut-read", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def read_ups_vars(target: NutTarget) -> dict[str, str]:
     """``LIST VAR <ups>`` from upsd, as a dict of strings. Raises PowerIOError."""
     try:
-        return asyncio.run(_list_vars(target))
+        return run_coroutine(lambda: _list_vars(target))
     except PowerIOError:
         raise
     except Exception as exc:  # aionut's NUTError family, OSError, asyncio's limit errors, …

@@ -196,3 +196,13 @@ def test_a_misconfigured_ats_is_reported_not_raised(nut, url):
     controller.poll(time.time())
     s = controller.status()
     assert s["state"] == "online" and s["alerts"] == ["ats_unavailable"] and "ATS_URL" in s["error"]
+
+
+def test_reading_from_inside_a_running_event_loop(nut):
+    """An asyncio caller (or Playwright's sync API in the same process) must not break readings."""
+    import asyncio
+
+    async def inside():
+        return read_ups(NutTarget(nut.host, nut.port, "sim")).status
+
+    assert asyncio.run(inside()) == {"OL"}
