@@ -62,7 +62,9 @@ def test_upsmon_style_fsd_and_set_var_on_the_simulator(demo_power):
         finally:
             client.shutdown()
 
-    values, commands = asyncio.run(talk())
+    from facility.power.io import run_coroutine
+
+    values, commands = run_coroutine(talk)  # also inside Playwright's loop in a whole-suite run
     assert values["ups.status"] == "FSD OL" and values["battery.runtime"] == "123"
     assert "sim.lb" in commands
 

@@ -200,9 +200,10 @@ def test_a_misconfigured_ats_is_reported_not_raised(nut, url):
 
 def test_reading_from_inside_a_running_event_loop(nut):
     """An asyncio caller (or Playwright's sync API in the same process) must not break readings."""
-    import asyncio
+    from facility.power.io import run_coroutine
 
     async def inside():
         return read_ups(NutTarget(nut.host, nut.port, "sim")).status
 
-    assert asyncio.run(inside()) == {"OL"}
+    # run_coroutine, not asyncio.run: the test process itself may be inside Playwright's loop
+    assert run_coroutine(inside) == {"OL"}
