@@ -11,6 +11,7 @@ APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool 
 	gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config \
 	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
 APT_PACKAGES += socat  # ventilation tests: a serial line for Modbus RTU as a pty pair
+APT_PACKAGES += nut-server nut-client  # UPS tests (upsd, dummy-ups)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ESPHome (for validating the sensor nodes' configs) pins paho-mqtt 1.x while the app needs 2.x, so

@@ -21,6 +21,7 @@ BLUEPRINTS = (
     "terminal.views.core",
     "terminal.views.catalogue",
     "terminal.views.service",
+    "terminal.views.power",
     "terminal.views.pay",
     "terminal.views.survey",
 )

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "payments.cli",
     "terminal.exports",
     "monitoring.cli",
+    "facility.power.cli",
 )
 TAKES_SETTINGS = {"payments.cli"}
 
@@ -193,6 +194,10 @@ def start_facility_simulators(values: dict) -> tuple[list, dict]:
     for module_name in values["FACILITY_CONTROLLERS"]:
         try:
             module = import_module(module_name)
+            real = getattr(module, "real_equipment_configured", None)
+            if real is not None and real(values):
+                print(f"cnap demo: {module_name} is configured for real equipment; no simulator", flush=True)
+                continue
             simulator = module.start_simulator(dict(values))
         except ImportError as exc:
             print(f"cnap demo: no facility package {module_name} ({exc}); skipping its simulator", flush=True)
@@ -203,7 +208,8 @@ def start_facility_simulators(values: dict) -> tuple[list, dict]:
             continue
         simulators.append(simulator)
         overrides.update(getattr(simulator, "settings", None) or {})
-        print(f"cnap demo: facility simulator {module_name} started", flush=True)
+        print(f"cnap demo: facility simulator {module_name} started"
+              + (f": {simulator.description}" if getattr(simulator, "description", "") else ""), flush=True)
     return simulators, overrides
 
 

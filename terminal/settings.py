@@ -250,6 +250,29 @@ SETTINGS: tuple[Setting, ...] = (
        "gets 400."),
     _s("agent", "AGENT_STOP_TIMEOUT_S", 10.0, "Seconds the agent waits at stop for a controller's "
        "poll in progress to end before closing it anyway."),
+    # --- power -------------------------------------------------------------------------
+    _s("power", "NUT_HOST", "", "Host of NUT's upsd that watches this kiosk's UPS (127.0.0.1 on the "
+       "appliance). Empty: no UPS supervision, and the payment gate stays open. `cnap demo` points it "
+       "at a built-in simulator."),
+    _s("power", "NUT_PORT", 3493, "TCP port of upsd."),
+    _s("power", "NUT_UPS", "ups", "Name of the UPS in upsd (the [section] of ups.conf)."),
+    _s("power", "NUT_USERNAME", "", "upsd user (upsd.users) for reading; empty: no login (reading "
+       "variables needs none)."),
+    _s("power", "NUT_PASSWORD", "", "Password of NUT_USERNAME."),
+    _s("power", "NUT_TIMEOUT_S", 3.0, "Seconds to wait for each answer of upsd; a silent upsd makes "
+       "the UPS 'unavailable'."),
+    _s("power", "POWER_POLL_S", 2.0, "Seconds between readings of upsd and the transfer switch (kiosk "
+       "gate and agent alike)."),
+    _s("power", "POWER_RUNTIME_MARGIN_S", 300, "On battery, when the UPS reports less runtime than this "
+       "(battery.runtime, seconds), the kiosk starts no new payment (the screen says why); payments "
+       "already started finish and print. Keep it above the longest payment plus the shutdown."),
+    _s("power", "POWER_DEADTIME_S", 15, "A UPS last seen on battery that stays silent this many seconds "
+       "counts as critical, as upsmon's DEADTIME: the kiosk shuts down in order."),
+    _s("power", "ATS_SOURCE", "none", "How the automatic transfer switch between the two substation "
+       "inputs is read: none, modbus (its Modbus TCP map) or contacts (its two position contacts on "
+       "GPIO inputs)."),
+    _s("power", "ATS_URL", "", "Where the ATS is: modbus-tcp://HOST:PORT?unit=N for modbus; "
+       "contacts://PATH_A,PATH_B (GPIO value files, 1 = closed) for contacts."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -314,6 +337,10 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         if not _MODULE_NAME.fullmatch(module_name):
             raise SettingError(f"setting FACILITY_CONTROLLERS: {module_name!r} is not a module name "
                                "such as facility.ventilation")
+    if values["ATS_SOURCE"] not in ("none", "modbus", "contacts"):
+        raise SettingError("setting ATS_SOURCE: must be none, modbus or contacts")
+    if not 0 < values["POWER_POLL_S"] <= 60 or not 0 < values["NUT_TIMEOUT_S"] <= 30:
+        raise SettingError("settings POWER_POLL_S and NUT_TIMEOUT_S: from above 0 to 60 and 30 seconds")
     for network in values["SERVICE_NETWORKS"]:
         try:
             ipaddress.ip_network(network, strict=False)

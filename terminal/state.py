@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # type names only: the areas import this module, not the reve
 
     from payments.hardware import Hardware
     from payments.till import Till
+    from terminal.views.power import PaymentGate
     from terminal.catalogue.search import SearchIndex
     from terminal.catalogue.store import Catalogue
     from terminal.staff import StaffStore
@@ -52,6 +53,8 @@ class KioskState:
     pay_drafts_lock: threading.Lock = field(default_factory=threading.Lock)
     # surveys
     surveys: SurveyStore | None = None
+    # power: the UPS/ATS poller that gates new payments (None: not configured)
+    power_gate: PaymentGate | None = None
 
 
 def install(app: Flask) -> KioskState:

@@ -25,6 +25,7 @@ from payments.till import Busy, Unavailable, mask_voucher_code
 from terminal import i18n
 from terminal.state import current_state, state
 from terminal.limits import ascii_int
+from terminal.views.power import payment_refusal
 from terminal.views.service import audit, register_section, require_role
 
 bp = Blueprint("pay", __name__)
@@ -200,7 +201,8 @@ def _(key, **params):
 def index():
     services = catalogue().paid_services()
     rows = [(s, quote_for(s.fee)) for s in services]
-    return render_template("pay/index.html", rows=rows, ready=till().ready, journal_fault=till().journal_fault)
+    return render_template("pay/index.html", rows=rows, ready=till().ready, journal_fault=till().journal_fault,
+                           power_notice=payment_refusal())
 
 
 @bp.route("/pay/service/<service_id>", methods=["GET", "POST"])
@@ -212,6 +214,8 @@ def start(service_id: str):
         return _message("pay.journal_fault", 503)
     if not till().ready:
         return _message("pay.unavailable", 503)
+    if refusal := payment_refusal():  # short UPS runtime: no new payment (docs/facility-power.md)
+        return render_template("pay/message.html", message=refusal, back=url_for("pay.index")), 503
     values = {"surname": "", "id_kind": "rnokpp", "id_value": ""}
     errors: dict[str, str] = {}
     if request.method == "POST":
@@ -269,6 +273,8 @@ def begin():
         payment_id = draft["payment_id"]
         try:
             if payment_id is None:
+                if refusal := payment_refusal():  # new payments only: one in flight goes on
+                    return render_template("pay/message.html", message=refusal, back=url_for("pay.index")), 503
                 service = catalogue().service(draft["service_id"])
                 payment_id = the_till.create(service, draft["payer"])
                 draft["payment_id"] = payment_id
