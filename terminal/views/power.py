@@ -26,24 +26,14 @@ log = logging.getLogger("cnap.power")
 
 bp = Blueprint("power", __name__)
 
-i18n.register({
-    "power.why.runtime_short": (
-        "Термінал працює від акумулятора: заряду залишилось приблизно на {minutes} хв. Нові оплати тимчасово не "
-        "приймаються; розпочаті оплати буде завершено, квитанції надруковано.",
-        "The terminal is running on battery with about {minutes} min left. New payments are paused; payments "
-        "already started will be completed and their receipts printed."),
-    "power.why.low_battery": (
-        "Акумулятор термінала майже розряджений: термінал вимикається. Нові оплати не приймаються.",
-        "The terminal's battery is almost empty: the terminal is shutting down. No new payments are taken."),
-    "power.why.fsd": (
-        "Термінал вимикається через збій електроживлення. Нові оплати не приймаються.",
-        "The terminal is shutting down because of a power failure. No new payments are taken."),
-    "power.why.power_unknown": (
-        "Термінал працює від акумулятора, і зараз невідомо, скільки заряду залишилось. Нові оплати тимчасово не "
-        "приймаються; розпочаті оплати буде завершено.",
-        "The terminal is running on battery and the charge left is unknown right now. New payments are paused; "
-        "payments already started will be completed."),
-})
+# Interface strings looked up under names built at run time (in templates or from variables),
+# listed so that pybabel extracts them; their texts are in terminal/translations/.
+RUNTIME_KEYS = (
+    i18n.N_("power.why.fsd"),
+    i18n.N_("power.why.low_battery"),
+    i18n.N_("power.why.power_unknown"),
+    i18n.N_("power.why.runtime_short"),
+)
 
 
 class PaymentGate:
