@@ -10,6 +10,7 @@ PYTHON ?= python3
 APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool \
 	gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config \
 	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
+APT_PACKAGES += iproute2 nftables conntrack  # uplink failover: policy routing, pinning, flushes, namespace tests
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system-deps python-deps bench docs clean
