@@ -20,9 +20,12 @@ up           ≥ ``min_rounds`` rounds and RTT ≥ ``rtt_down_ms``              
 down         a round answered                                                 recovering
 recovering   a round without any answer; or, once ≥ ``min_rounds`` rounds,    down
              loss > ``loss_up_pct`` or RTT > ``rtt_up_ms`` since recovering
-recovering   ``stable_s`` since the first answered round, loss ≤                up
+recovering   ``stable_s`` since the link came back (*), loss ≤                  up
              ``loss_up_pct`` and RTT ≤ ``rtt_up_ms`` since then
 ===========  ===============================================================  ===========
+
+(*) halfway between the last unanswered round and the first answered one, so failing back
+happens ``stable_s`` ± half a probe interval after the link really came back.
 
 The main route goes to the first uplink in priority order (an operator's preferred one first)
 that is up; the guest uplink only carries staff traffic when no other is up. Failing over is
@@ -209,7 +212,7 @@ class Policy:
                     link.state = DOWN
             else:
                 if link.healthy_since is None:
-                    link.healthy_since = rnd.sent_at
+                    link.healthy_since = self._back_since(link, rnd.sent_at)
                     link.state = RECOVERING
                 else:
                     link.healthy_since = min(link.healthy_since, rnd.sent_at)
@@ -269,6 +272,17 @@ class Policy:
         return rows
 
     # --- inside ------------------------------------------------------------------------
+    @staticmethod
+    def _back_since(link: _Link, sent_at: float) -> float:
+        """When the link most likely came back: halfway between the round before, if that one
+        went unanswered, and this first answered one (the error is then ± half an interval)."""
+        before = [r for r in link.rounds if r[0] < sent_at]
+        if before:
+            prev_sent, prev_answered = max(before)
+            if not prev_answered:
+                return (prev_sent + sent_at) / 2
+        return sent_at
+
     def _good(self, loss: float | None, rtt: float | None) -> bool:
         return (loss is None or loss <= self.t.loss_up_pct) and (rtt is None or rtt <= self.t.rtt_up_ms)
 

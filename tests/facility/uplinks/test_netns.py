@@ -13,7 +13,7 @@ from facility.uplinks.config import from_settings
 from facility.uplinks.io import _IcmpSocket
 from facility.uplinks.netns import in_netns
 
-from .netlab import NetLab, sh, usable
+from facility.uplinks.netlab import NetLab, sh, usable
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
 

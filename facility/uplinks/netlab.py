@@ -1,4 +1,5 @@
-"""A small internet in network namespaces, made and removed by the tests and the bench.
+"""A small internet in network namespaces (root only), made and removed by the tests and by
+bench/failover.py; nothing outside the namespaces it makes is touched.
 
     client ns (cli) ── lan 10.200.0.0/24 ──┐
                     ── glan 10.201.0.0/24 ─┤ (guest network)
@@ -150,7 +151,7 @@ class NetLab:
         return values
 
     # --- faults --------------------------------------------------------------------------
-    def _fault(self, i: int, rules: list[str]) -> None:
+    def faults(self, i: int, rules: list[str]) -> None:
         up = self.ups[i - 1]
         script = "flush chain inet fault input\nflush chain inet fault output\n"
         for rule in rules:
@@ -161,18 +162,18 @@ class NetLab:
 
     def cut(self, i: int) -> None:
         """Provider i stops carrying anything (its link to the appliance stays up)."""
-        self._fault(i, ['iifname "eth0" drop', 'oifname "eth0" drop'])
+        self.faults(i, ['iifname "eth0" drop', 'oifname "eth0" drop'])
 
     def lose(self, i: int, pct: int) -> None:
         """Provider i drops ``pct`` % of packets at random, each way."""
-        self._fault(i, [f"numgen random mod 100 < {pct} drop"])
+        self.faults(i, [f"numgen random mod 100 < {pct} drop"])
 
     def limit_icmp(self, i: int, address: str) -> None:
         """A target that answers at most one ping a second, like a rate-limiting public host."""
-        self._fault(i, [f"input:ip daddr {address} icmp type echo-request limit rate over 1/second drop"])
+        self.faults(i, [f"input:ip daddr {address} icmp type echo-request limit rate over 1/second drop"])
 
     def heal(self, i: int) -> None:
-        self._fault(i, [])
+        self.faults(i, [])
 
     # --- traffic -------------------------------------------------------------------------
     def connect(self, guest: bool = False, timeout: float = 3.0) -> socket.socket:
