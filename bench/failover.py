@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import statistics
 import sys
 import time
@@ -56,6 +57,8 @@ def main() -> int:
     if why:
         print(f"failover bench: {why}", file=sys.stderr)
         return 1
+    # A SIGTERM (timeout, Ctrl+C from a parent) still removes the namespaces in ``finally``.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lab = NetLab()
     downs: list[Transition] = []
     try:

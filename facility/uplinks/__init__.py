@@ -72,7 +72,8 @@ class UplinksController:
         if self.cfg.uplinks:
             t = self.cfg.thresholds
             self.policy = Policy([u.name for u in self.cfg.uplinks], t,
-                                 guest_uplink=self.cfg.guest_uplink, guest_share=self.cfg.guest_share)
+                                 guest_uplink=self.cfg.guest_uplink, guest_share=self.cfg.guest_share,
+                                 interval_s=self.cfg.interval_s)
 
     # --- the agent's side --------------------------------------------------------------
     def poll(self, now: float) -> None:

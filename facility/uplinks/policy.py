@@ -24,8 +24,9 @@ recovering   ``stable_s`` since the link came back (*), loss ≤                
              ``loss_up_pct`` and RTT ≤ ``rtt_up_ms`` since then
 ===========  ===============================================================  ===========
 
-(*) halfway between the last unanswered round and the first answered one, so failing back
-happens ``stable_s`` ± half a probe interval after the link really came back.
+(*) half a probe interval before the first answered round was sent (it came back at some moment
+since the round before), so failing back happens ``stable_s`` ± half a probe interval after the
+link really came back.
 
 The main route goes to the first uplink in priority order (an operator's preferred one first)
 that is up; the guest uplink only carries staff traffic when no other is up. Failing over is
@@ -124,7 +125,8 @@ class _Link:
         self.rounds: deque[tuple[float, bool]] = deque()
         self.failed_after_answer: list[float] = []   # sent times of unanswered rounds since the last answer
         self.last_answer = -math.inf
-        self.healthy_since: float | None = None
+        self.healthy_since: float | None = None   # when it most likely came back
+        self.streak_first: float | None = None    # sent time of the streak's first answered round
 
     def prune(self, now: float, window_s: float) -> None:
         horizon = now - window_s
@@ -157,11 +159,12 @@ class _Link:
 
 class Policy:
     def __init__(self, uplinks: Iterable[str], thresholds: Thresholds = Thresholds(), *,
-                 guest_uplink: str = "", guest_share: bool = False) -> None:
+                 guest_uplink: str = "", guest_share: bool = False, interval_s: float = 0.0) -> None:
         self.order = list(uplinks)
         if not self.order:
             raise ValueError("no uplinks")
         self.t = thresholds
+        self.interval_s = interval_s   # between two rounds of one uplink
         self.links = {name: _Link(name) for name in self.order}
         self.guest_uplink = guest_uplink if guest_uplink in self.links else ""
         self.guest_share = guest_share
@@ -207,18 +210,20 @@ class Policy:
                 out += self._select(now, "failover")
         else:
             if not rnd.answered:
-                if link.healthy_since is not None and rnd.sent_at >= link.healthy_since:
-                    link.healthy_since = None
+                # A silent round sent before the first answered one is older news (rounds
+                # overlap: it finishes only at its timeout, after the newer round answered).
+                if link.streak_first is not None and rnd.sent_at > link.streak_first:
+                    link.healthy_since = link.streak_first = None
                     link.state = DOWN
             else:
-                if link.healthy_since is None:
-                    link.healthy_since = self._back_since(link, rnd.sent_at)
+                if link.streak_first is None or rnd.sent_at < link.streak_first:
+                    link.streak_first = rnd.sent_at
+                    # It came back at some moment since the round before: count from halfway.
+                    link.healthy_since = rnd.sent_at - self.interval_s / 2
                     link.state = RECOVERING
-                else:
-                    link.healthy_since = min(link.healthy_since, rnd.sent_at)
                 rounds, loss, rtt, _ = link.figures(link.healthy_since)
                 if rounds >= t.min_rounds and not self._good(loss, rtt):
-                    link.healthy_since = None
+                    link.healthy_since = link.streak_first = None
                     link.state = DOWN
             out += self.tick(now)
         return out
@@ -236,9 +241,9 @@ class Policy:
                 since = link.healthy_since
                 out += self._move(link, UP, "stable", now, loss, rtt)
                 link.since = since   # the good streak counts towards the next decisions
-                link.healthy_since = None
+                link.healthy_since = link.streak_first = None
             else:
-                link.healthy_since = None
+                link.healthy_since = link.streak_first = None
                 link.state = DOWN
         if out:
             out += self._select(now, "failback")
@@ -272,17 +277,6 @@ class Policy:
         return rows
 
     # --- inside ------------------------------------------------------------------------
-    @staticmethod
-    def _back_since(link: _Link, sent_at: float) -> float:
-        """When the link most likely came back: halfway between the round before, if that one
-        went unanswered, and this first answered one (the error is then ± half an interval)."""
-        before = [r for r in link.rounds if r[0] < sent_at]
-        if before:
-            prev_sent, prev_answered = max(before)
-            if not prev_answered:
-                return (prev_sent + sent_at) / 2
-        return sent_at
-
     def _good(self, loss: float | None, rtt: float | None) -> bool:
         return (loss is None or loss <= self.t.loss_up_pct) and (rtt is None or rtt <= self.t.rtt_up_ms)
 
@@ -290,7 +284,7 @@ class Policy:
         old = link.state if link.state != RECOVERING else DOWN
         link.state, link.since, link.reason = new, now, reason
         if new == DOWN:
-            link.healthy_since = None
+            link.healthy_since = link.streak_first = None
         return [Transition(link.name, old, new, reason, now, loss, rtt)]
 
     def _select(self, now: float, why: str) -> list[Output]:

@@ -63,7 +63,7 @@ def test_a_total_cut_fails_over_after_down_rounds_and_flushes_the_dead_uplink():
 
 
 def test_failback_waits_for_the_stable_period_from_the_first_good_round():
-    policy = Policy(["a", "b"], T)
+    policy = Policy(["a", "b"], T, interval_s=INTERVAL)
     policy.start(0)
     run(policy, "ab", 0, 4, failed_for=lambda n, i: PATHS if n == "a" else ())
     assert policy.active == "b" and policy.links["a"].state == DOWN
@@ -83,6 +83,19 @@ def test_failback_waits_for_the_stable_period_from_the_first_good_round():
     assert policy.active == "a"
     # The link came back between the last silent round (1.5) and the first answered one (2.0).
     assert abs(switched_at - (restored - INTERVAL / 2) - T.stable_s) <= INTERVAL / 2
+
+
+def test_a_silent_round_finishing_after_a_newer_answered_one_does_not_restart_the_stable_period():
+    policy = Policy(["a", "b"], T, interval_s=INTERVAL)
+    policy.start(0)
+    run(policy, "ab", 0, 4, failed_for=lambda n, i: PATHS if n == "a" else ())
+    # Rounds overlap: the one sent at 10.0 times out at 10.8, after the one sent at 10.5 answered.
+    policy.observe(rnd("a", 10.5), 10.51)
+    policy.observe(rnd("a", 10.0, PATHS), 10.8)
+    assert policy.links["a"].state == RECOVERING
+    assert policy.links["a"].healthy_since == 10.25
+    policy.observe(rnd("a", 11.0, PATHS), 11.8)     # a newer silent round does break it
+    assert policy.links["a"].state == DOWN and policy.links["a"].healthy_since is None
 
 
 def test_one_silent_and_one_slow_target_do_not_fail_a_link():
