@@ -2,6 +2,7 @@
 contract of facility/base.py, settings parsing, the watch itself in report-only mode."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -116,6 +117,7 @@ def test_simulated_cut_is_reported_and_failback_follows_the_stable_period(sim, w
     assert down["state"] == "down" and down["reason"] == "no_answer"
     assert status["switches"][0]["reason"] == "failover"
     assert any(e["kind"] == "uplink_down" and "ukrtelecom" in e["text_uk"] for e in status["events"])
+    assert json.loads(json.dumps(status)) == status
     sim.set_fault("ukrtelecom")
     wait_for(lambda: controller.status()["uplinks"][0]["state"] == "recovering", what="recovering")
     wait_for(lambda: controller.status()["active"] == "ukrtelecom", what="failback")

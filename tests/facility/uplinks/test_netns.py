@@ -110,6 +110,13 @@ def test_guest_network_is_cut_off_while_its_uplink_is_down_and_prefer_moves_staf
     assert ctl.command("prefer", {"uplink": "up2"})["ok"]
     assert lab.echo(lab.connect()) == "up2"
     assert ctl.command("prefer", {"uplink": "nope"})["ok"] is False
+    rules = sh("ip", "-n", lab.app, "rule", "show")
+    assert "suppress_prefixlength 0" in rules and "from 10.201.0.0/24 lookup 201" in rules
+    ctl.close()
+    ctl.router.teardown()   # uninstall: our rules and nftables table are gone, nothing else
+    rules = sh("ip", "-n", lab.app, "rule", "show")
+    assert "lookup 10" not in rules and "lookup 20" not in rules and "lookup main" in rules
+    assert "cnap_uplinks" not in sh("ip", "netns", "exec", lab.app, "nft", "list", "tables")
 
 
 def test_a_rate_limiting_and_a_slow_target_do_not_fail_a_link(lab, controllers):
