@@ -180,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
                                       "tcp:1.1.1.1:443", "tcp:8.8.8.8:443", "tcp:9.9.9.9:443"],
        "Probe targets, each probed through every uplink every interval: icmp:HOST, tcp:HOST:PORT "
        "(a refused connection counts as reached) or http://HOST[:PORT]/PATH. Give three or more "
-       "hosts: an uplink's loss and RTT are the median over these paths, so one host that "
+       "hosts: an uplink's loss and RTT are the lower median over these paths, so one host that "
        "rate-limits or answers slowly cannot fail a link."),
     _s("uplinks", "UPLINKS_MODE", "report_only", "gateway: this appliance routes the LAN and switches "
        "the default route (policy routing), pins connections to their uplink and flushes those of a "

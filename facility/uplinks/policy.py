@@ -7,7 +7,8 @@ failing a link, yet catch a cut in a few rounds:
 
 - a round *answered* when any of its probes answered (a cut link answers none);
 - loss and RTT are taken per *path* (target × method) over a sliding window, and the uplink's
-  figure is the median over its paths, so one bad path out of three or more cannot move it.
+  figure is the lower median over its paths, so fewer than half of them being bad (one of
+  three, two or three of six) cannot move it.
 
 Decision table (state → next state):
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from statistics import median
+from statistics import median, median_low
 from typing import Iterable, Union
 
 UP, DOWN, RECOVERING = "up", "down", "recovering"
@@ -152,9 +153,11 @@ class _Link:
         rounds = sum(1 for sent_at, _ in self.rounds if sent_at >= since)
         if not per_path:
             return rounds, None, None, per_path
-        loss = median(p["loss_pct"] for p in per_path.values())
+        # The lower median: with an even number of paths, half of them may be bad (a host that
+        # rate-limits ping, one that answers slowly) without moving the uplink's figure.
+        loss = median_low(p["loss_pct"] for p in per_path.values())
         rtts = [p["rtt_ms"] for p in per_path.values() if p["rtt_ms"] is not None]
-        return rounds, round(loss, 1), (round(median(rtts), 1) if rtts else None), per_path
+        return rounds, round(loss, 1), (round(median_low(rtts), 1) if rtts else None), per_path
 
 
 class Policy:
