@@ -17,7 +17,7 @@ from typing import Any
 from facility.base import DISABLED, UNAVAILABLE
 
 from .config import Config, ConfigError, from_settings
-from .policy import DOWN, GUEST, MAIN, UP, Flush, Policy, Round, SetRoute, Transition
+from .policy import DOWN, GUEST, UP, Flush, Policy, Round, SetRoute, Transition
 
 log = logging.getLogger("cnap.uplinks")
 
@@ -146,6 +146,7 @@ class UplinksController:
                 self._transition(out)
             elif isinstance(out, SetRoute):
                 self._switch(out)
+                self._routes()   # now, before a Flush that follows
             elif isinstance(out, Flush) and self.cfg.gateway and self.cfg.flush_conntrack and self.router:
                 try:
                     count = self.router.flush(out.uplink)
@@ -154,8 +155,6 @@ class UplinksController:
                 except Exception as exc:  # noqa: BLE001
                     self._event("flush_failed", f"Не вдалося скинути з'єднання каналу {out.uplink}: {exc}",
                                 f"Could not flush the connections of {out.uplink}: {exc}")
-        if any(isinstance(o, SetRoute) for o in outputs):
-            self._routes()
 
     def _transition(self, t: Transition) -> None:
         uk, en = REASONS.get(t.reason, (t.reason, t.reason))

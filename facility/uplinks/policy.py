@@ -209,8 +209,10 @@ class Policy:
                 reason = "latency"
             if reason:
                 out += self._move(link, DOWN, reason, now, loss, rtt)
-                out.append(Flush(link.name))
+                # Route first, then flush: a packet between the two would pin its connection
+                # to the dead uplink again.
                 out += self._select(now, "failover")
+                out.append(Flush(link.name))
         else:
             if not rnd.answered:
                 # A silent round sent before the first answered one is older news (rounds

@@ -10,7 +10,6 @@ probes, windows, decisions, status, events — works exactly as on real links.
 from __future__ import annotations
 
 import random
-import socket
 import socketserver
 import threading
 import time

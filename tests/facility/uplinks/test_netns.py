@@ -2,8 +2,6 @@
 client's gateway, cuts and bad targets made with nftables in the providers' namespaces."""
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
 
 import pytest
@@ -11,9 +9,8 @@ import pytest
 from facility.uplinks import build
 from facility.uplinks.config import from_settings
 from facility.uplinks.io import _IcmpSocket
-from facility.uplinks.netns import in_netns
-
 from facility.uplinks.netlab import NetLab, sh, usable
+from facility.uplinks.netns import in_netns
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
 
