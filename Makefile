@@ -12,6 +12,7 @@ APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool 
 	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
 APT_PACKAGES += socat  # ventilation tests: a serial line for Modbus RTU as a pty pair
 APT_PACKAGES += nut-server nut-client  # UPS tests (upsd, dummy-ups)
+APT_PACKAGES += iproute2 nftables conntrack  # uplink failover: policy routing, pinning, flushes, namespace tests
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ESPHome (for validating the sensor nodes' configs) pins paho-mqtt 1.x while the app needs 2.x, so

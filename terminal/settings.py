@@ -273,6 +273,53 @@ SETTINGS: tuple[Setting, ...] = (
        "GPIO inputs)."),
     _s("power", "ATS_URL", "", "Where the ATS is: modbus-tcp://HOST:PORT?unit=N for modbus; "
        "contacts://PATH_A,PATH_B (GPIO value files, 1 = closed) for contacts."),
+    # --- uplinks (facility/uplinks, run by `cnap agent`) ----------------------------------
+    _s("uplinks", "UPLINKS", [], "Internet providers in priority order, each written like an ip "
+       "route line: 'NAME dev=IFACE via=GATEWAY table=ID' (src=ADDRESS binds the probes to a source "
+       "address instead of, or as well as, the interface); e.g. 'kyivstar dev=eth1 via=192.168.1.1 "
+       "table=101'. Comma-separated in the environment. Empty: the uplink watch is off."),
+    _s("uplinks", "UPLINKS_TARGETS", ["icmp:1.1.1.1", "icmp:8.8.8.8", "icmp:9.9.9.9",
+                                      "tcp:1.1.1.1:443", "tcp:8.8.8.8:443", "tcp:9.9.9.9:443"],
+       "Probe targets, each probed through every uplink every interval: icmp:HOST, tcp:HOST:PORT "
+       "(a refused connection counts as reached) or http://HOST[:PORT]/PATH. Give three or more "
+       "hosts: an uplink's loss and RTT are the lower median over these paths, so one host that "
+       "rate-limits or answers slowly cannot fail a link."),
+    _s("uplinks", "UPLINKS_MODE", "report_only", "gateway: this appliance routes the LAN and switches "
+       "the default route (policy routing), pins connections to their uplink and flushes those of a "
+       "dead one. report_only: an existing router switches; the same watch only reports (it adds "
+       "just the per-uplink tables its own probes use)."),
+    _s("uplinks", "UPLINKS_PROBE_INTERVAL_MS", 500, "Milliseconds between two probe rounds of an uplink."),
+    _s("uplinks", "UPLINKS_PROBE_TIMEOUT_MS", 800, "A probe unanswered this long is lost."),
+    _s("uplinks", "UPLINKS_DOWN_ROUNDS", 3, "Rounds in a row without a single answer that make an uplink "
+       "down (a cut): about interval × rounds + timeout to detect, 2.3 s with the defaults."),
+    _s("uplinks", "UPLINKS_WINDOW_S", 30.0, "Sliding window, in seconds, over which loss and RTT are "
+       "measured."),
+    _s("uplinks", "UPLINKS_MIN_ROUNDS", 10, "Rounds the window must hold before loss or RTT may decide."),
+    _s("uplinks", "UPLINKS_LOSS_DOWN_PCT", 50.0, "An up uplink with this much loss (median over its "
+       "paths, per cent) in the window goes down."),
+    _s("uplinks", "UPLINKS_LOSS_UP_PCT", 20.0, "A down uplink comes back only with at most this much "
+       "loss over its stable period (below UPLINKS_LOSS_DOWN_PCT: hysteresis)."),
+    _s("uplinks", "UPLINKS_RTT_DOWN_MS", 1500, "An up uplink whose median RTT in the window reaches "
+       "this goes down."),
+    _s("uplinks", "UPLINKS_RTT_UP_MS", 800, "A down uplink comes back only with a median RTT at most "
+       "this over its stable period."),
+    _s("uplinks", "UPLINKS_STABLE_S", 30.0, "Seconds a down uplink must stay good before it is up "
+       "again; failing back to a better uplink happens then (within one probe interval)."),
+    _s("uplinks", "UPLINKS_GUEST_UPLINK", "", "Uplink reserved for the guest network (visitors' "
+       "internet); staff traffic uses it only when no other uplink is up. Empty: none."),
+    _s("uplinks", "UPLINKS_GUEST_NETWORK", "", "The guest network (CIDR, e.g. 10.99.0.0/22) whose "
+       "traffic goes through UPLINKS_GUEST_UPLINK (gateway mode)."),
+    _s("uplinks", "UPLINKS_GUEST_SHARE", False, "While the guest uplink is down, let guests use the "
+       "staff uplink. Off: the guest network has no internet until its uplink is back."),
+    _s("uplinks", "UPLINKS_ACTIVE_TABLE", 200, "Routing table holding the active default route "
+       "(gateway mode); must differ from the uplinks' tables."),
+    _s("uplinks", "UPLINKS_GUEST_TABLE", 201, "Routing table holding the guest network's default route."),
+    _s("uplinks", "UPLINKS_RULE_PRIORITY", 10000, "First of the 100 ip rule priorities the watch owns "
+       "(it replaces any rule there on start)."),
+    _s("uplinks", "UPLINKS_NETNS", "", "Network namespace (ip netns name) the uplinks live in. Empty: "
+       "the agent's own."),
+    _s("uplinks", "UPLINKS_FLUSH_CONNTRACK", True, "Gateway mode: forget the tracked connections of an "
+       "uplink that goes down, so their next packet starts over through the active uplink."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
