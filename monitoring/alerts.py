@@ -61,6 +61,7 @@ class AlertConfig:
     cassette_ok_pct: float = 80.0
     site_offline_for_s: float = 60.0
     clock_skew_max_s: float = 120.0
+    clock_skew_for_s: float = 300.0
     keep_firing_for_s: float = 120.0
     repeat_interval_s: float = 4 * 3600.0
     flap_window_s: float = 3600.0
@@ -133,7 +134,7 @@ def default_rules(config: AlertConfig = AlertConfig()) -> tuple[Rule, ...]:
              "Об'єкт не на зв'язку", "Site offline"),
         Rule("agent_clock_skew", "warning", "site", "site",
              (("clock_skew_abs_s", ">", c.clock_skew_max_s),),
-             (("clock_skew_abs_s", "<=", c.clock_skew_max_s / 2),), 0.0, keep,
+             (("clock_skew_abs_s", "<=", c.clock_skew_max_s / 2),), c.clock_skew_for_s, keep,
              "Годинник агента розходиться з хабом", "Agent clock skewed", ("webhook",)),
     )
 
@@ -258,6 +259,7 @@ class Entity:
 class SiteState:
     online: bool | None = None
     skew_s: float | None = None          # last live observation: agent clock minus hub clock
+    skew_candidate: float | None = None  # a jump of the skew, waiting for a second live observation
     entities: Mapping[str, Entity] = field(default_factory=dict)
 
     def derived(self) -> dict[str, Any]:
@@ -572,14 +574,9 @@ def _observe(s: HubState, d):
             return _count(s, "over_limit_ignored"), []
         site = SiteState()
     if not obs.replayed:
-        # A live observation measures the agent's clock against ours. A jump of the skew is a
-        # clock step on the agent (NTP fixed it): its old timestamps cannot order the new ones.
-        skew = measured - received
-        if site.skew_s is not None and abs(skew - site.skew_s) > s.config.clock_skew_max_s:
-            site = replace(site, entities={n: replace(e, measured_at=-math.inf)
-                                           for n, e in site.entities.items()})
+        site, stepped = _measure_skew(site, measured - received, s.config)
+        if stepped:
             s = _count(s, "clock_steps")
-        site = replace(site, skew_s=skew)
     current = site.entities.get(obs.entity)
     if current is not None and measured <= current.measured_at:
         s = _count(s, "stale_ignored")
@@ -593,6 +590,19 @@ def _observe(s: HubState, d):
     site = replace(site, entities={**site.entities, obs.entity: Entity(obs.kind, merged, measured)})
     s = replace(s, sites={**s.sites, obs.site: site})
     return _evaluate_site(s, obs.site, obs.entity)
+
+
+def _measure_skew(site: SiteState, skew: float, config: AlertConfig) -> tuple[SiteState, bool]:
+    """A live observation measures the agent's clock against ours. A jump of the skew by more than
+    clock_skew_max_s that a second live observation confirms is a step of the agent's clock (NTP
+    fixed it): its old timestamps can no longer order the new ones, so the site's high-water marks
+    are reset. A lone jump is one message delayed in transit: ignored."""
+    if site.skew_s is None or abs(skew - site.skew_s) <= config.clock_skew_max_s:
+        return replace(site, skew_s=skew, skew_candidate=None), False
+    if site.skew_candidate is not None and abs(skew - site.skew_candidate) <= config.clock_skew_max_s:
+        entities = {name: replace(e, measured_at=-math.inf) for name, e in site.entities.items()}
+        return replace(site, skew_s=skew, skew_candidate=None, entities=entities), True
+    return replace(site, skew_candidate=skew), False
 
 
 @on("site_status")
