@@ -149,7 +149,25 @@ def config_from_settings(settings: Mapping[str, Any]) -> AlertConfig:
     """AlertConfig from resolved settings (terminal.settings), missing keys keep their defaults."""
     names = {"HUB_ALERT_" + f.upper(): f for f in AlertConfig.__dataclass_fields__}
     values = {f: settings[name] for name, f in names.items() if name in settings}
-    return AlertConfig(**values)
+    config = AlertConfig(**values)
+    problems = [f"HUB_ALERT_{f.upper()} must be a finite number ≥ 0" for f in AlertConfig.__dataclass_fields__
+                if isinstance(getattr(config, f), bool) or not isinstance(getattr(config, f), (int, float))
+                or not math.isfinite(getattr(config, f)) or getattr(config, f) < 0]
+    if problems:
+        raise ValueError("; ".join(problems))
+    # the resolve marks must sit on the healthy side of the fire marks, or an alert could never resolve
+    for ok, bad, healthy_side in (("ups_battery_ok_pct", "ups_low_battery_pct", "above"),
+                                  ("co2_ok_ppm", "co2_high_ppm", "below"),
+                                  ("cassette_ok_pct", "cassette_full_pct", "below")):
+        a, b = getattr(config, ok), getattr(config, bad)
+        if (healthy_side == "above" and a < b) or (healthy_side == "below" and a > b):
+            problems.append(f"HUB_ALERT_{ok.upper()} must be {healthy_side} HUB_ALERT_{bad.upper()}")
+    if config.flap_limit < 1 or config.flap_window_s <= 0 or config.repeat_interval_s <= 0:
+        problems.append("HUB_ALERT_FLAP_LIMIT must be ≥ 1, HUB_ALERT_FLAP_WINDOW_S and "
+                        "HUB_ALERT_REPEAT_INTERVAL_S > 0")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return config
 
 
 # ---- events, commands and the state --------------------------------------------------------

@@ -405,6 +405,22 @@ def test_config_from_settings_reads_hub_alert_settings():
     assert rule.fire == (("clock_skew_abs_s", ">", 30.0),)
 
 
+def test_every_alert_number_is_a_documented_setting_with_the_same_default():
+    from terminal import settings
+    assert config_from_settings(settings.load(environ={})) == AlertConfig()
+    names = {s.name for s in settings.SETTINGS if s.area == "hub"}
+    assert names == {"HUB_ALERT_" + f.upper() for f in AlertConfig.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("bad", [{"HUB_ALERT_CO2_OK_PPM": 1500}, {"HUB_ALERT_UPS_BATTERY_OK_PCT": 10},
+                                 {"HUB_ALERT_CASSETTE_OK_PCT": 95}, {"HUB_ALERT_FLAP_LIMIT": 0},
+                                 {"HUB_ALERT_CO2_FOR_S": -1}, {"HUB_ALERT_KEEP_FIRING_FOR_S": math.inf},
+                                 {"HUB_ALERT_REPEAT_INTERVAL_S": 0}])
+def test_settings_that_would_break_the_rules_are_refused(bad):
+    with pytest.raises(ValueError, match="HUB_ALERT_"):
+        config_from_settings(bad)
+
+
 def test_run_folds_events():
     state, commands = run(new_state(), [obs("s1", "printer", "printer", 0, paper_out=True)])
     assert [c.name for c in commands] == ["transition", "transition", "notify"]
