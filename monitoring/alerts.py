@@ -24,6 +24,7 @@ payloads onto it.
 """
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass, field, replace
@@ -303,10 +304,11 @@ class HubState:
     silences: Mapping[str, Silence] = field(default_factory=dict)
     history: tuple[Alert, ...] = ()
     counters: Mapping[str, int] = field(default_factory=dict)
+    wake_at: float = -math.inf   # before this hub time nothing is due for keys no event touches
 
     @property
     def rule_by_name(self) -> dict[str, Rule]:
-        return {r.name: r for r in self.rules}
+        return _rules_by_name(self.rules)
 
     def silenced_by(self, labels: Mapping[str, str]) -> list[str]:
         return [s.id for s in self.silences.values() if s.active(self.now) and s.matches(labels)]
@@ -325,6 +327,11 @@ class HubState:
     def flapping(self, key: str) -> bool:
         track = self.tracks.get(key)
         return track is not None and len(_recent(track.fire_times, self.now, self.config)) > self.config.flap_limit
+
+
+@functools.lru_cache(maxsize=16)
+def _rules_by_name(rules: tuple[Rule, ...]) -> dict[str, Rule]:
+    return {r.name: r for r in rules}
 
 
 def new_state(config: AlertConfig = AlertConfig(), rules: tuple[Rule, ...] | None = None,
@@ -370,7 +377,7 @@ def handle(state: HubState, event: Event) -> tuple[HubState, list[Command]]:
     if at is not None and at > state.now:
         state = replace(state, now=at)
     state, commands = fn(state, event.data)
-    state, more = _evaluate_time(state)
+    state, more = _evaluate_time(state, _touched_keys(state, event))
     return state, commands + more
 
 
@@ -396,7 +403,7 @@ def _count(state: HubState, name: str) -> HubState:
 
 
 def _recent(times: tuple[float, ...], now: float, config: AlertConfig) -> tuple[float, ...]:
-    return tuple(t for t in times if t > now - config.flap_window_s)
+    return tuple(t for t in times if t + config.flap_window_s > now)
 
 
 def _name_ok(value: Any) -> bool:
@@ -492,43 +499,99 @@ def _evaluate_site(state: HubState, site: str, entity: str | None) -> tuple[HubS
     return state, commands
 
 
-def _evaluate_time(state: HubState) -> tuple[HubState, list[Command]]:
+def _touched_keys(state: HubState, event: Event) -> set[str] | None:
+    """The alert keys an observation or a site status can change; None: any key (staff actions
+    and ticks, which are few, reconcile everything)."""
+    if event.kind == "observe":
+        obs = event.data.get("observation")
+        if not isinstance(obs, Observation):
+            return set()
+        site = state.sites.get(obs.site)
+        entity = site.entities.get(obs.entity) if site else None
+        keys = {alert_key(r.name, obs.site, "") for r in state.rules if r.scope == "site"}
+        if entity is not None:
+            keys |= {alert_key(r.name, obs.site, obs.entity) for r in state.rules
+                     if r.scope == "entity" and r.kind == entity.kind}
+        return keys
+    if event.kind == "site_status":
+        site = event.data.get("site")
+        return {alert_key(r.name, site, "") for r in state.rules if r.scope == "site"} if _name_ok(site) else set()
+    return None
+
+
+def _evaluate_time(state: HubState, keys: set[str] | None) -> tuple[HubState, list[Command]]:
     """What time alone does: pending → firing, firing → resolved, silences expire; then the
-    notifications every key is owed."""
+    notifications keys are owed. ``keys`` None: every key (also when a wake-up deadline has come);
+    otherwise only the keys the event touched, the rest has nothing due before ``wake_at``."""
     now = state.now
+    if keys is not None and now >= state.wake_at:
+        keys = None
     commands: list[Command] = []
     alerts = dict(state.alerts)
     tracks = dict(state.tracks)
     history = state.history
     rules = state.rule_by_name
-    for key, alert in state.alerts.items():
+    sources = {i.source for i in state.inhibits}
+    todo = state.alerts if keys is None else {k: state.alerts[k] for k in sorted(keys) if k in state.alerts}
+    for key, alert in todo.items():
         rule = rules[alert.rule]
-        if alert.status == "pending" and now - alert.active_since >= rule.for_s:
+        if alert.status == "pending" and now >= alert.active_since + rule.for_s:
             fired = replace(alert, status="firing", fired_at=now)
             alerts[key] = fired
             track = tracks[key]
             tracks[key] = replace(track, fire_times=_recent(track.fire_times, now, state.config) + (now,))
             commands.append(_transition(fired, "pending", "firing", now))
         elif (alert.status == "firing" and alert.clear_since is not None
-              and now - alert.clear_since >= rule.keep_firing_for_s):
+              and now >= alert.clear_since + rule.keep_firing_for_s):
             resolved = replace(alert, status="resolved", resolved_at=now)
             del alerts[key]
             history = (history + (resolved,))[-MAX_HISTORY:]
             commands.append(_transition(resolved, "firing", "resolved", now))
-    silences = {i: s for i, s in state.silences.items() if s.ends_at > now}
+        else:
+            continue
+        if alert.rule in sources:
+            keys = None  # an inhibitor came or went: other keys of its site are owed their state
+    silences = state.silences
+    if keys is None:
+        silences = {i: s for i, s in state.silences.items() if s.ends_at > now}
     state = replace(state, alerts=alerts, tracks=tracks, history=history, silences=silences)
-    state, notes = _notify(state)
-    return state, commands + notes
+    state, notes = _notify(state, keys)
+    deadlines = [_deadline(state, key) for key in (state.tracks if keys is None else keys)]
+    if keys is None:
+        deadlines += [s.starts_at for s in silences.values() if s.starts_at > now]
+        deadlines += [s.ends_at for s in silences.values()]
+    else:
+        deadlines.append(state.wake_at)
+    return replace(state, wake_at=min(deadlines, default=math.inf)), commands + notes
 
 
-def _notify(state: HubState) -> tuple[HubState, list[Command]]:
+def _deadline(state: HubState, key: str) -> float:
+    """The next hub time at which time alone can change something about this key."""
+    times = [math.inf]
+    alert, track = state.alerts.get(key), state.tracks.get(key)
+    if alert is not None:
+        rule = state.rule_by_name[alert.rule]
+        if alert.status == "pending":
+            times.append(alert.active_since + rule.for_s)
+        elif alert.clear_since is not None:
+            times.append(alert.clear_since + rule.keep_firing_for_s)
+        if (alert.status == "firing" and not alert.acked and track is not None
+                and track.last_sent_at is not None):
+            times.append(track.last_sent_at + state.config.repeat_interval_s)
+    if track is not None and track.fire_times:
+        times.append(min(track.fire_times) + state.config.flap_window_s)
+    return min(times)
+
+
+def _notify(state: HubState, keys: set[str] | None) -> tuple[HubState, list[Command]]:
     """Tell each key's state when it differs from what was last told, unless the key is silenced,
     inhibited or flapping; repeat an unacknowledged firing alert every repeat_interval_s."""
     now, config = state.now, state.config
     rules = state.rule_by_name
     tracks = dict(state.tracks)
     commands: list[Command] = []
-    for key, track in state.tracks.items():
+    todo = state.tracks if keys is None else {k: state.tracks[k] for k in sorted(keys) if k in state.tracks}
+    for key, track in todo.items():
         alert = state.alerts.get(key)
         firing = alert is not None and alert.status == "firing"
         recent = _recent(track.fire_times, now, config)
@@ -540,7 +603,7 @@ def _notify(state: HubState) -> tuple[HubState, list[Command]]:
         wanted = "firing" if firing else ("resolved" if track.notified == "firing" else track.notified)
         changed = wanted != track.notified or (firing and track.notified_serial != alert.serial)
         repeat_due = (firing and not changed and not alert.acked and track.last_sent_at is not None
-                      and now - track.last_sent_at >= config.repeat_interval_s)
+                      and now >= track.last_sent_at + config.repeat_interval_s)
         if (changed or repeat_due or (flapping and not track.flap_told)) and rules[track.labels["rule"]].channels:
             if not (state.silenced_by(track.labels) or state.inhibited_by(track.labels)):
                 snapshot = alert.summary() if alert is not None else _last_summary(state, key)
@@ -559,7 +622,8 @@ def _notify(state: HubState) -> tuple[HubState, list[Command]]:
                     commands.append(Command("notify", {"kind": "repeat", "key": key,
                                                        "channels": channels, "alert": snapshot}))
                     track = replace(track, last_sent_at=now)
-        tracks[key] = track
+        if track is not state.tracks[key]:
+            tracks[key] = track
     return replace(state, tracks=tracks), commands
 
 

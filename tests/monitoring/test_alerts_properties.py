@@ -1,6 +1,8 @@
 """Any sequence of observations, site status changes, acks, silences and time steps keeps the alert
 machine's promises. A small model built only from the machine's own commands checks each one."""
+import math
 from collections import defaultdict
+from dataclasses import replace
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -26,8 +28,9 @@ STEPS = [0, 1, 5, 29, 30, 31, 59, 60, 61, 61, 61, 119, 120, 300, 601, 1800]
 
 # the printer (no for-duration) comes up most, so one key often fires, resolves and flaps
 WEIGHTED_ENTITIES = ["printer"] * 6 + sorted(ENTITIES)
-observe = st.tuples(st.just("observe"), st.sampled_from(SITES), st.sampled_from(WEIGHTED_ENTITIES),
-                    st.data(), st.sampled_from([0] * 8 + [-5, 500]), st.sampled_from([False] * 5 + [True]))
+entity_values = st.sampled_from(WEIGHTED_ENTITIES).flatmap(lambda e: st.tuples(st.just(e), ENTITIES[e][1]))
+observe = st.tuples(st.just("observe"), st.sampled_from(SITES), entity_values,
+                    st.sampled_from([0] * 8 + [-5, 500]), st.sampled_from([False] * 5 + [True]))
 status = st.tuples(st.just("status"), st.sampled_from(SITES), st.booleans())
 tick = st.tuples(st.just("tick"), st.sampled_from(STEPS))
 ack = st.tuples(st.just("ack"), st.integers(0, 5), st.sampled_from(["olena", "taras"]),
@@ -42,7 +45,8 @@ actions = st.lists(st.one_of(observe, observe, tick, tick, status, ack, silence,
 class Model:
     """What the commands said so far, and the promises checked against each new command."""
 
-    def __init__(self):
+    def __init__(self, config=CONFIG):
+        self.config = config
         self.open = {}                       # key -> (serial, status, pending_at)
         self.acks = defaultdict(list)        # (key, serial) -> [(who, at, comment)]
         self.told = {}                       # key -> last kind told (firing | resolved)
@@ -105,23 +109,22 @@ class Model:
                                                        or self.open[key][0] != state.tracks[key].notified_serial)
         if kind == "firing":
             self.firing_told_at[key].append(state.now)
-            window = [t for t in self.firing_told_at[key] if t > state.now - CONFIG.flap_window_s]
-            assert len(window) <= CONFIG.flap_limit + 1  # bounded flapping notifications
+            window = [t for t in self.firing_told_at[key] if t > state.now - self.config.flap_window_s]
+            assert len(window) <= self.config.flap_limit + 1  # bounded flapping notifications
         if kind in ("firing", "resolved"):
             self.told[key] = kind
 
 
-@settings(max_examples=400, deadline=None)
-@given(actions)
-def test_any_sequence_keeps_the_promises(script):
-    state, model, now = new_state(CONFIG), Model(), 1000.0
+def play(script, full_scan=False, config=CONFIG):
+    """Run a script of actions, checking the promises after each event; yields (commands) per event.
+    ``full_scan`` makes every event reconcile every key (no wake-up shortcut)."""
+    state, model, now = new_state(config), Model(config), 1000.0
     for action in script:
         kind = action[0]
         try:
             if kind == "observe":
-                _, site, entity, data, skew, replayed = action
-                entity_kind, values = ENTITIES[entity]
-                event = Event("observe", {"observation": Observation(site, entity, entity_kind, data.draw(values),
+                _, site, (entity, values), skew, replayed = action
+                event = Event("observe", {"observation": Observation(site, entity, ENTITIES[entity][0], values,
                                                                      now + skew, now, replayed)})
             elif kind == "status":
                 event = Event("site_status", {"site": action[1], "online": action[2], "at": now})
@@ -143,11 +146,39 @@ def test_any_sequence_keeps_the_promises(script):
             else:
                 ids = model.silence_ids
                 event = Event("expire_silence", {"id": ids[action[1] % len(ids)] if ids else "none", "at": now})
+            if full_scan:
+                state = replace(state, wake_at=-math.inf)
             state, commands = handle(state, event)
         except Rejected:
             continue  # a staff action that made no sense changes nothing
         assert state.now == now
         model.check(state, commands)
+        yield state, commands
+
+
+@settings(max_examples=400, deadline=None)
+@given(actions)
+def test_any_sequence_keeps_the_promises(script):
+    for _ in play(script):
+        pass
+
+
+def _digest(commands):
+    return sorted(repr(sorted(c.args.items())) + c.name for c in commands)
+
+
+# no for-durations and no damping: transitions (of inhibitors too) happen inside observations
+INSTANT = replace(CONFIG, uplink_down_for_s=0, site_offline_for_s=0, keep_firing_for_s=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(actions, st.sampled_from([CONFIG, INSTANT]))
+def test_the_wake_up_shortcut_decides_exactly_as_reconciling_every_key(script, config):
+    for (fast, fast_out), (full, full_out) in zip(play(script, config=config),
+                                                  play(script, full_scan=True, config=config)):
+        assert _digest(fast_out) == _digest(full_out)
+        assert (fast.alerts, fast.tracks) == (full.alerts, full.tracks)
+        assert sorted(map(repr, fast.history)) == sorted(map(repr, full.history))  # same event, any order
 
 
 # each cycle: out of paper for a while, then refilled for a while (a tick ends each dwell)
