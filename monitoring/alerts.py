@@ -171,6 +171,29 @@ def config_from_settings(settings: Mapping[str, Any]) -> AlertConfig:
     return config
 
 
+def rule_table_markdown(rules: tuple[Rule, ...] | None = None) -> str:
+    """The rule table as docs/monitoring-alerts.md shows it (a test keeps the two in step)."""
+    def clauses(cs: tuple[Clause, ...]) -> str:
+        return " and ".join(f"`{m} {op} {_fmt(v)}`" for m, op, v in cs)
+
+    lines = ["| Rule | Severity | Applies to | Fires when | For | Resolves when | Channels |",
+             "|---|---|---|---|---|---|---|"]
+    for r in default_rules() if rules is None else rules:
+        where = "the site" if r.scope == "site" else f"each `{r.kind}` entity"
+        lines.append(f"| `{r.name}` ({r.summary_en}) | {r.severity} | {where} | {clauses(r.fire)} | "
+                     f"{_fmt(r.for_s)} s | {clauses(r.resolve)} for {_fmt(r.keep_firing_for_s)} s | "
+                     f"{', '.join(r.channels) or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 # ---- events, commands and the state --------------------------------------------------------
 @dataclass(frozen=True)
 class Event:

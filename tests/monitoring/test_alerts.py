@@ -424,3 +424,16 @@ def test_settings_that_would_break_the_rules_are_refused(bad):
 def test_run_folds_events():
     state, commands = run(new_state(), [obs("s1", "printer", "printer", 0, paper_out=True)])
     assert [c.name for c in commands] == ["transition", "transition", "notify"]
+
+
+# ---- docs that cannot rot ---------------------------------------------------------------------------
+def test_the_docs_show_the_current_rule_table_events_counters_and_notice_kinds():
+    from pathlib import Path
+
+    from monitoring.alerts import TABLE, rule_table_markdown
+    page = (Path(__file__).resolve().parents[2] / "docs" / "monitoring-alerts.md").read_text(encoding="utf-8")
+    assert rule_table_markdown() in page
+    for word in [*TABLE, "invalid_ignored", "over_limit_ignored", "stale_ignored", "clock_steps",
+                 "firing", "resolved", "repeat", "flapping", *(f"HUB_ALERT_{n}" for n in (
+                     "KEEP_FIRING_FOR_S", "REPEAT_INTERVAL_S", "FLAP_LIMIT", "FLAP_WINDOW_S", "CLOCK_SKEW_MAX_S"))]:
+        assert f"`{word}`" in page, word
