@@ -737,7 +737,7 @@ def _ack(s: HubState, d):
     alert = s.alerts[key]
     _require(alert.status == "firing", "not_firing")
     serial = d.get("serial")
-    _require(serial is None or serial == alert.serial, "stale_alert")
+    _require(serial is None or (type(serial) is int and serial == alert.serial), "stale_alert")
     _require(_name_ok(who), "bad_who")
     _require(isinstance(comment, str) and len(comment) <= MAX_TEXT, "bad_comment")
     _require(len(alert.acks) < MAX_ACKS, "too_many_acks")

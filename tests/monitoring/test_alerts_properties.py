@@ -57,7 +57,8 @@ class Model:
     def check(self, state, commands):
         for command in commands:
             a = command.args
-            event(f"{command.name} {a.get('kind') or a.get('to') or ''}".strip())  # coverage in --hypothesis-show-statistics
+            # what the runs covered, shown by pytest --hypothesis-show-statistics
+            event(f"{command.name} {a.get('kind') or a.get('to') or ''}".strip())
             if command.name == "transition":
                 self._transition(state, a)
             elif command.name == "acked":
