@@ -394,12 +394,15 @@ def handle(state: HubState, event: Event) -> tuple[HubState, list[Command]]:
     fn = TABLE.get(event.kind)
     if fn is None:
         raise Rejected(f"unknown event {event.kind}")
-    at = _time(event.data.get("at"))
-    if event.kind == "observe" and isinstance(event.data.get("observation"), Observation):
-        at = _time(event.data["observation"].received_at)
+    data = event.data if isinstance(event.data, Mapping) else {}
+    if data is not event.data:
+        event = Event(event.kind, data)
+    at = _time(data.get("at"))
+    if event.kind == "observe" and isinstance(data.get("observation"), Observation):
+        at = _time(data["observation"].received_at)
     if at is not None and at > state.now:
         state = replace(state, now=at)
-    state, commands = fn(state, event.data)
+    state, commands = fn(state, data)
     state, more = _evaluate_time(state, _touched_keys(state, event))
     return state, commands + more
 
@@ -413,10 +416,18 @@ def run(state: HubState, events) -> tuple[HubState, list[Command]]:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _time(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _finite(value: Any) -> float | None:
+    """A real number as float; None for bools, non-numbers, NaN, infinities and ints too big."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+_time = _finite
 
 
 def _count(state: HubState, name: str) -> HubState:
@@ -443,9 +454,10 @@ def _clean_values(values: Any) -> dict[str, Any] | None:
         if isinstance(value, bool):
             clean[name] = value
         elif isinstance(value, (int, float)):
-            if not math.isfinite(value):
+            number = _finite(value)
+            if number is None:
                 continue  # NaN/inf: the sensor gave nothing usable
-            clean[name] = float(value)
+            clean[name] = number
         elif isinstance(value, str) and len(value) <= MAX_STRING_VALUE:
             clean[name] = value
         else:
@@ -527,7 +539,7 @@ def _touched_keys(state: HubState, event: Event) -> set[str] | None:
     and ticks, which are few, reconcile everything)."""
     if event.kind == "observe":
         obs = event.data.get("observation")
-        if not isinstance(obs, Observation):
+        if not isinstance(obs, Observation) or not (_name_ok(obs.site) and _name_ok(obs.entity)):
             return set()
         site = state.sites.get(obs.site)
         entity = site.entities.get(obs.entity) if site else None

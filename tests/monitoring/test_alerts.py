@@ -224,6 +224,8 @@ def test_out_of_order_and_duplicate_observations_are_ignored_and_counted():
     Observation("s1", "e", "co2", {"co2_ppm": 1}, math.nan, 0),
     Observation("s1", "e", "co2", {"co2_ppm": 1}, 0, "yesterday"),
     Observation("s1", "e\n", "co2", {"co2_ppm": 1}, 0, 0),
+    Observation("s1", "e", "co2", {"co2_ppm": 1}, 10 ** 400, 0),
+    Observation("s1", "e", "co2", {"co2_ppm": 1}, 0, True),
     "not an observation",
 ])
 def test_malformed_observations_are_counted_never_raise(observation):
@@ -231,9 +233,17 @@ def test_malformed_observations_are_counted_never_raise(observation):
     assert commands == [] and state.counters == {"invalid_ignored": 1} and state.alerts == {}
 
 
-def test_nan_reading_is_no_reading():
-    state, out = steps([obs("s1", "hall", "co2", 0, co2_ppm=math.nan), tick(10_000)])
+@pytest.mark.parametrize("reading", [math.nan, math.inf, 10 ** 400])
+def test_a_reading_that_is_no_number_is_no_reading(reading):
+    state, out = steps([obs("s1", "hall", "co2", 0, co2_ppm=reading), tick(10_000)])
     assert out == [[], []] and state.sites["s1"].entities["hall"].values == {}
+
+
+def test_an_event_whose_data_is_no_mapping_is_ignored_or_rejected():
+    state, commands = handle(new_state(), Event("observe", "junk"))
+    assert commands == [] and state.counters == {"invalid_ignored": 1}
+    with pytest.raises(Rejected):
+        handle(new_state(), Event("ack", ["junk"]))
 
 
 def test_an_entity_keeps_its_kind():

@@ -215,3 +215,27 @@ def test_a_flapping_printer_is_told_boundedly_and_its_state_is_told_once_it_sett
     # what was told last is what is: nothing is lost to damping
     assert state.alerts == {} and not state.flapping("printer_paper_out|s1|printer")
     assert last_told == "resolved"
+
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=80),
+                     st.lists(st.integers(), max_size=3))
+observations = st.builds(Observation, site=st.one_of(st.sampled_from(SITES), st.text(max_size=70), anything),
+                         entity=st.one_of(st.sampled_from(sorted(ENTITIES)), anything),
+                         kind=st.one_of(st.sampled_from(["uplink", "printer", "co2"]), anything),
+                         values=st.one_of(st.dictionaries(st.one_of(st.sampled_from(["up", "paper_out", "co2_ppm"]),
+                                                                    st.text(max_size=70)), anything, max_size=40),
+                                          anything),
+                         measured_at=anything, received_at=anything, replayed=anything)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(observations.map(lambda o: Event("observe", {"observation": o})),
+                          st.builds(lambda site, online, at: Event("site_status", {"site": site, "online": online,
+                                                                                    "at": at}),
+                                    anything, anything, anything)), max_size=20))
+def test_no_observation_or_site_status_ever_raises(events):
+    state = new_state(CONFIG)
+    for item in events:
+        state, commands = handle(state, item)
+        assert all(c.name in ("transition", "notify") for c in commands)
+    assert sum(state.counters.values()) <= len(events)
