@@ -320,6 +320,34 @@ SETTINGS: tuple[Setting, ...] = (
        "the agent's own."),
     _s("uplinks", "UPLINKS_FLUSH_CONNTRACK", True, "Gateway mode: forget the tracked connections of an "
        "uplink that goes down, so their next packet starts over through the active uplink."),
+    # hub: the alert rules' numbers (monitoring/alerts.py, docs/monitoring-alerts.md)
+    _s("hub", "HUB_ALERT_UPS_ON_BATTERY_FOR_S", 300, "Seconds a UPS runs on battery before the "
+       "ups_on_battery alert fires."),
+    _s("hub", "HUB_ALERT_UPS_LOW_BATTERY_PCT", 30, "UPS charge (%) below which ups_low_battery fires."),
+    _s("hub", "HUB_ALERT_UPS_BATTERY_OK_PCT", 40, "UPS charge (%) at or above which ups_low_battery "
+       "resolves (above the low mark, so a charge hovering at it does not flap)."),
+    _s("hub", "HUB_ALERT_CO2_HIGH_PPM", 1400, "CO2 (ppm) above which co2_high starts (EN 16798-1 "
+       "category III)."),
+    _s("hub", "HUB_ALERT_CO2_OK_PPM", 1300, "CO2 (ppm) at or below which co2_high resolves."),
+    _s("hub", "HUB_ALERT_CO2_FOR_S", 600, "Seconds CO2 stays high before co2_high fires."),
+    _s("hub", "HUB_ALERT_UPLINK_DOWN_FOR_S", 60, "Seconds an uplink (or every uplink of a site) is "
+       "down before uplink_down (all_uplinks_down) fires."),
+    _s("hub", "HUB_ALERT_CASSETTE_FULL_PCT", 90, "Bill cassette fill (%) at which cassette_full fires."),
+    _s("hub", "HUB_ALERT_CASSETTE_OK_PCT", 80, "Bill cassette fill (%) below which cassette_full "
+       "resolves (after encashment)."),
+    _s("hub", "HUB_ALERT_SITE_OFFLINE_FOR_S", 60, "Seconds a site stays offline (its agent's last "
+       "will) before site_offline fires; a quick reconnect is no alert."),
+    _s("hub", "HUB_ALERT_CLOCK_SKEW_MAX_S", 120, "Largest difference in seconds between an agent's "
+       "clock and the hub's before agent_clock_skew starts; it resolves at half of it."),
+    _s("hub", "HUB_ALERT_CLOCK_SKEW_FOR_S", 300, "Seconds the skew lasts before agent_clock_skew fires."),
+    _s("hub", "HUB_ALERT_KEEP_FIRING_FOR_S", 120, "Seconds a firing alert's resolve condition must "
+       "hold before it resolves (damps a condition that toggles quickly)."),
+    _s("hub", "HUB_ALERT_REPEAT_INTERVAL_S", 14400, "Seconds between repeated notices of a firing "
+       "alert nobody has acknowledged."),
+    _s("hub", "HUB_ALERT_FLAP_WINDOW_S", 3600, "Window in seconds for counting how often an alert "
+       "fired (flap detection)."),
+    _s("hub", "HUB_ALERT_FLAP_LIMIT", 3, "An alert that fires more often than this within "
+       "HUB_ALERT_FLAP_WINDOW_S is flapping: one 'flapping' notice, then quiet until it settles."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
