@@ -10,6 +10,7 @@ PYTHON ?= python3
 APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool \
 	gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config \
 	x11-utils fonts-dejavu-core python3-venv e2fsprogs mount procps
+APT_PACKAGES += mosquitto mosquitto-clients openssl  # MQTT broker tests (real mosquitto, mosquitto_passwd, TLS certificates)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system-deps python-deps bench docs clean
