@@ -49,6 +49,14 @@ class Broker:
 
     def __init__(self, name: str, conf_text_for, accounts: dict[str, str]):
         self.dir = private_dir(f"cnap-{name}-")
+        self.process = None
+        try:
+            self._start(conf_text_for, accounts)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, conf_text_for, accounts: dict[str, str]) -> None:
         self.local_port, self.tls_port = free_port(), free_port()
         for username, password in accounts.items():
             brokerconf.set_password(self.dir / "passwd", username, password)
@@ -80,13 +88,15 @@ class Broker:
         return (self.dir / "log").read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "log", None) is not None:
+            self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
