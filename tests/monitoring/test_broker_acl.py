@@ -17,6 +17,7 @@ from tests.monitoring.mqtt import WAIT_S, Client
 
 NOT_AUTHORIZED = 135
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+pytestmark = pytest.mark.timeout(60)   # a broker that stops answering fails fast
 
 
 @pytest.fixture

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import signal
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,7 @@ from tests.monitoring.conftest import PASSWORDS
 from tests.monitoring.mqtt import WAIT_S, Broker, Client
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+pytestmark = pytest.mark.timeout(60)   # a broker that stops answering fails fast
 
 
 @pytest.fixture
@@ -139,3 +144,41 @@ def test_the_central_broker_hears_when_a_site_broker_dies(central, certs, connec
     finally:
         lviv.stop()
 
+
+
+AGENT = """
+import sys, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from monitoring import topics
+port, password = int(sys.argv[1]), sys.stdin.readline().strip()
+client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="agent-kyiv-1", protocol=mqtt.MQTTv5)
+client.username_pw_set("kyiv-1", password)
+offline = topics.outgoing("kyiv-1", False)
+client.will_set(offline.topic, offline.payload, qos=offline.qos, retain=offline.retain)
+client.connect("127.0.0.1", port)
+client.loop_start()
+online = topics.outgoing("kyiv-1", True)
+client.publish(online.topic, online.payload, qos=online.qos, retain=online.retain).wait_for_publish(10)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_agent_that_dies_shows_offline_at_the_hub(central, site, bridged, connect):
+    hub = connect(central, "hub.central")
+    assert hub.subscribe("cnap/kyiv-1/online").value == 1
+    agent = subprocess.Popen([sys.executable, "-c", AGENT, str(site.local_port)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=Path(brokerconf.__file__).parents[1])
+    try:
+        agent.stdin.write(PASSWORDS["kyiv-1"] + "\n")
+        agent.stdin.flush()
+        ready, _, _ = select.select([agent.stdout], [], [], WAIT_S)
+        assert ready and agent.stdout.readline().strip() == "ready"
+        wait_for(hub, "cnap/kyiv-1/online", b"online")
+        agent.send_signal(signal.SIGKILL)              # no DISCONNECT: the broker publishes the will
+        message = wait_for(hub, "cnap/kyiv-1/online", b"offline")
+        assert topics.parse(message.topic, message.payload).payload == topics.OFFLINE
+    finally:
+        agent.kill()
+        agent.wait()
