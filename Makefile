@@ -13,6 +13,7 @@ APT_PACKAGES := chromium xvfb xauth imagemagick matchbox-window-manager xdotool 
 APT_PACKAGES += socat  # ventilation tests: a serial line for Modbus RTU as a pty pair
 APT_PACKAGES += nut-server nut-client  # UPS tests (upsd, dummy-ups)
 APT_PACKAGES += iproute2 nftables conntrack  # uplink failover: policy routing, pinning, flushes, namespace tests
+APT_PACKAGES += mosquitto mosquitto-clients openssl  # MQTT broker tests (real mosquitto, mosquitto_passwd, TLS certificates)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ESPHome (for validating the sensor nodes' configs) pins paho-mqtt 1.x while the app needs 2.x, so
