@@ -24,6 +24,7 @@ import time
 import uuid
 
 from facility.uplinks.netns import in_netns
+from facility.uplinks.simulator import QuietServer
 
 TARGETS = ["icmp:192.0.2.1", "icmp:192.0.2.2", "icmp:192.0.2.3", "tcp:192.0.2.1:443",
            "tcp:192.0.2.2:443", "http://192.0.2.3:8080/"]
@@ -68,19 +69,13 @@ class _Http(socketserver.BaseRequestHandler):
             pass
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-
 class NetLab:
     def __init__(self, uplinks: int = 3) -> None:
         tag = uuid.uuid4().hex[:6]
         self.app, self.cli = f"cnap-app-{tag}", f"cnap-cli-{tag}"
         self.ups = [f"cnap-up{i}-{tag}" for i in range(1, uplinks + 1)]
         self.namespaces = [self.app, self.cli, *self.ups]
-        self.servers: list[_Server] = []
+        self.servers: list[QuietServer] = []
         self.http_delay: dict[int, float] = {}
         try:
             self._build()
@@ -126,7 +121,7 @@ class NetLab:
 
     def _serve(self, ns: str, address, handler, **attrs) -> None:
         with in_netns(ns):
-            server = _Server(address, handler)
+            server = QuietServer(address, handler)
         server.lab = self
         for key, value in attrs.items():
             setattr(server, key, value)

@@ -52,7 +52,8 @@ class _Handler(socketserver.BaseRequestHandler):
             pass
 
 
-class _Server(socketserver.ThreadingTCPServer):
+class QuietServer(socketserver.ThreadingTCPServer):
+    """A probe target: threads that never hold up a stop, the port reusable at once."""
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
@@ -65,10 +66,10 @@ class UplinkSimulator:
         self.sources = {f"127.0.0.{11 + i}": name for i, name in enumerate(names)}
         self.faults: dict[str, Fault] = {name: Fault() for name in names}
         self._lock = threading.Lock()
-        self.servers: list[_Server] = []
+        self.servers: list[QuietServer] = []
         self.threads: list[threading.Thread] = []
         for _ in range(targets):
-            server = _Server(("127.0.0.1", 0), _Handler)
+            server = QuietServer(("127.0.0.1", 0), _Handler)
             server.sim = self  # type: ignore[attr-defined]
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                       name="uplinks-sim", daemon=True)

@@ -4,25 +4,16 @@ while the payment in flight finishes and prints, shows why in Ukrainian and Engl
 "power" in /healthz, and stops the kiosk through its stop path on low battery or FSD."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from facility.power.simulator import NutSimulator
-from tests.facility.power.conftest import _start as start_upsd
+from tests.facility.power.conftest import upsd  # noqa: F401  (the real upsd fixture, shared)
 from tests.payments.helpers import Kiosk, make_app, wait_until
 from terminal.state import state
 
 MARGIN = {"POWER_RUNTIME_MARGIN_S": 300, "POWER_POLL_S": 0.1, "NUT_TIMEOUT_S": 1.0}
-
-
-@pytest.fixture
-def upsd():
-    server = start_upsd()
-    yield server
-    server.close()
-    shutil.rmtree(server.folder, ignore_errors=True)
 
 
 @pytest.fixture
