@@ -11,6 +11,7 @@ from facility.base import DISABLED, UNAVAILABLE, Controller
 from facility.uplinks import build, start_simulator
 from facility.uplinks.config import ConfigError, from_settings, parse_target, parse_uplink
 from terminal import settings as settings_module
+from tests.payments.helpers import wait_until
 
 
 def settings(**overrides):
@@ -20,13 +21,7 @@ def settings(**overrides):
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 @pytest.fixture

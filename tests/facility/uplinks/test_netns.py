@@ -11,6 +11,7 @@ from facility.uplinks.config import from_settings
 from facility.uplinks.io import _IcmpSocket
 from facility.uplinks.netlab import NetLab, sh, usable
 from facility.uplinks.netns import in_netns
+from tests.payments.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
 
@@ -37,13 +38,7 @@ def controllers():
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(predicate, timeout=timeout, what=what)
 
 
 def uplink(status, name):
