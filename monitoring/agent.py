@@ -24,6 +24,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -184,6 +185,43 @@ class Agent:
         self.runner.stop()
 
 
+def kiosk_listening(host: str, port: int, timeout: float = 1.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ShutdownOnPowerLoss:
+    """A status listener: when the power controller reports ``shutdown`` (low battery or FSD),
+    the agent stops in order too, but only after the kiosk has stopped (it closes the payment
+    journal first) or ``wait_s`` has passed; upsmon then powers the machine off."""
+
+    def __init__(self, stop: threading.Event, kiosk: tuple[str, int], wait_s: float,
+                 is_listening=kiosk_listening):
+        self.stop, self.kiosk, self.wait_s = stop, kiosk, wait_s
+        self.is_listening = is_listening
+        self.started = threading.Event()
+
+    def __call__(self, name: str, snapshot: Mapping[str, Any]) -> None:
+        if name != "power" or snapshot.get("shutdown") is not True or self.started.is_set():
+            return
+        self.started.set()
+        threading.Thread(target=self._wait_then_stop, name="cnap-agent-shutdown", daemon=True).start()
+
+    def _wait_then_stop(self) -> None:
+        log.warning("cnap agent: the UPS asks for shutdown; stopping once the kiosk has stopped "
+                    "(at most %.0f s)", self.wait_s)
+        deadline = time.monotonic() + self.wait_s
+        while self.is_listening(*self.kiosk) and time.monotonic() < deadline and not self.stop.is_set():
+            self.stop.wait(0.5)
+        log.warning("cnap agent: stopping for the UPS shutdown")
+        self.stop.set()
+
+
 def run_agent(args) -> int:
     from terminal import settings as settings_module
 
@@ -209,6 +247,8 @@ def run_agent(args) -> int:
         stop.set()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    agent.status_listeners.append(ShutdownOnPowerLoss(
+        stop, (settings["HOST"], int(settings["PORT"])), settings["AGENT_SHUTDOWN_WAIT_S"]))
     agent.runner.wait_first_polls(FIRST_POLLS_S)
     names = ", ".join(f"{name} ({view['state']})"
                       for name, view in agent.runner.status()["controllers"].items())

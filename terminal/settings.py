@@ -248,6 +248,9 @@ SETTINGS: tuple[Setting, ...] = (
        "before service mode shows it as unavailable."),
     _s("agent", "AGENT_MAX_BODY", 16384, "Largest command body in bytes the agent accepts; larger "
        "gets 400."),
+    _s("agent", "AGENT_SHUTDOWN_WAIT_S", 60.0, "On a UPS shutdown (low battery or FSD) the agent "
+       "stops too, once the kiosk (HOST:PORT) no longer answers, having closed its journal, or after "
+       "this many seconds."),
     _s("agent", "AGENT_STOP_TIMEOUT_S", 10.0, "Seconds the agent waits at stop for a controller's "
        "poll in progress to end before closing it anyway."),
     # --- power -------------------------------------------------------------------------

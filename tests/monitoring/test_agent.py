@@ -6,9 +6,11 @@ import http.client
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,31 @@ def test_controller_packages_are_module_names(tmp_path):
     with pytest.raises(settings_module.SettingError, match="FACILITY_CONTROLLERS"):
         agent_settings(tmp_path, FACILITY_CONTROLLERS="facility.power,../../tmp/x")
     assert agent_settings(tmp_path, FACILITY_CONTROLLERS="facility.power")["FACILITY_CONTROLLERS"] == ["facility.power"]
+
+
+def test_a_ups_shutdown_stops_the_agent_only_after_the_kiosk_has_stopped():
+    from monitoring.agent import ShutdownOnPowerLoss
+
+    stop, kiosk_up = threading.Event(), threading.Event()
+    kiosk_up.set()
+    watch = ShutdownOnPowerLoss(stop, ("127.0.0.1", 1), wait_s=30, is_listening=lambda *_: kiosk_up.is_set())
+    watch("ventilation", {"shutdown": True})           # only the power controller decides
+    watch("power", {"shutdown": False, "state": "on_battery"})
+    assert not watch.started.is_set()
+    watch("power", {"shutdown": True, "state": "low_battery"})
+    assert not stop.wait(1.2)                           # the kiosk still closes its journal
+    kiosk_up.clear()
+    assert stop.wait(5)
+
+
+def test_a_ups_shutdown_stops_the_agent_after_the_wait_when_the_kiosk_never_stops():
+    from monitoring.agent import ShutdownOnPowerLoss, kiosk_listening
+
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as fake_kiosk:
+        port = fake_kiosk.getsockname()[1]
+        assert kiosk_listening("127.0.0.1", port)
+        watch = ShutdownOnPowerLoss(stop, ("127.0.0.1", port), wait_s=1.0)
+        watch("power", {"shutdown": True})
+        assert stop.wait(10)
+    assert not kiosk_listening("127.0.0.1", port)
