@@ -144,8 +144,7 @@ def probe_card_terminal(url: str, baudrate: int | None) -> dict | None:
     terminal = CardTerminal(url, baudrate=baudrate or 115200, timeouts={"ping": 2.0})
     try:
         try:
-            with terminal._write_lock:  # an empty frame flushes whatever the terminal half-read
-                terminal._connect().write(b"\x00")
+            terminal.flush_line()
         except Exception:
             return None
         if not terminal.ping():

@@ -127,16 +127,15 @@ def _format(text: str, key: str, lang: str, params: dict) -> str:
 
 
 @functools.cache
-def _known_keys() -> frozenset[str]:
-    # GNUTranslations keeps its entries in _catalog (plural entries under (msgid, index)).
-    catalogue = Translations.load(str(TRANSLATIONS_DIR), [SOURCE_LANGUAGE], DOMAIN)
-    return frozenset(k if isinstance(k, str) else k[0] for k in getattr(catalogue, "_catalog", {}))
+def _ukrainian_alone() -> gettext_module.NullTranslations:
+    return Translations.load(str(TRANSLATIONS_DIR), [SOURCE_LANGUAGE], DOMAIN)
 
 
 def known(key: str) -> bool:
     """Whether the Ukrainian catalogue has ``key``: for words that come from outside (a
-    controller's state), shown translated when a text exists and as they are otherwise."""
-    return key in _known_keys()
+    controller's state), shown translated when a text exists and as they are otherwise. Without
+    a fallback, gettext hands back the very key object when it has no entry."""
+    return _ukrainian_alone().gettext(key) is not key
 
 
 def gettext(key: str, lang: str | None = None, **params) -> str:

@@ -84,6 +84,12 @@ class CardTerminal:
                          "unexpected": 0, "timeouts": 0, "port_errors": 0}
 
     # ------------------------------------------------------------------ public API
+    def flush_line(self) -> None:
+        """Send an empty frame (a lone NUL), which ends whatever the terminal had half-read; used
+        before identifying an unknown device. Raises the transport's error if the line is dead."""
+        with self._write_lock:
+            self._connect().write(b"\x00")
+
     def ping(self) -> bool:
         with self._op_lock:
             try:
