@@ -60,11 +60,16 @@ def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
         while len(latencies) < bills:
             jar = http.cookiejar.CookieJar()
             opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-            form = urllib.parse.urlencode({"surname": "Шевченко", "id_kind": "rnokpp", "id_value": "3652504575"})
+            # Every POST carries the session's CSRF token, as the kiosk's forms and pay.js do.
+            page = opener.open(f"{base}/pay/service/{SERVICE}").read().decode()
+            token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+            form = urllib.parse.urlencode({"surname": "Шевченко", "id_kind": "rnokpp", "id_value": "3652504575",
+                                           "csrf_token": token})
             opener.open(f"{base}/pay/service/{SERVICE}", form.encode()).read()
             page = opener.open(f"{base}/pay/confirm").read().decode()
             draft = re.search(r'name="draft" value="([^"]+)"', page).group(1)
-            response = opener.open(f"{base}/pay/confirm", urllib.parse.urlencode({"draft": draft, "method": "cash"}).encode())
+            response = opener.open(f"{base}/pay/confirm", urllib.parse.urlencode(
+                {"draft": draft, "method": "cash", "csrf_token": token}).encode())
             pid = response.geturl().rstrip("/").split("/")[-1]
             response.read()
             status_url = f"{base}/pay/p/{pid}/status"
@@ -89,11 +94,11 @@ def measure_screen(bills: int, workdir: str) -> tuple[list[float], float]:
                         break
                 latencies.append((seen - sim.stacked_at[stacked_before]) * 1000)
             if not state["final"]:
-                opener.open(f"{base}/pay/p/{pid}/cancel", b"").read()
+                opener.open(f"{base}/pay/p/{pid}/cancel", urllib.parse.urlencode({"csrf_token": token}).encode()).read()
             deadline = time.monotonic() + 10
             while not till.payment(pid).settled and time.monotonic() < deadline:
                 time.sleep(0.01)
-            opener.open(f"{base}/pay/finish", b"").read()
+            opener.open(f"{base}/pay/finish", urllib.parse.urlencode({"csrf_token": token}).encode()).read()
     finally:
         server.stop()
         close_app(app)
