@@ -30,6 +30,8 @@ import operator
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from common.transitions import handler_table
+
 SEVERITIES = ("critical", "warning", "info")
 LABEL_NAMES = ("rule", "site", "device", "severity")
 
@@ -377,14 +379,8 @@ def alert_key(rule: str, site: str, device: str) -> str:
 
 # ---- the table ---------------------------------------------------------------------------------
 Handler = Callable[[HubState, Mapping[str, Any]], tuple[HubState, list[Command]]]
-TABLE: dict[str, Handler] = {}
-
-
-def on(kind: str):
-    def register(fn: Handler) -> Handler:
-        TABLE[kind] = fn
-        return fn
-    return register
+TABLE: dict[str, Handler]
+TABLE, on = handler_table()
 
 
 def handle(state: HubState, event: Event) -> tuple[HubState, list[Command]]:

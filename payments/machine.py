@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from common.transitions import handler_table
 from payments.money import sensible_bills
 
 FINAL = frozenset({"paid", "cancelled", "voucher", "partial", "voided"})
@@ -124,14 +125,8 @@ class Rejected(Exception):
 
 
 Handler = Callable[[Payment, Mapping[str, Any]], tuple[Payment, list[Command]]]
-TABLE: dict[str, Handler] = {}
-
-
-def on(kind: str):
-    def register(fn: Handler) -> Handler:
-        TABLE[kind] = fn
-        return fn
-    return register
+TABLE: dict[str, Handler]
+TABLE, on = handler_table()
 
 
 def handle(state: Payment | None, event: Event) -> tuple[Payment, list[Command]]:
