@@ -13,11 +13,13 @@ import ipaddress
 import json
 import math
 import re
+from urllib.parse import urlsplit
 from typing import Any, Callable
 
 from flask import Flask, abort, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
+from werkzeug.utils import secure_filename
 
 from terminal import i18n
 
@@ -119,6 +121,25 @@ def json_body(*, kind: type = dict, default: Any = None) -> Any:
 
 
 # --- per-route body limits -------------------------------------------------------------------------
+def local_path(target: str | None) -> str | None:
+    """``target`` when it is a path on this kiosk, else None. An absolute URL, //host, a backslash
+    (browsers read "/\\host" as "//host") or a control character (it would end the Location
+    header) could lead the window off the kiosk."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """The Content-Disposition header for a download whose name holds request values (ids, dates,
+    filter words): reduced to letters, digits, dots, dashes and underscores, so no value a client
+    sends can end the header or add another one."""
+    return {"Content-Disposition": f"attachment; filename={secure_filename(filename) or 'download'}"}
+
+
 def body_limit(max_bytes: int) -> Callable:
     """Let one view accept a larger (or demand a smaller) body than MAX_CONTENT_LENGTH. Applied
     before any before_request hook (CSRF reads the form), so the form is parsed under this limit."""

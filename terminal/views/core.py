@@ -7,7 +7,6 @@ import os
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
-from urllib.parse import urlsplit
 
 from flask import (Blueprint, Flask, Response, current_app, g, jsonify, redirect, render_template,
                    request, session, url_for)
@@ -15,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from terminal import i18n
+from terminal import i18n, limits
 from terminal.state import current_state, state
 
 bp = Blueprint("core", __name__)
@@ -63,13 +62,8 @@ def version_static(app: Flask, endpoint: str, folder: str) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Only paths on this kiosk: an absolute URL or //host would leave the kiosk."""
-    if not target:
-        return url_for("catalogue.home")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("catalogue.home")
-    return target
+    """Only paths on this kiosk, else the home screen."""
+    return limits.local_path(target) or url_for("catalogue.home")
 
 
 def init_app(app: Flask) -> None:

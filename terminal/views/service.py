@@ -27,7 +27,7 @@ from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_tem
 
 from terminal import i18n
 from terminal.state import current_state, state
-from terminal.limits import ascii_int
+from terminal.limits import ascii_int, local_path
 from terminal.staff import ROLES, StaffMember, StaffStore, valid_pin
 
 bp = Blueprint("service", __name__, url_prefix="/service")
@@ -156,7 +156,8 @@ def index():
 
 
 def _safe_service_target(target: str) -> str:
-    return target if target.startswith("/service/") and not target.startswith("//") else url_for("service.index")
+    path = local_path(target)
+    return path if path and path.startswith("/service/") else url_for("service.index")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -21,7 +21,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from payments import csvsafe
 from terminal import i18n
 from terminal.state import current_state, state
-from terminal.limits import ascii_int, body_limit, json_body
+from terminal.limits import ascii_int, attachment, body_limit, json_body
 from terminal.surveys import charts, reports
 from terminal.surveys.antigaming import Rules, clean_text
 from terminal.surveys.clock import SteadyClock
@@ -432,8 +432,7 @@ def export_definition(survey_id: str, version: int):
     source = store().source(survey_id, version)
     if source is None:
         abort(404)
-    return Response(source, mimetype="application/yaml", headers={
-        "Content-Disposition": f"attachment; filename={survey_id}-v{version}.yaml"})
+    return Response(source, mimetype="application/yaml", headers=attachment(f"{survey_id}-v{version}.yaml"))
 
 
 @bp.post("/service/surveys/definitions/<survey_id>/activate")
@@ -558,12 +557,17 @@ def report_page():
                            query=filters.query_args())
 
 
+REPORT_KINDS = ("answers", "summary")   # raw answers, or the figures per group
+
+
 @bp.get("/service/surveys/reports.csv")
 @require_role("manager")
 def report_csv():
     filters = reports.Filters.from_args(request.args, _today())
     admin_names = _admin_names()
     kind = request.args.get("kind", "answers")
+    if kind not in REPORT_KINDS:
+        abort(400, description=f"kind must be one of: {', '.join(REPORT_KINDS)}")
     group = request.args.get("group", "desk")
     group = group if group in reports.GROUPS else "desk"
     audit("survey.report.export", kind=kind, **filters.query_args())
@@ -592,7 +596,7 @@ def report_csv():
 
     name = f"survey-{kind}-{filters.date_from}-{filters.date_to}.csv"
     return Response(stream_with_context(generate()), mimetype="text/csv",
-                    headers={"Content-Disposition": f"attachment; filename={name}"})
+                    headers=attachment(name))
 
 
 def _fmt(value, digits=1):

@@ -48,3 +48,6 @@ def site(central, certs):
         log_dest="stderr"), accounts)
     yield broker
     broker.stop()
+
+
+from tests.monitoring.postgres import pg_url, postgres_server  # noqa: E402,F401 - fixtures for the hub's tests
