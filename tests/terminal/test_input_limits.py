@@ -187,3 +187,44 @@ def test_report_dates_at_the_ends_of_the_calendar_are_no_500(staff, query):
             response = staff.get(path, query_string={**query, "kind": kind})
             response.get_data()
             assert response.status_code == 200, (path, kind)
+
+
+# ---- request values that end up in response headers ----------------------------------------------
+@pytest.mark.parametrize("target, kept", [
+    ("/service/staff", True), ("/", True), ("/services?q=a%20b", True),
+    ("//evil.example/x", False), ("/\\evil.example", False), ("https://evil.example/", False),
+    ("/service/\r\nSet-Cookie: x=1", False), ("/service/\x00", False), ("service", False), ("", False),
+])
+def test_local_path_keeps_only_paths_on_the_kiosk(target, kept):
+    assert (limits.local_path(target) == target) is kept
+    if not kept:
+        assert limits.local_path(target) is None
+
+
+@pytest.mark.parametrize("name", ["a\r\nSet-Cookie: x=1.csv", "../../etc/passwd", "звіт.csv", "\x00", ""])
+def test_attachment_names_cannot_break_the_header(name):
+    value = limits.attachment(name)["Content-Disposition"]
+    assert value.startswith("attachment; filename=")
+    filename = value.split("=", 1)[1]
+    assert filename and all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in filename)
+
+
+@pytest.mark.parametrize("kind", ["\r", "answers\r\nX: 1", "other", ""])
+def test_report_export_refuses_unknown_kinds(staff, kind):
+    response = staff.get("/service/surveys/reports.csv", query_string={"kind": kind})
+    assert response.status_code == 400
+
+
+def test_report_export_names_the_file_from_checked_values(staff):
+    response = staff.get("/service/surveys/reports.csv", query_string={"kind": "summary"})
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"].startswith("attachment; filename=survey-summary-")
+
+
+@pytest.mark.parametrize("target", ["/\\evil.example", "/service/\r\nX: 1", "//evil.example", "https://e.example/",
+                                    "/pay/"])
+def test_service_next_cannot_leave_the_service_area(app, target):
+    from terminal.views import service
+    with app.test_request_context("/service/login"):
+        assert service._safe_service_target(target) == "/service/"
+        assert service._safe_service_target("/service/staff") == "/service/staff"
