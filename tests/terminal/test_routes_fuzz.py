@@ -7,6 +7,7 @@ Routes and field names are read from the app and its templates at collection tim
 route or a new form field is fuzzed without anyone listing it here."""
 from __future__ import annotations
 
+import os
 import inspect
 import io
 import logging
@@ -25,7 +26,7 @@ from terminal import close_app, create_app
 from tests.terminal.limits_helpers import csrf_token, log_in_admin, register_tablet
 from terminal.state import state
 
-EXAMPLES_PER_ROUTE = 40
+EXAMPLES_PER_ROUTE = int(os.environ.get("CNAP_FUZZ_EXAMPLES", "40"))   # more for a deeper local hunt
 SOURCE = Path(terminal.__file__).parent
 CONFIG = {"TESTING": True, "SECRET_KEY": "fuzz", "BILL_VALIDATOR_URL": "", "CARD_TERMINAL_URL": "",
           "PRINTER_URL": ""}
