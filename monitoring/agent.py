@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from flask import Flask, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+from common import lifecycle
 from facility.runner import Runner, load_controllers
 
 log = logging.getLogger("cnap.agent")
@@ -240,25 +240,16 @@ def run_agent(args) -> int:
         print(f"cnap agent: cannot listen on {settings['AGENT_HOST']}:{args.port if args.port is not None else settings['AGENT_PORT']}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("cnap agent: %s received, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
-    agent.status_listeners.append(ShutdownOnPowerLoss(
-        stop, (settings["HOST"], int(settings["PORT"])), settings["AGENT_SHUTDOWN_WAIT_S"]))
-    agent.runner.wait_first_polls(FIRST_POLLS_S)
-    names = ", ".join(f"{name} ({view['state']})"
-                      for name, view in agent.runner.status()["controllers"].items())
-    print(f"cnap agent: listening on {url} (controllers: {names})", flush=True)
-    try:
-        while not stop.wait(1):
-            pass
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        agent.stop()
+    with lifecycle.stop_on_signals("cnap agent", log) as stop:
+        agent.status_listeners.append(ShutdownOnPowerLoss(
+            stop, (settings["HOST"], int(settings["PORT"])), settings["AGENT_SHUTDOWN_WAIT_S"]))
+        agent.runner.wait_first_polls(FIRST_POLLS_S)
+        names = ", ".join(f"{name} ({view['state']})"
+                          for name, view in agent.runner.status()["controllers"].items())
+        print(f"cnap agent: listening on {url} (controllers: {names})", flush=True)
+        try:
+            lifecycle.wait(stop)
+        finally:
+            agent.stop()
     print("cnap agent: stopped", flush=True)
     return 0
