@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "payments.cli",
     "terminal.exports",
     "monitoring.cli",
+    "monitoring.hub.main",
     "facility.power.cli",
 )
 TAKES_SETTINGS = {"payments.cli"}

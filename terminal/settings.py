@@ -351,6 +351,49 @@ SETTINGS: tuple[Setting, ...] = (
        "fired (flap detection)."),
     _s("hub", "HUB_ALERT_FLAP_LIMIT", 3, "An alert that fires more often than this within "
        "HUB_ALERT_FLAP_WINDOW_S is flapping: one 'flapping' notice, then quiet until it settles."),
+    # --- hub: process, store, ingest, web, notifications (docs/monitoring.md) ---------------
+    _s("hub", "HUB_HOST", "127.0.0.1", "Address the hub's web app listens on. Facility staff reach it "
+       "through a TLS-terminating proxy; keep loopback unless the hub's own network is trusted."),
+    _s("hub", "HUB_PORT", 8090, "TCP port of the hub's web app (0: any free port)."),
+    _s("hub", "HUB_HTTP_THREADS", 8, "Worker threads of the hub's web server."),
+    _s("hub", "HUB_STORE", "", "Where the hub keeps state and history: a file path or sqlite:///path "
+       "(one machine, a few hundred sites), or postgresql://user@host/db (a region or the country; "
+       "several hubs and ingest machines share it). Empty: hub.db in the instance folder."),
+    _s("hub", "HUB_SECRET_KEY", "", "Key that signs the hub's session cookie. Empty: random per start "
+       "(staff log in again after a restart)."),
+    _s("hub", "HUB_SESSION_IDLE_S", 900, "A staff session on the hub ends after this many seconds "
+       "without a request."),
+    _s("hub", "HUB_HTTPS", False, "The hub is reached over HTTPS (a proxy in front): the session "
+       "cookie gets the Secure flag."),
+    _s("hub", "HUB_COMMAND_TTL_S", 300, "A command to a site (ventilation override, kiosk out of "
+       "service) not delivered within this many seconds is not acted upon."),
+    _s("hub", "HUB_EVALUATE_INTERVAL_S", 1.0, "Seconds between the alert evaluator's and the "
+       "notifier's rounds."),
+    _s("hub", "HUB_MQTT_HOST", "", "The central broker the hub's ingest workers read "
+       "(cnap/+/# through the shared subscription). Empty: no ingest in this process."),
+    _s("hub", "HUB_MQTT_PORT", 8883, "Port of the central broker (8883: TLS; 1883: loopback only)."),
+    _s("hub", "HUB_MQTT_USERNAME", "hub.central", "The hub's broker account (role hub: reads every "
+       "site, writes only commands)."),
+    _s("hub", "HUB_MQTT_PASSWORD", "", "Password of HUB_MQTT_USERNAME."),
+    _s("hub", "HUB_MQTT_CA_FILE", "", "CA certificate that signed the central broker's; set: TLS."),
+    _s("hub", "HUB_MQTT_CLIENT_ID", "hub-ingest", "Client id prefix of the ingest workers (each adds "
+       "-<n>; hubs on several machines need different prefixes)."),
+    _s("hub", "HUB_SHARED_GROUP", "hub", "MQTT 5 shared-subscription group the ingest workers join "
+       "($share/<group>/cnap/+/#); the hub account's ACL allows the group 'hub'."),
+    _s("hub", "HUB_INGEST_WORKERS", 1, "Ingest worker processes this hub runs."),
+    _s("hub", "HUB_NOTIFY_WEBHOOK_URL", "", "Alert notifications are POSTed here as JSON. Empty: no webhook."),
+    _s("hub", "HUB_NOTIFY_WEBHOOK_SECRET", "", "Signs each webhook body (HMAC-SHA256, header "
+       "X-Cnap-Signature) so the receiver knows it came from the hub."),
+    _s("hub", "HUB_NOTIFY_WEBHOOK_TIMEOUT_S", 10.0, "Seconds a webhook request may take."),
+    _s("hub", "HUB_NOTIFY_SMTP_HOST", "", "Mail server for alert e-mails. Empty: no e-mail."),
+    _s("hub", "HUB_NOTIFY_SMTP_PORT", 25, "Mail server port (587 with STARTTLS)."),
+    _s("hub", "HUB_NOTIFY_SMTP_STARTTLS", False, "Upgrade the mail connection with STARTTLS."),
+    _s("hub", "HUB_NOTIFY_SMTP_USER", "", "Mail login (empty: none)."),
+    _s("hub", "HUB_NOTIFY_SMTP_PASSWORD", "", "Mail password."),
+    _s("hub", "HUB_NOTIFY_SMTP_FROM", "", "Sender address of alert e-mails."),
+    _s("hub", "HUB_NOTIFY_SMTP_TO", [], "Recipients of alert e-mails (comma-separated in the environment)."),
+    _s("hub", "HUB_NOTIFY_MAX_ATTEMPTS", 10, "A notification is given up after this many failed tries, or when HUB_NOTIFY_GIVE_UP_AFTER_S has passed."),
+    _s("hub", "HUB_NOTIFY_GIVE_UP_AFTER_S", 86400.0, "Seconds after which a notification that could not be sent is given up."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
