@@ -111,8 +111,8 @@ def staff_store() -> StaffStore:
     return state_module.current_state().staff
 
 
-def audit(action: str, **detail) -> None:
-    staff_store().audit(g.get("staff"), action, **detail)
+def audit(what: str, **detail) -> None:
+    staff_store().audit(g.get("staff"), what, **detail)
 
 
 def require_role(*roles: str):
@@ -573,7 +573,7 @@ def queue_command(site: str, controller: str, action: str, args: dict) -> str:
                    "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (command_id, site, controller, action, json.dumps(args, ensure_ascii=False), member.name,
                     at, at + current_app.config["COMMAND_TTL_S"]))
-    audit("hub.command", site=site, controller=controller, action=action, args=args, id=command_id)
+    audit("hub.command", site=site, controller=controller, command=action, args=args, id=command_id)
     flash(i18n.gettext("command.queued"), "ok")
     return command_id
 
