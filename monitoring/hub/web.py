@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import secrets
+import sqlite3
 import time
 import uuid
 from typing import Any, Mapping
@@ -31,7 +32,7 @@ from werkzeug.exceptions import HTTPException
 from facility.ventilation.policy import MODES as VENTILATION_MODES
 from monitoring.alerts import SEVERITIES, default_rules
 from monitoring.hub import charts, i18n, present
-from monitoring.hub.db import HubStore
+from monitoring.hub.db import HubStore, StoreError
 from monitoring.topics import valid_site_id
 from terminal import state as state_module
 from terminal.limits import AsciiIntConverter, ascii_int, local_path
@@ -243,6 +244,14 @@ def _register(app: Flask) -> None:
         key = {403: "error.forbidden", 404: "error.not_found", 405: "error.method",
                413: "error.too_large"}.get(code, "error.bad_request")
         return render_template("error.html", code=code, message=i18n.gettext(key)), code
+
+    def _store_unavailable(exc: Exception):
+        # The store is down or locked past its timeout: say so (503), do not look broken (500).
+        current_app.logger.warning("hub store unavailable: %s", type(exc).__name__)
+        return render_template("error.html", code=503, message=i18n.gettext("error.store")), 503
+
+    for error in _store_errors():
+        app.register_error_handler(error, _store_unavailable)
 
     @app.get("/healthz")
     def healthz():
@@ -553,6 +562,15 @@ def _register(app: Flask) -> None:
                 abort(400)
             return redirect(url_for("staff_page"))
         return render_template("staff.html", members=store.members(), roles=HUB_ROLES)
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [StoreError, sqlite3.OperationalError]
+    try:
+        import psycopg
+    except ImportError:   # a SQLite-only hub need not have psycopg installed
+        return tuple(errors)
+    return (*errors, psycopg.OperationalError)
 
 
 def command_state(command: dict, clock: float) -> str:

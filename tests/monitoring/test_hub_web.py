@@ -462,9 +462,12 @@ def test_healthz_and_metrics_pass_promtool(hub):
     assert promtool, "promtool is not installed"
     check = subprocess.run([promtool, "check", "metrics"], input=response.data, capture_output=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+    logged_in = client_as(app, "manager")
     store.close()
     assert client.get("/healthz").status_code == 503
     assert "cnap_hub_store_up 0.0" in client.get("/metrics").get_data(as_text=True)
+    page = logged_in.get("/")
+    assert page.status_code == 503 and "недоступне" in page.get_data(as_text=True)
 
 
 # --- the same pages on PostgreSQL ----------------------------------------------------------------------
