@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from flask import (Flask, Response, abort, current_app, flash, g, get_flashed_messages, redirect,
@@ -33,6 +34,7 @@ from facility.ventilation.policy import MODES as VENTILATION_MODES
 from monitoring.alerts import SEVERITIES, default_rules
 from monitoring.hub import charts, i18n, present
 from monitoring.hub.db import HubStore, StoreError
+from monitoring import topics
 from monitoring.topics import valid_site_id
 from terminal import state as state_module
 from terminal.limits import AsciiIntConverter, ascii_int, local_path
@@ -48,6 +50,7 @@ SURVEY_SORTS = ("csat", "answers", "site")
 CHART_METRICS = ("co2_ppm", "charge_pct", "runtime_s", "loss_pct", "rtt_ms", "latency_ms", "fill_pct")
 MAX_TEXT_PARAM = 64          # a filter word, a site id, a rule name
 MAX_COMMENT = 300
+MAX_REASON = 100            # topics.Command's text arguments
 MAX_NAME = 40
 MAX_SURVEY_ROWS = 200_000    # answers one survey page reads; more says "cut"
 RULE_SUMMARIES = {rule.name: {"uk": rule.summary_uk, "en": rule.summary_en} for rule in default_rules()}
@@ -383,6 +386,8 @@ def _register(app: Flask) -> None:
                 counts[alert["severity"]] += 1
         badge = present.health(status, counts["critical"], counts["warning"], counts["pending"])
         commands = {}
+        names = {command_account(StaffMember(m["id"], m["name"], m["role"])): m["name"]
+                 for m in staff_store().members()}
         for row in db.query("SELECT id, controller, action, args, requested_by, requested_at, expires_at, "
                             "sent_at, result_ok, result_message, result_at FROM commands WHERE site = ? "
                             "ORDER BY requested_at DESC LIMIT 20", (site,)):
@@ -390,6 +395,7 @@ def _register(app: Flask) -> None:
                                 "expires_at", "sent_at", "result_ok", "result_message", "result_at"), row))
             command["args"] = present.load_json(command["args"])
             command["state"] = command_state(command, clock)
+            command["by_name"] = names.get(command["requested_by"], command["requested_by"])
             commands.setdefault(command["controller"], command)
         return render_template("site.html", site=site, status=status, status_at=status_at, badge=badge,
                                first_seen=first_seen, last_seen=last_seen, skew_s=present.finite(skew_s),
@@ -416,7 +422,7 @@ def _register(app: Flask) -> None:
     def kiosk_service(site: str):
         site = site_param(site)
         on = request.form.get("on")
-        reason = text_param(request.form, "reason", MAX_COMMENT)
+        reason = text_param(request.form, "reason", MAX_REASON)
         if on not in ("1", "0") or (on == "1" and not reason):
             flash(i18n.gettext("command.bad_kiosk"), "error")
             return redirect(url_for("site", site=site))
@@ -581,16 +587,31 @@ def command_state(command: dict, clock: float) -> str:
     return "sent" if command["sent_at"] is not None else "queued"
 
 
-def queue_command(site: str, controller: str, action: str, args: dict) -> str:
-    """A commands row for the hub's MQTT side; the id is a UUID (topics.Command's form)."""
+def command_account(member: StaffMember) -> str:
+    """Who sent a command, in the form a site accepts (topics.Command.by: an account name): a
+    staff member's name may be any text, their id is not."""
+    return f"staff.{member.id}"
+
+
+def queue_command(site: str, controller: str, action: str, args: dict) -> str | None:
+    """A commands row for the hub's MQTT side, checked first against the very model the site
+    will check it with (topics.Command), so a row the worker could not send is never queued.
+    The id is a UUID in its usual text form (what Command.id takes)."""
     command_id = str(uuid.uuid4())
     member: StaffMember = g.staff
     at = now()
+    ttl = int(current_app.config["COMMAND_TTL_S"])
+    try:
+        topics.Command(ts=datetime.fromtimestamp(at, timezone.utc), id=command_id, action=action, args=args,
+                       by=command_account(member), ttl_s=ttl)
+    except (ValueError, TypeError, OverflowError):   # pydantic's ValidationError is a ValueError
+        flash(i18n.gettext("command.invalid"), "error")
+        return None
     with hub_store().transaction() as tx:
         tx.execute("INSERT INTO commands (id, site, controller, action, args, requested_by, requested_at, "
                    "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (command_id, site, controller, action, json.dumps(args, ensure_ascii=False), member.name,
-                    at, at + current_app.config["COMMAND_TTL_S"]))
+                   (command_id, site, controller, action, json.dumps(args, ensure_ascii=False),
+                    command_account(member), at, at + ttl))
     audit("hub.command", site=site, controller=controller, command=action, args=args, id=command_id)
     flash(i18n.gettext("command.queued"), "ok")
     return command_id
@@ -607,12 +628,15 @@ def site_charts(site: str, clock: float) -> list[dict]:
     read in one query."""
     hours = current_app.config["CHART_HOURS"]
     start = clock - hours * 3600
-    marks = ", ".join("?" for _ in CHART_METRICS)
+    # Metrics are named by their path in the payload (sensors.hall.co2_ppm, ups.charge_pct):
+    # a chart metric is one whose last part is in CHART_METRICS.
+    wanted = " OR ".join("metric = ? OR metric LIKE ?" for _ in CHART_METRICS)
+    patterns = [p for name in CHART_METRICS for p in (name, f"%.{name}")]
     series: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for entity, metric, at, value in hub_store().query(
-            f"SELECT entity, metric, at, value FROM samples WHERE site = ? AND metric IN ({marks}) "
+            f"SELECT entity, metric, at, value FROM samples WHERE site = ? AND ({wanted}) "
             "AND at >= ? AND at <= ? ORDER BY entity, metric, at LIMIT 50000",
-            (site, *CHART_METRICS, start, clock + 300)):
+            (site, *patterns, start, clock + 300)):
         if present.finite(at) is not None and present.finite(value) is not None:
             series.setdefault((entity, metric), []).append((float(at), float(value)))
     result = []
@@ -628,8 +652,12 @@ def site_charts(site: str, clock: float) -> list[dict]:
 
 
 def metric_name(metric: str) -> str:
-    key = f"field.{metric}"
-    return i18n.gettext(key) if i18n.known(key) else metric
+    """'sensors.hall.co2_ppm' → "Датчики · hall · CO₂, ppm"."""
+    words = []
+    for part in str(metric).split(".")[:6]:
+        key = f"field.{part}"
+        words.append(i18n.gettext(key) if i18n.known(key) else part)
+    return " · ".join(words)
 
 
 def _fmt(value: float) -> str:

@@ -10,10 +10,12 @@ import re
 import shutil
 import subprocess
 import time
+from datetime import datetime, timezone
 
 import pytest
 from flask.testing import FlaskClient
 
+from monitoring import topics
 from monitoring.hub import schema
 from monitoring.hub.db import open_store
 from monitoring.hub.web import create_hub_app
@@ -256,14 +258,21 @@ def test_commands_are_queued_and_their_results_shown(hub):
                           "sent_at FROM commands")
     command_id, site, controller, action, args, by, requested_at, expires_at, sent_at = row
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", command_id)
+    technician_id = app.staff_ids["technician"]
     assert (site, controller, action, json.loads(args), by) == ("kyiv-1", "ventilation", "override",
-                                                                 {"mode": "demand", "minutes": 45}, "Technician")
+                                                                 {"mode": "demand", "minutes": 45},
+                                                                 f"staff.{technician_id}")
     assert requested_at == NOW and expires_at > NOW and sent_at is None
-    assert "у черзі" in client.get("/site/kyiv-1").get_data(as_text=True)
+    # what the hub's worker will publish from this row, the site's model takes
+    topics.Command(ts=datetime.fromtimestamp(NOW, timezone.utc), id=command_id, action=action,
+                   args=json.loads(args), by=by, ttl_s=int(expires_at - requested_at))
+    page = client.get("/site/kyiv-1").get_data(as_text=True)
+    assert "у черзі" in page and "Technician, 2026-11-30" in page
     for bad in ({"mode": "boost", "minutes": "45"}, {"mode": "off", "minutes": "0"},
                 {"mode": "off", "minutes": "99999"}, {"mode": "off", "minutes": "4٥"}):
         assert client.post("/site/kyiv-1/ventilation", data=bad).status_code in (302, 400)
     assert client.post("/site/kyiv-1/kiosk", data={"on": "1", "reason": ""}).status_code == 302
+    assert client.post("/site/kyiv-1/kiosk", data={"on": "1", "reason": "a\u202eb"}).status_code == 302
     assert store.query_one("SELECT COUNT(*) FROM commands")[0] == 1
     assert client.post("/site/kyiv-1/kiosk", data={"on": "1", "reason": "ремонт купюроприймача"}).status_code == 302
     args = store.query_one("SELECT args FROM commands WHERE controller = 'kiosk' AND action = 'out_of_service'")[0]
@@ -342,8 +351,9 @@ def test_site_page_shows_entities_charts_and_csat(hub):
             tx.execute("INSERT INTO entities VALUES ('kyiv-1', ?, ?, ?, ?, ?)",
                        (entity.replace("ups_power", "power"), kind, json.dumps(payload), NOW, NOW - 30))
         tx.executemany("INSERT INTO samples VALUES ('kyiv-1', ?, ?, ?, ?)",
-                       [("air", "co2_ppm", NOW - 3600 * h, 600 + 50 * h) for h in range(5)]
-                       + [("power", "charge_pct", NOW - 60, 71.5), ("air", "co2_ppm", NOW - 3 * 86400, 5000)])
+                       [("air", "sensors.hall.co2_ppm", NOW - 3600 * h, 600 + 50 * h) for h in range(5)]
+                       + [("power", "ups.charge_pct", NOW - 60, 71.5), ("power", "ups.load_pct", NOW, 3),
+                          ("air", "sensors.hall.co2_ppm", NOW - 3 * 86400, 5000)])
         for score in (5, 4, 3, 1):
             tx.execute("INSERT INTO survey_answers VALUES (?, 'kyiv-1', ?, ?, ?)",
                        (f"u{score}", NOW - 3600, NOW, json.dumps({"score": score, "scale": 5, "counted": True})))
@@ -354,7 +364,8 @@ def test_site_page_shows_entities_charts_and_csat(hub):
     assert "Входи живлення · mains · Є напруга" in page and "(проблема)" in page
     assert "закінчується" in page and "Заповнення касети</th><td>90 %" in page
     assert "Канал зв&#39;язку: lte" in page
-    assert page.count("<svg") == 2 and 'role="img"' in page
+    assert page.count("<svg") == 2 and 'role="img"' in page     # load_pct is no chart metric
+    assert "Якість повітря: Датчики · hall · CO₂, ppm" in page and "Живлення: ДБЖ · Заряд, %" in page
     assert "від 600 до 800, останнє 600" in page      # the 3-day-old 5000 is outside the chart
     assert "відповідей 4, задоволених 50 %" in page
     assert client_as(app, "manager").get("/site/nowhere").status_code == 404
