@@ -445,8 +445,13 @@ def _register(app: Flask) -> None:
         history = alert_dicts(db.query(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'resolved' "
                                        "ORDER BY resolved_at DESC LIMIT 100"))
         queued = db.query_one("SELECT COUNT(*) FROM alert_requests WHERE done_at IS NULL")[0]
+        refused = [dict(zip(("kind", "payload", "who", "at", "error"), row)) for row in db.query(
+            "SELECT kind, payload, who, at, error FROM alert_requests WHERE error IS NOT NULL AND at >= ? "
+            "ORDER BY at DESC LIMIT 20", (clock - 86400,))]
+        for request_row in refused:
+            request_row["payload"] = present.load_json(request_row["payload"])
         return render_template("alerts.html", alerts=open_alerts(), silences=silences, history=history,
-                               queued=queued, rules=sorted(RULE_SUMMARIES), severities=SEVERITIES,
+                               queued=queued, refused=refused, rules=sorted(RULE_SUMMARIES), severities=SEVERITIES,
                                max_hours=current_app.config["SILENCE_MAX_HOURS"],
                                can_act=g.staff.role in ("technician", "admin"))
 
@@ -460,8 +465,12 @@ def _register(app: Flask) -> None:
         if not key or serial is None or not comment:
             flash(i18n.gettext("ack.comment_required"), "error")
             return redirect(back)
-        if hub_store().query_one("SELECT 1 FROM alerts WHERE key = ? AND serial = ?", (key, serial)) is None:
+        found = hub_store().query_one("SELECT status FROM alerts WHERE key = ? AND serial = ?", (key, serial))
+        if found is None:
             abort(404)
+        if found[0] != "firing":   # the alert machine takes acks of firing alerts only
+            flash(i18n.gettext("ack.not_firing"), "error")
+            return redirect(back)
         queue_alert_request("ack", {"key": key, "serial": serial, "comment": comment})
         audit("hub.ack", key=key, serial=serial, comment=comment)
         flash(i18n.gettext("ack.queued"), "ok")

@@ -206,6 +206,15 @@ def test_ack_queues_a_request_with_who_and_needs_a_comment(hub):
     assert requests_of(store, "ack") == [("Technician", {"key": key, "serial": 3, "comment": "Їду на об'єкт"}, NOW)]
     entry = staff.audit_log()[0]
     assert entry["action"] == "hub.ack" and entry["name"] == "Technician" and entry["detail"]["serial"] == 3
+    # pending alerts cannot be acked (the alert machine refuses it): the form is not offered
+    pending = add_alert(store, "kyiv-1", rule="ups_on_battery", status="pending")
+    assert client.post("/alerts/ack", data={"key": pending, "serial": "1", "comment": "x"}).status_code == 302
+    assert len(requests_of(store, "ack")) == 1
+    assert "Підтвердити можна лише активну тривогу" in client.get("/alerts").get_data(as_text=True)
+    # a request the evaluator refused is shown with its reason
+    with store.transaction() as tx:
+        tx.execute("UPDATE alert_requests SET done_at = ?, error = 'not_firing'", (NOW,))
+    assert "не виконані" in client.get("/alerts").get_data(as_text=True).lower()
     # an off-site "next" is not followed
     response = client.post("/alerts/ack", data={"key": key, "serial": "3", "comment": "x", "next": "//evil.example"})
     assert response.location == "/alerts"
