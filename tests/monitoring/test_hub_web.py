@@ -502,7 +502,13 @@ def test_overview_ack_and_command_on_postgresql(pg_url, tmp_path):
         key = add_alert(store, "kyiv-1", severity="critical")
         client = client_as(app, "technician")
         assert site_order(client.get("/").get_data(as_text=True)) == ["lviv-2", "kyiv-1"]
-        assert client.get("/site/kyiv-1").status_code == 200
+        with store.transaction() as tx:
+            tx.execute("INSERT INTO samples VALUES ('kyiv-1', 'air', 'sensors.hall.co2_ppm', ?, 1234)", (NOW - 60,))
+            tx.execute("INSERT INTO survey_answers VALUES ('u1', 'kyiv-1', ?, ?, '{\"score\": 4, \"scale\": 5}')",
+                       (NOW, NOW))
+        page = client.get("/site/kyiv-1").get_data(as_text=True)
+        assert "останнє 1234" in page and "задоволених 100 %" in page
+        assert site_order(client.get("/surveys").get_data(as_text=True)) == ["kyiv-1"]
         assert client.get("/alerts").status_code == 200
         client.post("/alerts/ack", data={"key": key, "serial": "1", "comment": "ok"})
         assert requests_of(store, "ack")[0][0] == "Technician"
