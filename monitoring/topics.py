@@ -116,9 +116,12 @@ class ControllerState(Payload):
     alerts: Alerts = []
 
 
+MAX_FAN_LEVEL = 100
+
+
 class VentilationState(ControllerState):
-    level: Count(0, 100) | None = None        # the fan level now
-    max_level: Count(1, 100) | None = None
+    level: Count(0, MAX_FAN_LEVEL) | None = None        # the fan level now
+    max_level: Count(1, MAX_FAN_LEVEL) | None = None
     override_until: Timestamp | None = None   # a manual level runs until then
 
     @model_validator(mode="after")

@@ -31,7 +31,6 @@ from flask import (Flask, Response, abort, current_app, flash, g, get_flashed_me
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from facility.ventilation.policy import MODES as VENTILATION_MODES
 from monitoring.alerts import SEVERITIES, default_rules
 from monitoring.hub import charts, i18n, present
 from monitoring.hub.db import HubStore, StoreError
@@ -49,6 +48,7 @@ OPEN = ("pending", "firing")
 SORTS = ("problem", "name", "seen")
 SURVEY_SORTS = ("csat", "answers", "site")
 CHART_METRICS = ("co2_ppm", "charge_pct", "runtime_s", "loss_pct", "rtt_ms", "latency_ms", "fill_pct")
+DEFAULT_TOP_LEVEL = 4       # the generic unit profile's levels 0…4
 MAX_TEXT_PARAM = 64          # a filter word, a site id, a rule name
 MAX_COMMENT = 300
 MAX_REASON = 100            # topics.Command's text arguments
@@ -378,10 +378,11 @@ def _register(app: Flask) -> None:
             abort(404)
         status, status_at, first_seen, last_seen, skew_s, bridge = head
         clock = now()
-        entities = []
+        entities, entities_payloads = [], {}
         for entity, kind, payload, sent_at, received_at in db.query(
                 "SELECT entity, kind, payload, sent_at, received_at FROM entities WHERE site = ? "
                 "ORDER BY entity LIMIT 200", (site,)):
+            entities_payloads[entity] = present.load_json(payload)
             entities.append({"entity": entity, "title": present.entity_title(entity, i18n.gettext, i18n.known),
                              "received_at": received_at,
                              "rows": present.entity_rows(present.load_json(payload), i18n.gettext, i18n.known)})
@@ -409,20 +410,22 @@ def _register(app: Flask) -> None:
                                first_seen=first_seen, last_seen=last_seen, skew_s=present.finite(skew_s),
                                bridge=bridge, entities=entities, alerts=alerts, commands=commands,
                                charts=site_charts(site, clock), csat=site_csat(site, clock),
-                               modes=VENTILATION_MODES, max_minutes=current_app.config["OVERRIDE_MAX_MINUTES"],
+                               fan_levels=fan_levels(entities_payloads), max_minutes=current_app.config["OVERRIDE_MAX_MINUTES"],
                                can_act=g.staff.role in ("technician", "admin"))
 
     @app.post("/site/<site>/ventilation")
     @require_role(*ACT_ROLES)
     def ventilation_override(site: str):
         site = site_param(site)
-        mode = request.form.get("mode")
         limit = current_app.config["OVERRIDE_MAX_MINUTES"]
+        # The controller's own command (facility/ventilation: override {level, minutes}); the site
+        # brings the level inside its unit's limits and answers what it set.
+        level = ascii_int(request.form.get("level"), 0, topics.MAX_FAN_LEVEL, default=None, name="level")
         minutes = ascii_int(request.form.get("minutes"), 1, limit, default=None, name="minutes")
-        if mode not in VENTILATION_MODES or minutes is None:
+        if level is None or minutes is None:
             flash(i18n.gettext("command.bad_override", max=limit), "error")
             return redirect(url_for("site", site=site))
-        queue_command(site, "ventilation", "override", {"mode": mode, "minutes": minutes})
+        queue_command(site, "ventilation", "override", {"level": level, "minutes": minutes})
         return redirect(url_for("site", site=site))
 
     @app.post("/site/<site>/kiosk")
@@ -594,6 +597,16 @@ def _store_errors() -> tuple[type[Exception], ...]:
     except ImportError:   # a SQLite-only hub need not have psycopg installed
         return tuple(errors)
     return (*errors, psycopg.OperationalError)
+
+
+def fan_levels(payloads: Mapping[str, Any]) -> range:
+    """Levels offered for an override: 0 (stopped) to the unit's top level as the site reported
+    it, or to DEFAULT_TOP_LEVEL before the site said."""
+    ventilation = payloads.get("ventilation")
+    top = ventilation.get("max_level") if isinstance(ventilation, dict) else None
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= topics.MAX_FAN_LEVEL:
+        top = DEFAULT_TOP_LEVEL
+    return range(0, top + 1)
 
 
 def command_state(command: dict, clock: float) -> str:

@@ -149,7 +149,7 @@ def test_roles(hub):
     manager = client_as(app, "manager")
     assert manager.get("/site/kyiv-1").status_code == 200
     assert "/site/kyiv-1/ventilation" not in manager.get("/site/kyiv-1").get_data(as_text=True)
-    assert manager.post("/site/kyiv-1/ventilation", data={"mode": "off", "minutes": "30"}).status_code == 403
+    assert manager.post("/site/kyiv-1/ventilation", data={"level": "0", "minutes": "30"}).status_code == 403
     assert manager.post("/silences", data={"site": "kyiv-1", "hours": "1", "comment": "x"}).status_code == 403
     assert manager.post("/alerts/ack", data={"key": key, "serial": "1", "comment": "on it"}).status_code == 302
     assert manager.get("/staff").status_code == 403
@@ -159,7 +159,7 @@ def test_roles(hub):
     assert technician.get("/staff").status_code == 403
     admin = client_as(app, "admin")
     assert admin.get("/staff").status_code == 200
-    assert admin.post("/site/kyiv-1/ventilation", data={"mode": "off", "minutes": "30"}).status_code == 302
+    assert admin.post("/site/kyiv-1/ventilation", data={"level": "0", "minutes": "30"}).status_code == 302
     assert store.query_one("SELECT COUNT(*) FROM commands")[0] == 1
 
 
@@ -170,7 +170,7 @@ def test_posts_without_the_csrf_token_are_refused(hub):
     client = client_as(app, "technician")
     for path, data in (("/alerts/ack", {"key": key, "serial": "1", "comment": "x"}),
                        ("/silences", {"site": "kyiv-1", "hours": "1", "comment": "x"}),
-                       ("/site/kyiv-1/ventilation", {"mode": "off", "minutes": "5"}),
+                       ("/site/kyiv-1/ventilation", {"level": "0", "minutes": "5"}),
                        ("/site/kyiv-1/kiosk", {"on": "1", "reason": "x"}),
                        ("/logout", {}), ("/lang", {"lang": "en"})):
         response = client.post(path, data=data, csrf=False)
@@ -262,14 +262,14 @@ def test_commands_are_queued_and_their_results_shown(hub):
     app, store, staff = hub
     add_site(store, "kyiv-1")
     client = client_as(app, "technician")
-    assert client.post("/site/kyiv-1/ventilation", data={"mode": "demand", "minutes": "45"}).status_code == 302
+    assert client.post("/site/kyiv-1/ventilation", data={"level": "3", "minutes": "45"}).status_code == 302
     row = store.query_one("SELECT id, site, controller, action, args, requested_by, requested_at, expires_at, "
                           "sent_at FROM commands")
     command_id, site, controller, action, args, by, requested_at, expires_at, sent_at = row
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", command_id)
     technician_id = app.staff_ids["technician"]
     assert (site, controller, action, json.loads(args), by) == ("kyiv-1", "ventilation", "override",
-                                                                 {"mode": "demand", "minutes": 45},
+                                                                 {"level": 3, "minutes": 45},
                                                                  f"staff.{technician_id}")
     assert requested_at == NOW and expires_at > NOW and sent_at is None
     # what the hub's worker will publish from this row, the site's model takes
@@ -277,8 +277,8 @@ def test_commands_are_queued_and_their_results_shown(hub):
                    args=json.loads(args), by=by, ttl_s=int(expires_at - requested_at))
     page = client.get("/site/kyiv-1").get_data(as_text=True)
     assert "у черзі" in page and "Technician, 2026-11-30" in page
-    for bad in ({"mode": "boost", "minutes": "45"}, {"mode": "off", "minutes": "0"},
-                {"mode": "off", "minutes": "99999"}, {"mode": "off", "minutes": "4٥"}):
+    for bad in ({"level": "boost", "minutes": "45"}, {"level": "101", "minutes": "45"}, {"level": "1", "minutes": "0"},
+                {"level": "1", "minutes": "99999"}, {"level": "1", "minutes": "4٥"}, {"level": "٣", "minutes": "5"}):
         assert client.post("/site/kyiv-1/ventilation", data=bad).status_code in (302, 400)
     assert client.post("/site/kyiv-1/kiosk", data={"on": "1", "reason": ""}).status_code == 302
     assert client.post("/site/kyiv-1/kiosk", data={"on": "1", "reason": "a\u202eb"}).status_code == 302
@@ -512,7 +512,7 @@ def test_overview_ack_and_command_on_postgresql(pg_url, tmp_path):
         assert client.get("/alerts").status_code == 200
         client.post("/alerts/ack", data={"key": key, "serial": "1", "comment": "ok"})
         assert requests_of(store, "ack")[0][0] == "Technician"
-        client.post("/site/kyiv-1/ventilation", data={"mode": "off", "minutes": "10"})
+        client.post("/site/kyiv-1/ventilation", data={"level": "0", "minutes": "10"})
         assert store.query_one("SELECT controller FROM commands")[0] == "ventilation"
         assert client.get("/metrics").status_code == 200
     finally:

@@ -51,7 +51,7 @@ def hub_server(tmp_path):
                    (json.dumps({"site": "kyiv-1"}), NOW, NOW + 3600, NOW))
         tx.execute("INSERT INTO commands (id, site, controller, action, args, requested_by, requested_at, "
                    "expires_at, sent_at, result_ok, result_message, result_at) VALUES ('c1', 'kyiv-1', "
-                   "'ventilation', 'override', '{\"mode\": \"off\", \"minutes\": 30}', 'Technician', ?, ?, ?, 1, "
+                   "'ventilation', 'override', '{\"level\": 0, \"minutes\": 30}', 'Technician', ?, ?, ?, 1, "
                    "'ok', ?)", (NOW - 30, NOW + 270, NOW - 29, NOW - 28))
     server = BackgroundServer(app, host="127.0.0.1", port=0)
     server.store = store

@@ -70,7 +70,7 @@ def _routes(app):
 
 
 def test_fields_were_found():
-    assert {"comment", "serial", "key", "mode", "minutes", "on", "reason", "hours", "q", "sort", "days",
+    assert {"comment", "serial", "key", "level", "minutes", "on", "reason", "hours", "q", "sort", "days",
             "pin", "staff_id", "lang", "next", "site", "rule", "action", "name", "role"} <= set(FIELDS)
 
 
