@@ -50,6 +50,7 @@ _NOT_A_WORD = re.compile(r"[^a-z0-9_]+")
 # Device states that mean "not talking to us" (payments/health.py and payments/device_status.py).
 OFFLINE_STATES = frozenset({"offline", "error", "unknown", NOT_CONFIGURED})
 PAPER = {"ok": "ok", "near_end": "near_end", "out": "out"}   # anything else: "unknown"
+MAX_CASSETTE = 100000   # BillValidatorState's bound
 ANSWER_FIELDS = ("uuid", "tablet_id", "branch_id", "desk", "survey_id", "version", "main", "score", "scale",
                  "path", "nps", "comment", "lang", "counted", "flag", "review")
 
@@ -91,7 +92,7 @@ def device_fields(name: str, verdict, *, cassette_bills: int = 0, cassette_capac
     fields = {"online": verdict.configured and state not in OFFLINE_STATES, "state": state,
               "alerts": [] if verdict.ok or not verdict.configured else [state]}
     if name == "bill_validator":
-        capacity = max(1, int(cassette_capacity))
+        capacity = min(max(1, int(cassette_capacity)), MAX_CASSETTE)
         if cassette_bills > capacity:   # the count says more than the profile holds: say so, stay in bounds
             fields["alerts"] = [*fields["alerts"], "cassette_over_capacity"]
         fields.update(cassette_bills=min(max(0, int(cassette_bills)), capacity), cassette_capacity=capacity)
@@ -114,7 +115,11 @@ def devices():
     for name in topics.DEVICES:
         fields = device_fields(name, verdicts[name], cassette_bills=bills, cassette_capacity=capacity)
         # the models are the contract: a mapping that does not fit is our bug, caught here, not at the hub
-        topics.device_model(name).model_validate({**fields, "ts": datetime.now(timezone.utc)})
+        try:
+            topics.device_model(name).model_validate({**fields, "ts": datetime.now(timezone.utc)})
+        except ValidationError as exc:
+            log.error("device %s does not fit the hub's model: %s", name, exc)
+            abort(503, description=f"{name}: the kiosk's state does not fit the hub's model")
         result[name] = fields
     return jsonify({"devices": result})
 

@@ -19,10 +19,12 @@ import pytest
 from monitoring import topics
 from monitoring.agent import ensure_token, token_path
 from monitoring.kiosk_client import KioskClient, KioskUnavailable
+from payments.health import DeviceHealth, not_configured
 from tests.payments.helpers import make_app, wait_until
 from terminal import close_app
 from terminal.server import BackgroundServer
 from terminal.state import state
+from terminal.views.internal import device_fields
 
 
 def request(host: str, port: int, method: str, path: str, *, source: str = "127.0.0.1",
@@ -234,3 +236,25 @@ def test_the_client_refuses_a_bad_base_url_and_limits():
     for limit in (0, 501, True, "5"):
         with pytest.raises(ValueError):
             client.pending_answers(limit)
+
+
+@pytest.mark.parametrize("name,verdict,expected", [
+    ("bill_validator", DeviceHealth("bill_validator", True, False, "Drop Cassette-Full", {}),
+     {"online": True, "state": "drop_cassette_full", "alerts": ["drop_cassette_full", "cassette_over_capacity"],
+      "cassette_bills": 100000, "cassette_capacity": 100000}),
+    ("bill_validator", DeviceHealth("bill_validator", True, False, "offline", {}),
+     {"online": False, "state": "offline", "alerts": ["offline", "cassette_over_capacity"],
+      "cassette_bills": 100000, "cassette_capacity": 100000}),
+    ("printer", not_configured("printer"),
+     {"online": False, "state": "not_configured", "alerts": [], "paper": "unknown", "cover_open": False}),
+    ("printer", DeviceHealth("printer", True, True, "ready", {"paper": "near_end", "cover_open": False}),
+     {"online": True, "state": "ready", "alerts": [], "paper": "near_end", "cover_open": False}),
+    ("card_terminal", DeviceHealth("card_terminal", True, False, "", {}),
+     {"online": False, "state": "unknown", "alerts": ["unknown"]}),
+])
+def test_each_verdict_maps_onto_the_hub_model(name, verdict, expected):
+    """The mapping alone, for verdicts the simulators do not give on demand (a huge cassette count
+    is capped at the model's bound and says so)."""
+    fields = device_fields(name, verdict, cassette_bills=10 ** 7, cassette_capacity=10 ** 9)
+    assert fields == expected
+    topics.device_model(name)(ts=datetime.now(timezone.utc), **fields)
