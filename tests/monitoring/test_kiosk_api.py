@@ -12,9 +12,11 @@ import threading
 import time
 import uuid as uuidlib
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from monitoring import topics
 from monitoring.agent import ensure_token, token_path
@@ -258,3 +260,61 @@ def test_each_verdict_maps_onto_the_hub_model(name, verdict, expected):
     fields = device_fields(name, verdict, cassette_bills=10 ** 7, cassette_capacity=10 ** 9)
     assert fields == expected
     topics.device_model(name)(ts=datetime.now(timezone.utc), **fields)
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+              st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=20)
+# answers shaped like the kiosk's, with any values inside
+answer_shapes = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"devices": st.dictionaries(st.sampled_from(topics.DEVICES), json_values, max_size=3)}),
+    st.fixed_dictionaries({"answers": st.lists(st.dictionaries(st.sampled_from(sorted(topics.SurveyAnswer.model_fields)),
+                                                               json_values, max_size=6), max_size=3)}),
+    st.fixed_dictionaries({"marked": json_values}), st.fixed_dictionaries({"on": json_values}),
+    st.fixed_dictionaries({"ok": json_values, "message": json_values}), st.fixed_dictionaries({"error": json_values}))
+
+
+class _Canned(BaseHTTPRequestHandler):
+    status, body = 200, b"{}"
+
+    def _answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(type(self).status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(type(self).body)))
+        self.end_headers()
+        self.wfile.write(type(self).body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def canned_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(status=st.sampled_from([200, 200, 200, 400, 401, 404, 500, 503]), answer=answer_shapes,
+       raw=st.one_of(st.none(), st.binary(max_size=60)))
+def test_whatever_the_kiosk_answers_the_client_gives_a_result_or_kiosk_unavailable(canned_server, status, answer,
+                                                                                      raw):
+    _Canned.status, _Canned.body = status, raw if raw is not None else json.dumps(answer).encode()
+    client = KioskClient(f"http://127.0.0.1:{canned_server.server_address[1]}", "t" * 43, timeout=20)
+    for call in (client.devices, lambda: client.pending_answers(5), lambda: client.mark_forwarded([]),
+                 lambda: client.set_out_of_service(True, "maintenance", "hub.a"), client.out_of_service):
+        try:
+            result = call()
+        except KioskUnavailable:
+            continue
+        assert isinstance(result, (dict, list, int))
