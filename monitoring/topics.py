@@ -300,6 +300,11 @@ _TEXT_PAYLOADS = {"online": (ONLINE, OFFLINE), "bridge": ("1", "0")}
 _KIND_OF_MODEL = {model: kind for kind, model in _STATE_MODELS.items()} | {m: "device" for m in _DEVICE_MODELS.values()}
 _DEVICE_OF_MODEL = {model: name for name, model in _DEVICE_MODELS.items()}
 
+
+def device_model(name: str) -> type[Payload]:
+    """The payload model of the kiosk device ``name`` (one of DEVICES); KeyError otherwise."""
+    return _DEVICE_MODELS[name]
+
 # Filters other parts use: the hub's shared subscription, a site's own subtree, its commands.
 HUB_FILTER = "cnap/+/#"
 

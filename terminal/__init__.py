@@ -24,6 +24,7 @@ BLUEPRINTS = (
     "terminal.views.power",
     "terminal.views.pay",
     "terminal.views.survey",
+    "terminal.views.internal",
 )
 
 
@@ -72,7 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 # sets it needs a CORS preflight this app never grants), so no ambient credential exists for
 # CSRF to abuse, and the offline tablet cannot hold a cookie-bound token anyway. Exactly these
 # endpoints are exempt; a renamed or new one is protected (and a missing name fails loudly).
-CSRF_EXEMPT_ENDPOINTS = ("survey.api_answers", "survey.api_shift_start", "survey.api_shift_end")
+# The same holds for the monitoring agent's loopback API (terminal/views/internal.py): its bearer
+# token comes from a file on this machine, never from a browser.
+CSRF_EXEMPT_ENDPOINTS = ("survey.api_answers", "survey.api_shift_start", "survey.api_shift_end",
+                         "internal.survey_answers_forwarded", "internal.out_of_service_set")
 
 
 def _protect_from_csrf(app: Flask) -> None:

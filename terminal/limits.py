@@ -5,7 +5,8 @@ Listeners: ``terminal.server`` tags each request's WSGI environ with the socket 
 (``LISTENER_KEY``), never with anything the client sends (the Host header is the client's to
 choose). The desk tablets' listener reaches only the tablet area; the main listener serves
 everything to this machine (REMOTE_ADDR 127.0.0.1, ::1 or the listener's own address), all but
-the pay flow to ``SERVICE_NETWORKS``, and only the tablet area to anybody else.
+the pay flow and the internal API (``/internal/``: the local monitoring agent's, bearer token)
+to ``SERVICE_NETWORKS``, and only the tablet area to anybody else.
 """
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ RUNTIME_KEYS = (
 LISTENER_KEY = "cnap.listener"
 LISTENER_HOST_KEY = "cnap.listener_host"  # the address the listener is bound to
 KIOSK, TABLET = "kiosk", "tablet"
+PAY, INTERNAL = "pay", "internal"   # areas for this machine only
 
 # What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
 TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js", "i18n.js"})
 TABLET_PREFIXES = ("/tablet/", "/api/survey/")
+INTERNAL_PREFIX = "/internal/"
 
 _ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
@@ -151,7 +154,8 @@ def body_limit(max_bytes: int) -> Callable:
 
 # --- listeners and areas ---------------------------------------------------------------------------
 def area_of(path: str, rule=None, view_args=None) -> str:
-    """'tablet' (any listener, any client), 'pay' (this machine only) or 'kiosk' (the rest)."""
+    """'tablet' (any listener, any client), 'pay' and 'internal' (this machine only) or 'kiosk'
+    (the rest)."""
     target = rule.rule if rule is not None else path
     if target == "/tablet" or target.startswith(TABLET_PREFIXES):
         return TABLET
@@ -160,7 +164,9 @@ def area_of(path: str, rule=None, view_args=None) -> str:
     if rule is None and path.startswith("/static/") and path[len("/static/"):] in TABLET_STATIC_FILES:
         return TABLET
     if target == "/pay" or target.startswith("/pay/"):
-        return "pay"
+        return PAY
+    if target.startswith(INTERNAL_PREFIX) or path.startswith(INTERNAL_PREFIX):
+        return INTERNAL
     return KIOSK
 
 
@@ -193,7 +199,7 @@ def refusal(listener: str, area: str, remote_addr: str | None, networks=(),
         return 403
     if address in THIS_MACHINE or address == client_address(listener_host):
         return None
-    if area != "pay" and any(address in net for net in networks if net.version == address.version):
+    if area not in (PAY, INTERNAL) and any(address in net for net in networks if net.version == address.version):
         return None
     return 403
 

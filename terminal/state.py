@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # type names only: the areas import this module, not the reve
     from payments.till import Till
     from terminal.views.power import PaymentGate
     from terminal.catalogue.search import SearchIndex
+    from terminal.out_of_service import OutOfServiceSwitch
     from terminal.catalogue.store import Catalogue
     from terminal.staff import StaffStore
     from terminal.surveys.store import SurveyStore
@@ -55,6 +56,11 @@ class KioskState:
     surveys: SurveyStore | None = None
     # power: the UPS/ATS poller that gates new payments (None: not configured)
     power_gate: PaymentGate | None = None
+    # the hub's "out of service" switch (terminal/out_of_service.py)
+    out_of_service: OutOfServiceSwitch | None = None
+    # THE list of payment gates: each returns why no new payment may start now (text in the
+    # visitor's language) or None; the UPS gate and the out-of-service switch are on it
+    payment_gates: list[Callable[[], "str | None"]] = field(default_factory=list)
 
 
 def install(app: Flask) -> KioskState:
@@ -70,3 +76,13 @@ def state(app: Flask) -> KioskState:
 
 def current_state() -> KioskState:
     return current_app.extensions[EXTENSION_KEY]
+
+
+def payment_refusal() -> str | None:
+    """Why no new payment may start now (the first gate that refuses), or None. Payments in
+    flight are not asked: they finish and print."""
+    for gate in current_state().payment_gates:
+        refusal = gate()
+        if refusal:
+            return refusal
+    return None

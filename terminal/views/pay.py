@@ -23,9 +23,8 @@ from payments.money import format_uah
 from payments.taxid import Payer, collect_errors, mask_payer
 from payments.till import Busy, Unavailable, mask_voucher_code
 from terminal import i18n
-from terminal.state import current_state, state
+from terminal.state import current_state, payment_refusal, state
 from terminal.limits import ascii_int
-from terminal.views.power import payment_refusal
 from terminal.views.service import audit, register_section, require_role
 
 bp = Blueprint("pay", __name__)

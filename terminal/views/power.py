@@ -3,7 +3,8 @@ facility/power's client code — never through the agent, which is a separate pr
 down — and keeps the latest assessment. It gates new payments and stops the kiosk in order.
 
 - runtime on battery under POWER_RUNTIME_MARGIN_S (or a silent UPS last seen on battery): no
-  new payment starts (pay.py asks :func:`payment_refusal` where a payment starts; the screen
+  new payment starts (the gate is on ``KioskState.payment_gates``, which pay.py asks through
+  ``terminal.state.payment_refusal`` where a payment starts; the screen
   says why); payments in flight go on to their receipt.
 - low battery or FSD: the kiosk is stopped through `cnap kiosk`'s own stop path
   (``state(app).kiosk_stop``), which closes the web server, the devices and the journal.
@@ -20,7 +21,7 @@ from flask import Blueprint, Flask
 from facility.power import PowerMonitor
 from facility.power.policy import Assessment
 from terminal import i18n
-from terminal.state import current_state, state
+from terminal.state import state
 
 log = logging.getLogger("cnap.power")
 
@@ -112,11 +113,7 @@ def init_app(app: Flask) -> None:
         return
     gate = PaymentGate(app, monitor, float(app.config["POWER_POLL_S"]))
     kiosk_state.power_gate = gate
+    kiosk_state.payment_gates.append(gate.refusal)
     kiosk_state.health["power"] = gate.health
     kiosk_state.closers.append(gate.close)
 
-
-def payment_refusal() -> str | None:
-    """Why no new payment may start now (text in the visitor's language), or None."""
-    gate = current_state().power_gate
-    return gate.refusal() if gate is not None else None

@@ -101,16 +101,17 @@ class Broker:
 
 
 class Client:
-    """paho-mqtt 2.x over MQTT 5, made synchronous: each call waits for the broker's answer and
-    returns its reason code(s)."""
+    """paho-mqtt 2.x over MQTT 5 (or ``protocol=mqtt.MQTTv311``, for the embedded broker), made
+    synchronous: each call waits for the broker's answer and returns its reason code(s)."""
 
     def __init__(self, port: int, username: str | None = None, password: str | None = None, *,
-                 ca_file: Path | None = None, client_id: str = "", will: tuple[str, bytes] | None = None):
+                 ca_file: Path | None = None, client_id: str = "", will: tuple[str, bytes] | None = None,
+                 protocol: int = mqtt.MQTTv5):
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._answers: dict[tuple[str, int], queue.Queue] = {}
         self._lock = threading.Lock()
         self.connack: queue.Queue = queue.Queue()
-        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         self.mqtt.reconnect_delay_set(0.05, 0.5)   # a refused client's thread stops quickly on close()
         if username is not None:
             self.mqtt.username_pw_set(username, password)

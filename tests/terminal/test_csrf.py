@@ -100,15 +100,17 @@ def test_a_token_does_not_outlive_the_visitor_reset(app):
     assert client.post("/prefs", data={"action": "larger", "csrf_token": token}).status_code == 400
 
 
-def test_only_the_tablet_api_is_exempt_and_it_needs_the_device_token(app):
+def test_only_the_bearer_token_apis_are_exempt_and_they_need_the_token(app):
     exempt = {endpoint for endpoint, _, _ in state_changing_routes(app)
               if endpoint in CSRF_EXEMPT_ENDPOINTS}
-    assert exempt == {"survey.api_answers", "survey.api_shift_start", "survey.api_shift_end"}
-    assert all(endpoint.startswith("survey.api_") for endpoint in exempt)
+    assert exempt == {"survey.api_answers", "survey.api_shift_start", "survey.api_shift_end",
+                      "internal.survey_answers_forwarded", "internal.out_of_service_set"}
+    assert all(endpoint.startswith(("survey.api_", "internal.")) for endpoint in exempt)
     client = plain_client(app)
     for endpoint, method, path in state_changing_routes(app):
         if endpoint in exempt:
-            # No cookie or form token helps here: without the tablet's bearer token, no entry.
+            # No cookie or form token helps here: without the tablet's (or the agent's) bearer
+            # token, no entry.
             assert client.open(path, method=method, json={"pin": "000000"}).status_code in (401, 403), endpoint
 
 

@@ -1,7 +1,8 @@
 """No input gives a 500: every route of the app (every rule, every method) gets arbitrary text in
 its path segments, query, form fields, files and JSON bodies — Unicode digits and superscripts,
 bidi and other format characters, NUL, huge strings, deep JSON — anonymously, as a logged-in
-admin (with a valid CSRF token, so requests reach the view code) and as a registered tablet.
+admin (with a valid CSRF token, so requests reach the view code), as a registered tablet and as
+the local monitoring agent (its bearer token).
 
 Routes and field names are read from the app and its templates at collection time, so a new
 route or a new form field is fuzzed without anyone listing it here."""
@@ -22,6 +23,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import terminal
+from monitoring.agent import ensure_token, token_path
 from terminal import close_app, create_app
 from tests.terminal.limits_helpers import csrf_token, log_in_admin, register_tablet
 from terminal.state import state
@@ -104,8 +106,10 @@ def _collect():
 
 ROUTES, REAL_IDS = _collect()
 FIELDS = _field_names()
-# Keys the survey API reads from its JSON bodies (answers, batches, shift starts).
-JSON_KEYS = sorted({key for path in (SOURCE / "surveys" / "store.py", SOURCE / "views" / "survey.py")
+# Keys the survey API and the agent's API read from their JSON bodies (answers, batches, shift
+# starts, forwarded UUIDs, the out-of-service switch).
+JSON_KEYS = sorted({key for path in (SOURCE / "surveys" / "store.py", SOURCE / "views" / "survey.py",
+                                     SOURCE / "views" / "internal.py")
                     for key in re.findall(r"""\bget\(\s*["']([a-z_]+)["']""", path.read_text())})
 
 NUMBERS = ["0", "1", "2", "5", "-1", "00", "+1", " 1", "1 ", "1.5", "1e3", "1_0", "0x1f", "9" * 19, "9" * 30,
@@ -186,6 +190,7 @@ def test_no_input_gives_a_server_error(fuzz_app, rule, method, names):
     app = fuzz_app
     fields = fields_for(names)
     _, tablet_token = register_tablet(app)
+    agent_token = ensure_token(token_path(app.config))
 
     @settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -193,12 +198,14 @@ def test_no_input_gives_a_server_error(fuzz_app, rule, method, names):
     @given(data=st.data())
     def one_request(data):
         client = FlaskClient(app, app.response_class, use_cookies=True)
-        who = data.draw(st.sampled_from(["staff", "staff", "anonymous", "tablet"]), label="who")
+        who = data.draw(st.sampled_from(["staff", "staff", "anonymous", "tablet", "agent"]), label="who")
         headers = {}
         if who == "staff":
             log_in_admin(client)
         if who == "tablet":
             headers["Authorization"] = f"Bearer {tablet_token}"
+        if who == "agent":
+            headers["Authorization"] = f"Bearer {agent_token}"
         path = build_path(rule, data.draw)
         query = data.draw(fields, label="query")
         kwargs = {"query_string": query, "headers": headers}
@@ -263,11 +270,13 @@ def test_each_parameter_with_each_troublesome_value(fuzz_app, rule, method, name
     cases = [("path", name, value) for _, name in _segments(rule) for value in TROUBLE]
     cases += [("field", name, value) for name in names for value in TROUBLE]
     client = FlaskClient(app, app.response_class, use_cookies=True)
+    # the agent's API answers its bearer token only: with it, the values reach the view code
+    agent = {"Authorization": f"Bearer {ensure_token(token_path(app.config))}"} if rule.startswith("/internal/") else {}
     for where, name, value in cases:
         log_in_admin(client)
         token = csrf_token(client, "/service/login") if method != "GET" else None
         path = _path_with(rule, {name: value} if where == "path" else {})
-        kwargs = {}
+        kwargs = {"headers": agent}
         if where == "field":
             kwargs["query_string"] = {name: value}
             if method != "GET":
