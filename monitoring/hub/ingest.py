@@ -208,7 +208,7 @@ class Ingest:
         future_limit = now + topics.MAX_FUTURE_SKEW_S
 
         # Entities: compare with what is stored and with earlier messages of this batch.
-        known = self._stored_sent_at(tx, sorted({p.message.site for p in states}))
+        known = self._stored_sent_at(tx, sorted({(p.message.site, entity_name(p.message)) for p in states}))
         latest: dict[tuple[str, str], tuple[float, _Parsed]] = {}
         samples: list[tuple] = []
         for p in states:
@@ -272,16 +272,14 @@ class Ingest:
         # PostgreSQL take row locks in the same order and cannot deadlock each other.
         site_names = sorted(sites)
         tx.executemany(
-            "INSERT INTO sites (site, status, first_seen, last_seen) VALUES (?, 'unknown', ?, ?) "
+            "INSERT INTO sites (site, status, first_seen, last_seen, skew_s) VALUES (?, 'unknown', ?, ?, ?) "
             "ON CONFLICT (site) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > sites.last_seen "
-            "THEN excluded.last_seen ELSE sites.last_seen END",
-            [(name, now, now) for name in site_names])
+            "THEN excluded.last_seen ELSE sites.last_seen END, skew_s = COALESCE(excluded.skew_s, sites.skew_s)",
+            [(name, now, now, sites[name].get("skew_s")) for name in site_names])
         tx.executemany("UPDATE sites SET status = ?, status_at = ? WHERE site = ? AND (status_at IS NULL OR status_at <= ?)",
                        [(sites[n]["status"], now, n, now) for n in site_names if "status" in sites[n]])
         tx.executemany("UPDATE sites SET bridge = ? WHERE site = ?",
                        [(sites[n]["bridge"], n) for n in site_names if "bridge" in sites[n]])
-        tx.executemany("UPDATE sites SET skew_s = ? WHERE site = ?",
-                       [(sites[n]["skew_s"], n) for n in site_names if "skew_s" in sites[n]])
         tx.executemany(
             "INSERT INTO entities (site, entity, kind, payload, sent_at, received_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (site, entity) DO UPDATE SET kind = excluded.kind, payload = excluded.payload, "
@@ -303,12 +301,16 @@ class Ingest:
             if top and top[0] is not None and top[0] > self.dropped_keep:
                 tx.execute("DELETE FROM dropped WHERE id <= ?", (top[0] - self.dropped_keep,))
 
-    def _stored_sent_at(self, tx, sites: list[str]) -> dict[tuple[str, str], float | None]:
+    def _stored_sent_at(self, tx, keys: list[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
+        """The stored ``ts`` of these (site, entity) rows: primary-key lookups, not whole sites."""
         known: dict[tuple[str, str], float | None] = {}
-        for start in range(0, len(sites), _IN_CHUNK):
-            chunk = sites[start:start + _IN_CHUNK]
-            rows = tx.execute(f"SELECT site, entity, sent_at FROM entities WHERE site IN ({','.join('?' * len(chunk))})",
-                              chunk).fetchall()
+        for start in range(0, len(keys), _IN_CHUNK // 2):
+            chunk = keys[start:start + _IN_CHUNK // 2]
+            # A join with the keys (not `(site, entity) IN (VALUES …)`, which SQLite runs as a scan).
+            rows = tx.execute(f"WITH wanted (site, entity) AS (VALUES {','.join(['(?, ?)'] * len(chunk))}) "
+                              "SELECT e.site, e.entity, e.sent_at FROM wanted JOIN entities e "
+                              "ON e.site = wanted.site AND e.entity = wanted.entity",
+                              [value for key in chunk for value in key]).fetchall()
             known.update({(site, entity): sent_at for site, entity, sent_at in rows})
         return known
 
