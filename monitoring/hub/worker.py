@@ -8,7 +8,14 @@ store, and send the staff's commands back down.
 
 Each worker subscribes to the shared subscription ``$share/<group>/cnap/+/#`` (QoS 1, MQTT 5):
 the broker hands each message to one member of the group, so workers on one or several machines
-split the stream. The group is ``hub`` by default because that is the one the hub account may
+split the stream. Retained states (each site's current state, and the leftovers of sites long
+gone, which ingest drops as ``retained_old``): Mosquitto 2.0 sends them to every new member of a
+shared subscription, so each worker gets them at (re)connect and ingest stores them once. MQTT 5
+itself says a shared subscription gets none; on a broker that follows it, start a worker (the
+first of a pool) with ``retained_snapshot=True``: after each connect it also subscribes to
+``cnap/+/#`` plainly, takes the retained messages, ignores the live copies that subscription
+brings (told apart by an MQTT 5 subscription identifier), and unsubscribes once the burst is over.
+The group is ``hub`` by default because that is the one the hub account may
 read (monitoring/brokerconf.py writes ``topic read $share/hub/cnap/+/#`` into the ACL).
 
 Delivery is at least once into the store: messages are acknowledged (manual PUBACK) only after
@@ -36,6 +43,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from monitoring import topics
 from monitoring.hub.db import open_store
@@ -48,6 +56,9 @@ QUEUE_MAX = 20000                 # received, not yet stored; the broker holds t
 RECEIVE_MAXIMUM = 2000            # unacknowledged messages the broker may send us at once
 COMMANDS_PER_ROUND = 100
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
+SNAPSHOT_ID = 7                   # subscription identifier of the retained-state snapshot
+SNAPSHOT_QUIET_S = 2.0            # the snapshot ends when no retained message came for this long
+SNAPSHOT_MAX_S = 120.0
 
 
 def subscription(group: str = DEFAULT_GROUP) -> str:
@@ -59,11 +70,15 @@ class IngestWorker:
                  password: str | None = None, ca_file: str | None = None, group: str = DEFAULT_GROUP,
                  client_id: str = "hub-ingest", batch_max: int = 500, batch_wait_s: float = 0.05,
                  commands_every_s: float = 1.0, keepalive_s: int = 30, reconnect_max_s: float = BACKOFF_MAX_S,
-                 clock: Callable[[], float] = time.time, ingest_options: dict[str, Any] | None = None) -> None:
+                 retained_snapshot: bool = False, clock: Callable[[], float] = time.time,
+                 ingest_options: dict[str, Any] | None = None) -> None:
         self.host, self.port, self.group, self.client_id = host, port, group, client_id
         self.batch_max, self.batch_wait_s = max(1, batch_max), batch_wait_s
         self.commands_every_s, self.keepalive_s = commands_every_s, keepalive_s
         self.clock = clock
+        self.retained_snapshot = retained_snapshot
+        self._snapshot_since: float | None = None    # monotonic time of the snapshot's last activity
+        self._snapshot_started = 0.0
         self.store = open_store(store_url)
         self.ingest = Ingest(self.store, clock=clock, **(ingest_options or {}))
         self.queue: queue.Queue = queue.Queue(QUEUE_MAX)
@@ -75,7 +90,7 @@ class IngestWorker:
         self._counters: dict[str, Any] = {
             "messages": 0, "stored": 0, "duplicates": 0, "stale": 0, "ignored": 0, "dropped": {},
             "batches": 0, "batch_seconds_sum": 0.0, "batch_seconds_max": 0.0, "store_errors": 0,
-            "commands_sent": 0, "connects": 0}
+            "commands_sent": 0, "connects": 0, "retained": 0}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                   manual_ack=True)
         if username is not None:
@@ -132,6 +147,11 @@ class IngestWorker:
         with self._lock:
             self._counters["connects"] += 1
         client.subscribe(subscription(self.group), qos=1)
+        if self.retained_snapshot:
+            properties = Properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = SNAPSHOT_ID
+            self._snapshot_started = self._snapshot_since = time.monotonic()
+            client.subscribe(topics.HUB_FILTER, options=SubscribeOptions(qos=1), properties=properties)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if reason_codes and not reason_codes[0].is_failure:
@@ -145,6 +165,15 @@ class IngestWorker:
         self.subscribed.clear()
 
     def _on_message(self, client, userdata, message) -> None:
+        ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
+        if SNAPSHOT_ID in ids:
+            if not message.retain:   # a live copy: the shared subscription brings it to one worker
+                with contextlib.suppress(Exception):
+                    client.ack(message.mid, message.qos)
+                return
+            self._snapshot_since = time.monotonic()
+            with self._lock:
+                self._counters["retained"] += 1
         try:
             topic_name: Any = message.topic
         except UnicodeDecodeError:   # the broker should refuse such a topic; ingest drops it anyway
@@ -163,12 +192,21 @@ class IngestWorker:
                 self._store_batch(batch)
             elif self._stopping.is_set():
                 return
+            self._maybe_end_snapshot()
             if self.commands_every_s and time.monotonic() >= next_commands and not self._stopping.is_set():
                 next_commands = time.monotonic() + self.commands_every_s
                 try:
                     self.send_pending_commands()
                 except Exception:
                     log.exception("hub ingest %s: sending commands failed", self.client_id)
+
+    def _maybe_end_snapshot(self) -> None:
+        since = self._snapshot_since
+        now = time.monotonic()
+        if since is not None and (now - since > SNAPSHOT_QUIET_S or now - self._snapshot_started > SNAPSHOT_MAX_S):
+            self._snapshot_since = None
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe(topics.HUB_FILTER)
 
     def _take_batch(self) -> list[tuple]:
         try:
@@ -281,11 +319,13 @@ class WorkerPool:
         self._stop = context.Event()
         self._latest: dict[str, dict[str, Any]] = {}
         prefix = options.pop("client_id", "hub-ingest")
+        snapshot = options.pop("retained_snapshot", False)
         self.client_ids = [f"{prefix}-{index}" for index in range(n)]
-        self.processes = [
+        self.processes = [   # one retained snapshot is enough: the first worker takes it
             context.Process(target=_worker_process, name=client_id, daemon=True,
-                            args=(options | {"client_id": client_id}, self._stats, self._stop, report_every_s))
-            for client_id in self.client_ids]
+                            args=(options | {"client_id": client_id, "retained_snapshot": snapshot and index == 0},
+                                  self._stats, self._stop, report_every_s))
+            for index, client_id in enumerate(self.client_ids)]
         for process in self.processes:
             process.start()
 

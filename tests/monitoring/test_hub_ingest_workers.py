@@ -142,3 +142,44 @@ def test_a_pending_command_goes_to_its_site_and_its_result_comes_back(central, s
         store.close()
         site.close()
         worker.stop()
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["mosquitto-shared", "plain-snapshot"])
+def test_a_starting_worker_takes_the_retained_states_and_drops_long_gone_sites(central, tmp_path, snapshot):
+    site = connected(central, "kyiv-1")
+    now = time.time()
+    fresh = t.outgoing("kyiv-1", t.UplinkState(ts=datetime.fromtimestamp(now - 60, timezone.utc), available=True,
+                                               state="ok", up=True, active=True), "snapshot")
+    gone = t.outgoing("kyiv-1", t.UplinkState(ts=datetime.fromtimestamp(now - 30 * 86400, timezone.utc),
+                                              available=False, state="down", up=False, active=False), "old-isp")
+    store_url = f"sqlite:///{tmp_path}/hub.db"
+    worker = None
+    try:
+        for out in (fresh, gone):   # retained before the hub runs
+            assert site.publish(out.topic, out.payload, retain=True) in (0, 16)   # 16: no subscriber yet
+        worker = IngestWorker(client_id=f"hub-snap-{uuid.uuid4().hex[:6]}", retained_snapshot=snapshot,
+                              **hub_options(central, store_url)).start()
+        store = open_store(store_url)
+        try:
+            wait_until(lambda: store.query("SELECT sent_at FROM entities WHERE site = 'kyiv-1' AND entity = ?",
+                                           ("uplink/snapshot",)), what="the retained state stored")
+            wait_until(lambda: store.query("SELECT reason FROM dropped WHERE topic = ?", (gone.topic,)),
+                       what="the old retained state dropped")
+            assert {r for (r,) in store.query("SELECT reason FROM dropped WHERE topic = ?", (gone.topic,))} == \
+                {"retained_old"}
+            assert store.query("SELECT count(*) FROM entities WHERE entity = 'uplink/old-isp'") == [(0,)]
+            # A live state afterwards replaces it.
+            live_at = time.time()
+            live = t.outgoing("kyiv-1", t.UplinkState(ts=datetime.fromtimestamp(live_at, timezone.utc),
+                                                      available=True, state="ok", up=True, active=True), "snapshot")
+            assert site.publish(live.topic, live.payload, retain=True) == 0
+            wait_until(lambda: store.query("SELECT sent_at FROM entities WHERE entity = 'uplink/snapshot'")
+                       == [(pytest.approx(live_at, abs=1e-3),)], what="the live state applied")
+        finally:
+            store.close()
+    finally:
+        for out in (fresh, gone):
+            site.publish(out.topic, b"", retain=True)   # clear them for the other tests
+        site.close()
+        if worker is not None:
+            worker.stop()
