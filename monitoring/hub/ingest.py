@@ -6,7 +6,8 @@
 Everything a broker may deliver goes through ``topics.parse``; what it refuses lands in
 ``dropped`` with the parser's reason. The rest is written to the tables of ``schema.py``:
 
-- ``sites``: created by the first stored message of a site; ``status`` from ``cnap/<site>/online``,
+- ``sites``: created by the first stored message of a site; ``last_seen`` rewritten at most every
+  ``SITE_TOUCH_S`` (each worker remembers what it wrote); ``status`` from ``cnap/<site>/online``,
   ``bridge`` ('up'/'down') from ``cnap/<site>/bridge``, ``skew_s`` = the agent's ``ts`` minus the
   hub's clock on live (not retained) state messages.
 - ``entities``: the latest state per site and entity ('ventilation', 'air', 'power',
@@ -44,6 +45,9 @@ STATE_KINDS = ("ventilation", "air", "power", "uplink", "device")
 MAX_BATCH = 5000                 # a caller's larger batch is split: one transaction stays short
 MAX_DROPPED_TOPIC_CHARS = 160
 SWEEP_EVERY_S = 300.0
+SITE_TOUCH_S = 5.0               # a site's last_seen is rewritten at most this often …
+SKEW_CHANGE_S = 1.0              # … unless its skew moved by more than this (or its status changed)
+SITE_CACHE_MAX = 200000
 _IN_CHUNK = 400                  # parameters per IN (…) list, far below both engines' limits
 
 
@@ -134,6 +138,9 @@ class Ingest:
         self.dropped_keep = max(1, int(dropped_keep))
         self.samples_max_age_s = samples_max_age_s
         self._next_sweep = 0.0
+        # site -> (when its row was last written, the skew written): most messages then need no
+        # sites write at all (a site sends ~30 states per period).
+        self._site_written: dict[str, tuple[float, float | None]] = {}
         if ensure_schema:
             schema.ensure(store)
 
@@ -164,12 +171,15 @@ class Ingest:
             try:
                 outcome = BatchResult(dropped=dict(result.dropped), ignored=result.ignored)
                 with self.store.transaction() as tx:
-                    self._write(tx, accepted, now, outcome, list(dropped_rows))
+                    written = self._write(tx, accepted, now, outcome, list(dropped_rows))
                 break
             except Exception as exc:   # deadlock or serialization failure between two workers: retry
                 if attempt == 2 or not _retryable(exc):
                     raise
                 log.info("ingest batch retried after %s", type(exc).__name__)
+        if len(self._site_written) > SITE_CACHE_MAX:
+            self._site_written.clear()
+        self._site_written.update(written)   # only once committed
         self._maybe_sweep(now)
         return outcome
 
@@ -200,7 +210,8 @@ class Ingest:
             return None
         return _Parsed(message, retained, sent_at)
 
-    def _write(self, tx, accepted: list[_Parsed], now: float, result: BatchResult, dropped_rows: list[tuple]) -> None:
+    def _write(self, tx, accepted: list[_Parsed], now: float, result: BatchResult,
+               dropped_rows: list[tuple]) -> dict[str, tuple[float, float | None]]:
         sites: dict[str, dict[str, Any]] = {}
         states = [p for p in accepted if p.message.kind in STATE_KINDS]
         answers = [p for p in accepted if p.message.kind == "survey"]
@@ -270,7 +281,7 @@ class Ingest:
 
         # Writes in a fixed order (sites, then entities, each sorted) so that two workers' batches on
         # PostgreSQL take row locks in the same order and cannot deadlock each other.
-        site_names = sorted(sites)
+        site_names = sorted(name for name, change in sites.items() if self._needs_write(name, change, now))
         tx.executemany(
             "INSERT INTO sites (site, status, first_seen, last_seen, skew_s) VALUES (?, 'unknown', ?, ?, ?) "
             "ON CONFLICT (site) DO UPDATE SET last_seen = CASE WHEN excluded.last_seen > sites.last_seen "
@@ -300,6 +311,17 @@ class Ingest:
             top = tx.execute("SELECT max(id) FROM dropped").fetchone()
             if top and top[0] is not None and top[0] > self.dropped_keep:
                 tx.execute("DELETE FROM dropped WHERE id <= ?", (top[0] - self.dropped_keep,))
+        return {name: (now, sites[name].get("skew_s", self._site_written.get(name, (0, None))[1]))
+                for name in site_names}
+
+    def _needs_write(self, site: str, change: dict[str, Any], now: float) -> bool:
+        if "status" in change or "bridge" in change or site not in self._site_written:
+            return True
+        written_at, skew = self._site_written[site]
+        if now - written_at >= SITE_TOUCH_S or now < written_at:
+            return True
+        new_skew = change.get("skew_s")
+        return new_skew is not None and (skew is None or abs(new_skew - skew) > SKEW_CHANGE_S)
 
     def _stored_sent_at(self, tx, keys: list[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
         """The stored ``ts`` of these (site, entity) rows: primary-key lookups, not whole sites."""

@@ -379,3 +379,41 @@ def run_workers(n: int, **options: Any) -> WorkerPool:
 
 
 __all__ = ["IngestWorker", "WorkerPool", "run_workers", "subscription", "DEFAULT_GROUP"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m monitoring.hub.worker --store URL [--workers N] …``: runs the ingest until
+    interrupted. The MQTT password comes from $CNAP_HUB_MQTT_PASSWORD (never the command line,
+    which ps shows)."""
+    import argparse
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m monitoring.hub.worker", description="The hub's MQTT ingest.")
+    parser.add_argument("--store", required=True, help="sqlite:///path or postgresql://…")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--username", default=None, help="the hub account, e.g. hub.central")
+    parser.add_argument("--ca-file", default=None, help="CA certificate: connect with TLS")
+    parser.add_argument("--group", default=DEFAULT_GROUP)
+    parser.add_argument("--client-id", default="hub-ingest")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pool = run_workers(args.workers, store_url=args.store, host=args.host, port=args.port, username=args.username,
+                       password=os.environ.get("CNAP_HUB_MQTT_PASSWORD"), ca_file=args.ca_file, group=args.group,
+                       client_id=args.client_id)
+    try:
+        while not stop.wait(1.0) and pool.alive():
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pool.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
