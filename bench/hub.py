@@ -11,8 +11,8 @@ evenly, from several publisher processes; each payload's ``ts`` is its publish t
 - msgs_per_s: states the hub stored (``Ingest`` applied them) per second of the run;
 - raw_sub_msgs_per_s: messages ``mosquitto_sub`` received per second in the same run;
 - ratio: msgs_per_s / raw_sub_msgs_per_s;
-- staleness_p99_ms: p99 of (the row's received_at − the payload's ts), i.e. publish → stored,
-  read by polling ``entities`` (the hub's clock and the publishers' are the same machine's);
+- staleness_p99_ms: p99 of publish → stored: the worker's commit time minus the payload's ts, for
+  every state applied (the workers' lag histogram, 10 % buckets; one machine, one clock);
 - agent_rss_mb, agent_cpu_pct: nan here (the agent's own benchmark reports them).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitoring import topics  # noqa: E402
 from monitoring.hub.db import open_store  # noqa: E402
-from monitoring.hub.worker import run_workers  # noqa: E402
+from monitoring.hub.worker import lag_quantile_ms, merged_lag_counts, run_workers  # noqa: E402
 from tests.monitoring.mqtt import Broker  # noqa: E402
 
 ENTITIES_PER_SITE = 30
@@ -129,45 +129,6 @@ class RawSubscriber:
         self.process.wait(10)
 
 
-class StalenessPoller:
-    """Reads the rows stored since the last look: received_at − sent_at of each."""
-
-    def __init__(self, store_url: str, every_s: float = 1.0) -> None:
-        self.store = open_store(store_url)
-        self.lags: list[float] = []
-        self.every_s = every_s
-        self._stop = threading.Event()
-        self._mark = 0.0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.poll()
-
-    def poll(self) -> None:
-        try:
-            rows = self.store.query("SELECT received_at, sent_at FROM entities WHERE received_at > ?", (self._mark,))
-        except Exception:
-            return
-        for received_at, sent_at in rows:
-            self.lags.append(received_at - sent_at)
-            self._mark = max(self._mark, received_at)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(10)
-        self.poll()
-        self.store.close()
-
-
-def p99(values: list[float]) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(math.ceil(0.99 * len(ordered))) - 1)]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -182,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     store_url = args.store or f"sqlite:///{tmp}/hub.db"
     open_store(store_url).close()
     broker = Broker("bench-hub", broker_conf, {"hub.bench": "unused"})   # the helper wants one account
-    pool = raw = poller = None
+    pool = raw = None
     try:
         from monitoring.hub import schema
         with open_store(store_url) as store:
@@ -195,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("the ingest workers did not subscribe")
             time.sleep(0.1)
         raw = RawSubscriber(broker.local_port)
-        poller = StalenessPoller(store_url)
 
         context = multiprocessing.get_context("spawn")
         counts = context.Queue()
@@ -220,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
             process.join(30)
         final = pool.stop()
         pool = None
-        poller.stop()
         elapsed = t1 - t0
         msgs_per_s = (stored_1 - stored_0) / elapsed
         raw_per_s = (raw_1 - raw_0) / elapsed
@@ -235,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
               f"store={'postgresql' if store_url.startswith('postgres') else 'sqlite'}")
         print(f"sites={args.sites} entities={args.sites * ENTITIES_PER_SITE} msgs_per_s={msgs_per_s:.0f} "
               f"raw_sub_msgs_per_s={raw_per_s:.0f} ratio={msgs_per_s / raw_per_s if raw_per_s else math.nan:.2f} "
-              f"staleness_p99_ms={1000 * p99(poller.lags):.0f} agent_rss_mb=nan agent_cpu_pct=nan")
+              f"staleness_p99_ms={lag_quantile_ms(merged_lag_counts(final), 0.99):.0f} agent_rss_mb=nan agent_cpu_pct=nan")
         return 0
     finally:
         if pool is not None:

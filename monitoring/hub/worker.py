@@ -29,6 +29,7 @@ expired), claiming each row first so that two workers never send one command twi
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import logging
@@ -56,6 +57,9 @@ QUEUE_MAX = 20000                 # received, not yet stored; the broker holds t
 RECEIVE_MAXIMUM = 2000            # unacknowledged messages the broker may send us at once
 COMMANDS_PER_ROUND = 100
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
+# Ingest lag (the agent's ts of a live state -> the hub's commit) in buckets 10 % apart, 1 ms..~7 min:
+# small enough to report every half second, fine enough for a p99.
+LAG_BUCKETS_MS = tuple(round(1.1 ** n, 3) for n in range(136))
 SNAPSHOT_ID = 7                   # subscription identifier of the retained-state snapshot
 SNAPSHOT_QUIET_S = 2.0            # the snapshot ends when no retained message came for this long
 SNAPSHOT_MAX_S = 120.0
@@ -90,7 +94,8 @@ class IngestWorker:
         self._counters: dict[str, Any] = {
             "messages": 0, "stored": 0, "duplicates": 0, "stale": 0, "ignored": 0, "dropped": {},
             "batches": 0, "batch_seconds_sum": 0.0, "batch_seconds_max": 0.0, "store_errors": 0,
-            "commands_sent": 0, "connects": 0, "retained": 0}
+            "commands_sent": 0, "connects": 0, "retained": 0,
+            "lag_ms_counts": [0] * (len(LAG_BUCKETS_MS) + 1)}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                   manual_ack=True)
         if username is not None:
@@ -133,6 +138,7 @@ class IngestWorker:
         with self._lock:
             snapshot = dict(self._counters)
             snapshot["dropped"] = dict(self._counters["dropped"])
+            snapshot["lag_ms_counts"] = list(self._counters["lag_ms_counts"])
         snapshot["queued"] = self.queue.qsize()
         snapshot["connected"] = self.connected.is_set()
         snapshot["subscribed"] = self.subscribed.is_set()
@@ -242,13 +248,15 @@ class IngestWorker:
                 time.sleep(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
         elapsed = time.monotonic() - started
+        committed_at = float(self.clock())
         for *_, mid, qos in batch:
             if qos > 0:
                 with contextlib.suppress(Exception):
                     self.client.ack(mid, qos)
-        self._count(result, elapsed)
+        self._count(result, elapsed, committed_at)
 
-    def _count(self, result: BatchResult, elapsed: float) -> None:
+    def _count(self, result: BatchResult, elapsed: float, committed_at: float) -> None:
+        lags = [bisect.bisect_left(LAG_BUCKETS_MS, max(0.0, 1000 * (committed_at - sent_at))) for sent_at in result.sent_ats]
         with self._lock:
             c = self._counters
             for name in ("stored", "duplicates", "stale", "ignored"):
@@ -258,6 +266,8 @@ class IngestWorker:
             c["batches"] += 1
             c["batch_seconds_sum"] += elapsed
             c["batch_seconds_max"] = max(c["batch_seconds_max"], elapsed)
+            for bucket in lags:
+                c["lag_ms_counts"][bucket] += 1
 
     # --- commands, hub → site -------------------------------------------------------------------
     def send_pending_commands(self) -> int:
@@ -308,6 +318,27 @@ def _worker_process(options: dict[str, Any], stats: Any, stop: Any, report_every
     finally:
         worker.stop()
         stats.put((options["client_id"], worker.counters() | {"stopped": True}))
+
+
+def lag_quantile_ms(counts: list[int], quantile: float) -> float:
+    """The upper bound of the bucket holding ``quantile`` of the lags counted (nan when none)."""
+    total = sum(counts)
+    if not total:
+        return float("nan")
+    rank, seen = quantile * total, 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return LAG_BUCKETS_MS[index] if index < len(LAG_BUCKETS_MS) else float("inf")
+    return float("inf")
+
+
+def merged_lag_counts(snapshots: dict[str, dict[str, Any]]) -> list[int]:
+    merged = [0] * (len(LAG_BUCKETS_MS) + 1)
+    for counters in snapshots.values():
+        for index, count in enumerate(counters.get("lag_ms_counts", ())):
+            merged[index] += count
+    return merged
 
 
 class WorkerPool:
@@ -378,7 +409,8 @@ def run_workers(n: int, **options: Any) -> WorkerPool:
     return WorkerPool(n, dict(options))
 
 
-__all__ = ["IngestWorker", "WorkerPool", "run_workers", "subscription", "DEFAULT_GROUP"]
+__all__ = ["IngestWorker", "WorkerPool", "run_workers", "subscription", "DEFAULT_GROUP", "lag_quantile_ms",
+           "merged_lag_counts", "LAG_BUCKETS_MS"]
 
 
 def main(argv: list[str] | None = None) -> int:

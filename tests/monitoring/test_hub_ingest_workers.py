@@ -11,7 +11,8 @@ import pytest
 
 from monitoring import topics as t
 from monitoring.hub.db import open_store
-from monitoring.hub.worker import DEFAULT_GROUP, IngestWorker, run_workers, subscription
+from monitoring.hub.worker import (DEFAULT_GROUP, LAG_BUCKETS_MS, IngestWorker, lag_quantile_ms, merged_lag_counts,
+                                   run_workers, subscription)
 from tests.monitoring.conftest import PASSWORDS
 from tests.monitoring.mqtt import Client
 
@@ -96,6 +97,7 @@ def test_two_worker_processes_store_every_message_exactly_once(central, pg_url):
         assert all(share > 0 for share in shares), shares   # the broker split the stream between them
         assert sum(c["stored"] for c in final.values()) == published
         assert sum(c["dropped"].get("schema", 0) for c in final.values()) == 0
+        assert sum(merged_lag_counts(final)) == len(states)   # each live state's lag counted once
     finally:
         pool.stop()
         for client in publishers.values():
@@ -183,3 +185,13 @@ def test_a_starting_worker_takes_the_retained_states_and_drops_long_gone_sites(c
         site.close()
         if worker is not None:
             worker.stop()
+
+
+def test_lag_quantiles_come_from_the_bucket_holding_them():
+    counts = [0] * (len(LAG_BUCKETS_MS) + 1)
+    assert lag_quantile_ms(counts, 0.99) != lag_quantile_ms(counts, 0.99)   # nan: nothing counted
+    counts[10], counts[50] = 98, 2
+    assert lag_quantile_ms(counts, 0.5) == LAG_BUCKETS_MS[10]
+    assert lag_quantile_ms(counts, 0.99) == LAG_BUCKETS_MS[50]
+    counts[-1] = 100   # beyond the last bucket
+    assert lag_quantile_ms(counts, 0.99) == float("inf")
