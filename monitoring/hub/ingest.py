@@ -25,7 +25,8 @@ Everything a broker may deliver goes through ``topics.parse``; what it refuses l
 
 A retained message whose ``ts`` is older than ``retained_max_age_s`` is the leftover of a site
 that no longer reports (retained topics outlive their publisher): dropped as ``retained_old``, and
-it creates no site.
+it creates no site. A retained status (``online``) has no ``ts``: for a site not known yet it is held
+in memory until a stored message shows the site exists (``held`` in the counts), then applied.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ SWEEP_EVERY_S = 300.0
 SITE_TOUCH_S = 5.0               # a site's last_seen is rewritten at most this often …
 SKEW_CHANGE_S = 1.0              # … unless its skew moved by more than this (or its status changed)
 SITE_CACHE_MAX = 200000
+HOLD_S = 600.0                   # a retained status of a site not (yet) known waits this long …
+HOLD_MAX = 10000                 # … for a state that shows the site exists, for at most this many sites
 _IN_CHUNK = 400                  # parameters per IN (…) list, far below both engines' limits
 
 
@@ -58,6 +61,7 @@ class BatchResult:
     duplicates: int = 0
     stale: int = 0
     ignored: int = 0                                        # the hub's own commands
+    held: int = 0                                           # retained statuses of sites not known yet
     dropped: dict[str, int] = field(default_factory=dict)   # reason -> count
     sent_ats: list[float] = field(default_factory=list)     # ts of the live states applied (for lag figures)
 
@@ -67,13 +71,14 @@ class BatchResult:
 
     @property
     def total(self) -> int:
-        return self.stored + self.duplicates + self.stale + self.ignored + self.dropped_total
+        return self.stored + self.duplicates + self.stale + self.ignored + self.held + self.dropped_total
 
     def add(self, other: "BatchResult") -> None:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.stale += other.stale
         self.ignored += other.ignored
+        self.held += other.held
         for reason, count in other.dropped.items():
             self.dropped[reason] = self.dropped.get(reason, 0) + count
         self.sent_ats.extend(other.sent_ats)
@@ -141,6 +146,8 @@ class Ingest:
         # site -> (when its row was last written, the skew written): most messages then need no
         # sites write at all (a site sends ~30 states per period).
         self._site_written: dict[str, tuple[float, float | None]] = {}
+        # site -> {"status"|"bridge": (value, received_at)}: retained statuses held back (below).
+        self._held: dict[str, dict[str, tuple[str, float]]] = {}
         if ensure_schema:
             schema.ensure(store)
 
@@ -170,8 +177,9 @@ class Ingest:
         for attempt in range(3):
             try:
                 outcome = BatchResult(dropped=dict(result.dropped), ignored=result.ignored)
+                held = {site: dict(kinds) for site, kinds in self._held.items()}
                 with self.store.transaction() as tx:
-                    written = self._write(tx, accepted, now, outcome, list(dropped_rows))
+                    written = self._write(tx, accepted, now, outcome, list(dropped_rows), held)
                 break
             except Exception as exc:   # deadlock or serialization failure between two workers: retry
                 if attempt == 2 or not _retryable(exc):
@@ -180,6 +188,10 @@ class Ingest:
         if len(self._site_written) > SITE_CACHE_MAX:
             self._site_written.clear()
         self._site_written.update(written)   # only once committed
+        self._held = {site: kinds for site, kinds in held.items()
+                      if kinds and max(at for _, at in kinds.values()) > now - HOLD_S}
+        if len(self._held) > HOLD_MAX:
+            self._held = dict(sorted(self._held.items(), key=lambda kv: -max(at for _, at in kv[1].values()))[:HOLD_MAX])
         self._maybe_sweep(now)
         return outcome
 
@@ -210,8 +222,8 @@ class Ingest:
             return None
         return _Parsed(message, retained, sent_at)
 
-    def _write(self, tx, accepted: list[_Parsed], now: float, result: BatchResult,
-               dropped_rows: list[tuple]) -> dict[str, tuple[float, float | None]]:
+    def _write(self, tx, accepted: list[_Parsed], now: float, result: BatchResult, dropped_rows: list[tuple],
+               held: dict[str, dict[str, tuple[str, float]]]) -> dict[str, tuple[float, float | None]]:
         sites: dict[str, dict[str, Any]] = {}
         states = [p for p in accepted if p.message.kind in STATE_KINDS]
         answers = [p for p in accepted if p.message.kind == "survey"]
@@ -271,13 +283,25 @@ class Ingest:
             result.stored += 1
             sites.setdefault(p.message.site, {})
 
-        for p in accepted:
-            if p.message.kind == "online":
-                sites.setdefault(p.message.site, {})["status"] = p.message.payload
-                result.stored += 1
-            elif p.message.kind == "bridge":
-                sites.setdefault(p.message.site, {})["bridge"] = "up" if p.message.payload == "1" else "down"
-                result.stored += 1
+        # A retained online/offline carries no ts to judge its age by: a long-gone site's last will
+        # looks like any other. It is applied when the site is known or shows itself with a stored
+        # message (now or within HOLD_S); until then it is held, not written.
+        statuses = [p for p in accepted if p.message.kind in ("online", "bridge")]
+        unknown = sorted({p.message.site for p in statuses if p.retained and p.message.site not in sites
+                          and p.message.site not in self._site_written})
+        known_sites = self._existing(tx, "sites", "site", unknown) if unknown else set()
+        for p in statuses:
+            column = "status" if p.message.kind == "online" else "bridge"
+            value = p.message.payload if column == "status" else ("up" if p.message.payload == "1" else "down")
+            if p.retained and p.message.site in unknown and p.message.site not in known_sites:
+                held.setdefault(p.message.site, {})[column] = (value, now)
+                result.held += 1
+                continue
+            sites.setdefault(p.message.site, {})[column] = value
+            result.stored += 1
+        for site in [name for name in sites if name in held]:
+            for column, (value, _) in held.pop(site).items():
+                sites[site].setdefault(column, value)   # a status in this batch is newer
 
         # Writes in a fixed order (sites, then entities, each sorted) so that two workers' batches on
         # PostgreSQL take row locks in the same order and cannot deadlock each other.

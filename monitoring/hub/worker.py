@@ -92,7 +92,7 @@ class IngestWorker:
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
         self._counters: dict[str, Any] = {
-            "messages": 0, "stored": 0, "duplicates": 0, "stale": 0, "ignored": 0, "dropped": {},
+            "messages": 0, "stored": 0, "duplicates": 0, "stale": 0, "ignored": 0, "held": 0, "dropped": {},
             "batches": 0, "batch_seconds_sum": 0.0, "batch_seconds_max": 0.0, "store_errors": 0,
             "commands_sent": 0, "connects": 0, "retained": 0,
             "lag_ms_counts": [0] * (len(LAG_BUCKETS_MS) + 1)}
@@ -259,7 +259,7 @@ class IngestWorker:
         lags = [bisect.bisect_left(LAG_BUCKETS_MS, max(0.0, 1000 * (committed_at - sent_at))) for sent_at in result.sent_ats]
         with self._lock:
             c = self._counters
-            for name in ("stored", "duplicates", "stale", "ignored"):
+            for name in ("stored", "duplicates", "stale", "ignored", "held"):
                 c[name] += getattr(result, name)
             for reason, count in result.dropped.items():
                 c["dropped"][reason] = c["dropped"].get(reason, 0) + count

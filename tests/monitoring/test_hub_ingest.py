@@ -251,3 +251,20 @@ def test_no_batch_makes_ingest_raise_or_store_nonsense(fuzz_store, batch):
     for site, entity, kind, payload in rows(fuzz_store, "SELECT site, entity, kind, payload FROM entities"):
         topic_name = f"cnap/{site}/{entity}"
         assert isinstance(t.parse(topic_name, payload.encode()), t.Message), topic_name
+
+
+def test_a_retained_status_waits_for_a_sign_that_the_site_exists(store):
+    clock = Clock()
+    ingest = Ingest(store, clock=clock)
+    online, offline = (t.topic("online", "kyiv-1"), b"online", True), (t.topic("online", "gone-1"), b"offline", True)
+    old_state = uplink("gone-1", NOW - 30 * 86400, retain=True)
+    result = ingest.handle_batch([online, offline, old_state])
+    assert (result.held, result.dropped, result.stored) == (2, {"retained_old": 1}, 0)
+    assert rows(store, "SELECT count(*) FROM sites") == [(0,)]
+    clock.now += 1
+    assert ingest.handle_batch([uplink("kyiv-1", NOW - 3600, retain=True)]).stored == 1
+    assert rows(store, "SELECT site, status FROM sites") == [("kyiv-1", "online")]
+    # A live status (the agent connecting) needs no such sign, nor does one of a known site.
+    assert ingest.handle_batch([(t.topic("online", "lviv-2"), b"online", False), offline]).stored == 1
+    assert ingest.handle_batch([(t.topic("online", "kyiv-1"), b"offline", True)]).stored == 1
+    assert rows(store, "SELECT site, status FROM sites ORDER BY site") == [("kyiv-1", "offline"), ("lviv-2", "online")]
