@@ -156,8 +156,11 @@ class Ingest:
         """Store a batch, one transaction per (at most MAX_BATCH) messages. Never raises because of
         what the messages hold; a store that fails (down, full) raises its own error, and the
         caller keeps the batch to try again (every write here is idempotent)."""
-        items = list(messages) if not isinstance(messages, list) else messages
         total = BatchResult()
+        try:
+            items = list(messages) if not isinstance(messages, list) else messages
+        except TypeError:   # not a list of messages at all
+            items = [None]
         for start in range(0, len(items), MAX_BATCH):
             total.add(self._handle(items[start:start + MAX_BATCH]))
         if not items:
@@ -205,7 +208,7 @@ class Ingest:
         except Exception:
             drop("malformed", None, item if isinstance(item, (str, bytes)) else "")
             return None
-        retained = retained is True or retained == 1
+        retained = retained is True or (type(retained) is int and retained == 1)
         message = topics.parse(topic_name, payload)   # no `now`: a skewed agent is stored, its skew noted
         if isinstance(message, topics.Rejected):
             ref = topics.parse_topic(topic_name)

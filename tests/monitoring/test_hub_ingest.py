@@ -268,3 +268,10 @@ def test_a_retained_status_waits_for_a_sign_that_the_site_exists(store):
     assert ingest.handle_batch([(t.topic("online", "lviv-2"), b"online", False), offline]).stored == 1
     assert ingest.handle_batch([(t.topic("online", "kyiv-1"), b"offline", True)]).stored == 1
     assert rows(store, "SELECT site, status FROM sites ORDER BY site") == [("kyiv-1", "offline"), ("lviv-2", "online")]
+
+
+def test_a_batch_that_is_not_a_list_of_messages_is_dropped_not_raised(tmp_path):
+    ingest = Ingest(open_store(f"sqlite:///{tmp_path}/hub.db"), clock=Clock())
+    assert ingest.handle_batch(None).dropped == {"malformed": 1}
+    assert ingest.handle_batch([("cnap/kyiv-1/online", b"online")]).dropped == {"malformed": 1}
+    assert ingest.handle_batch([]).total == 0
