@@ -359,14 +359,29 @@ class WorkerPool:
             for index, client_id in enumerate(self.client_ids)]
         for process in self.processes:
             process.start()
+        # Read the reports as they come: a pipe nobody reads fills up, and the workers' reports
+        # would then arrive long after they were made.
+        self._latest_lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read_reports, name="hub-pool-reports", daemon=True)
+        self._reader.start()
+
+    def _read_reports(self) -> None:
+        while True:
+            try:
+                client_id, counters = self._stats.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set() and not any(p.is_alive() for p in self.processes):
+                    return
+                continue
+            except (EOFError, OSError):
+                return
+            with self._latest_lock:
+                self._latest[client_id] = counters
 
     def snapshots(self) -> dict[str, dict[str, Any]]:
         """The latest counters each worker reported, by client id."""
-        with contextlib.suppress(queue.Empty):
-            while True:
-                client_id, counters = self._stats.get_nowait()
-                self._latest[client_id] = counters
-        return dict(self._latest)
+        with self._latest_lock:
+            return dict(self._latest)
 
     def total(self, name: str) -> int:
         return sum(c.get(name, 0) for c in self.snapshots().values())
@@ -378,20 +393,12 @@ class WorkerPool:
         """Asks every worker to drain and stop; their final counters."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        final: dict[str, dict[str, Any]] = {}
-        while len(final) < len(self.processes) and time.monotonic() < deadline:
-            with contextlib.suppress(queue.Empty):
-                client_id, counters = self._stats.get(timeout=0.2)
-                self._latest[client_id] = counters
-                if counters.get("stopped"):
-                    final[client_id] = counters
-            if not any(p.is_alive() for p in self.processes) and self._stats.empty():
-                break
         for process in self.processes:
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
                 process.terminate()
                 process.join(5)
+        self._reader.join(max(1.0, deadline - time.monotonic()))
         return self.snapshots()
 
     def __enter__(self) -> "WorkerPool":
