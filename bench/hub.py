@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         batches = sum(c["batches"] for c in final.values())
         batch_s = sum(c["batch_seconds_sum"] for c in final.values())
         print(f"published={published} skipped_by_publishers={skipped} offered_msgs_per_s={args.sites * ENTITIES_PER_SITE / PERIOD_S:.0f} "
-              f"stored_total={stored_total} raw_total={raw.count} workers={args.workers} "
+              f"stored_total={stored_total} stale={sum(c['stale'] for c in final.values())} "
+              f"duplicates={sum(c['duplicates'] for c in final.values())} raw_total={raw.count} workers={args.workers} "
               f"per_worker={[c['messages'] for c in final.values()]} batches={batches} "
               f"batch_ms_mean={1000 * batch_s / max(1, batches):.1f} "
               f"dropped={sum(sum(c['dropped'].values()) for c in final.values())} "
