@@ -271,7 +271,8 @@ def test_a_retained_status_waits_for_a_sign_that_the_site_exists(store):
 
 
 def test_a_batch_that_is_not_a_list_of_messages_is_dropped_not_raised(tmp_path):
-    ingest = Ingest(open_store(f"sqlite:///{tmp_path}/hub.db"), clock=Clock())
-    assert ingest.handle_batch(None).dropped == {"malformed": 1}
-    assert ingest.handle_batch([("cnap/kyiv-1/online", b"online")]).dropped == {"malformed": 1}
-    assert ingest.handle_batch([]).total == 0
+    with open_store(f"sqlite:///{tmp_path}/hub.db") as db:
+        ingest = Ingest(db, clock=Clock())
+        assert ingest.handle_batch(None).dropped == {"malformed": 1}
+        assert ingest.handle_batch([("cnap/kyiv-1/online", b"online")]).dropped == {"malformed": 1}
+        assert ingest.handle_batch([]).total == 0
