@@ -40,6 +40,9 @@ INGEST = [[
     "action TEXT NOT NULL, args {json} NOT NULL, requested_by TEXT NOT NULL, "
     "requested_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL, sent_at DOUBLE PRECISION, "
     "result_ok BIGINT, result_message TEXT, result_at DOUBLE PRECISION)",
+], [
+    # Ingest's retention sweep deletes samples by age: without this it scans the whole history.
+    "CREATE INDEX samples_at ON samples (at)",
 ]]
 
 ALERTS = [[
