@@ -48,7 +48,8 @@ CONNACK_WAIT_S = 15.0        # a broker that accepted TCP but sends no CONNACK i
 RECONNECT_MIN_S = 0.5
 SEND_BATCH = 50              # rows read from the outbox at once; bounds memory
 MAX_INFLIGHT = 20            # QoS 1 messages waiting for PUBACK
-ANSWERS_PER_PULL = 100       # survey answers asked of the kiosk at once (its limit is 500)
+ANSWERS_PER_PULL = 100       # new survey answers taken from the kiosk at once
+KIOSK_MAX_LIMIT = 500        # the kiosk's bound per request (terminal/views/internal.py)
 FORWARD_RETRY_S = 5.0        # after the kiosk failed to take mark_forwarded
 RECENT_COMMANDS = 256        # command ids remembered, so a QoS 1 duplicate is not run twice
 KIOSK = "kiosk"              # the command topic's controller name for the kiosk itself
@@ -114,6 +115,7 @@ class MqttReporter:
         self.online_topic = topics.topic("online", site)
         self.connected = threading.Event()
         self.published = 0           # messages the broker acknowledged
+        self.answers_published = 0   # of which survey answers
         self.refused = 0             # messages the broker refused (PUBACK reason >= 128)
         self.commands = 0            # commands answered
         self.depth: dict[str, int] = {"state": 0, "answer": 0, "answer_acked": 0}
@@ -181,7 +183,7 @@ class MqttReporter:
 
     def metrics(self) -> dict[str, Any]:
         return {"connected": self.connected.is_set(), "published": self.published, "refused": self.refused,
-                "commands": self.commands, "outbox": dict(self.depth)}
+                "answers_published": self.answers_published, "commands": self.commands, "outbox": dict(self.depth)}
 
     # --- the thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -331,6 +333,7 @@ class MqttReporter:
         if key[0] == "state":
             self.outbox.state_sent(key[1], key[2])
         elif key[0] == "answer":
+            self.answers_published += 1
             self.outbox.answer_acked(key[1])
 
     def _send(self) -> None:
@@ -405,15 +408,17 @@ class MqttReporter:
                     self._put(topics.outgoing(self.site, state), now, force=self._force_devices)
             self._force_devices = False
         room = min(self.outbox.room_for_answers(), ANSWERS_PER_PULL)
-        if room <= 0:
+        held = self.outbox.answers_held()
+        if room <= 0 or held >= KIOSK_MAX_LIMIT:
             return   # the outbox is full: the kiosk keeps them until there is room again
         try:
-            answers = self.kiosk.pending_answers(room)
+            # The kiosk gives its oldest unforwarded answers: those held here come first again.
+            answers = self.kiosk.pending_answers(min(KIOSK_MAX_LIMIT, held + room))
         except Exception as exc:
             log.info("mqtt: kiosk answers unavailable: %s", exc)
             return
         rows = []
-        for fields in answers[:room] if isinstance(answers, list) else []:
+        for fields in answers[:KIOSK_MAX_LIMIT] if isinstance(answers, list) else []:
             try:
                 answer = topics.SurveyAnswer.model_validate_json(json.dumps(fields), strict=True)
                 message = topics.outgoing(self.site, answer)

@@ -129,6 +129,10 @@ class Outbox:
             return 0
         return max(0, self.max_answers - count)
 
+    def answers_held(self) -> int:
+        """Answers here that the kiosk has not been told about (acked or not)."""
+        return self.db.execute("SELECT count(*) FROM answer").fetchone()[0]
+
     def add_answers(self, answers: list[tuple[str, str, bytes]], now: float) -> int:
         """(uuid, topic, payload) each; an answer already here is not added twice. Returns how
         many are new."""
