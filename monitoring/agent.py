@@ -219,10 +219,12 @@ class Agent:
                             order=[module.rsplit(".", 1)[-1] for module in modules])
         self.runner = runner
         self.status_listeners = runner.listeners   # the reporting seam (MQTT comes here)
-        from monitoring.mqtt_agent import from_settings
+        self.reporter = None
+        if self.settings.get("MQTT_HOST"):   # imported only then: paho and the models cost memory
+            from monitoring.mqtt_agent import from_settings
 
-        # Only with MQTT_HOST; the reporter adds itself to status_listeners when it starts.
-        self.reporter = from_settings(self.settings, runner, token=self.token)
+            # The reporter adds itself to status_listeners when it starts.
+            self.reporter = from_settings(self.settings, runner, token=self.token)
         self.app = create_agent_app(runner, self.token, max_body=settings["AGENT_MAX_BODY"],
                                     max_json_depth=settings.get("MAX_JSON_DEPTH", 20), reporter=self.reporter)
         self.server = None
