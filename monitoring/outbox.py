@@ -99,7 +99,7 @@ class Outbox:
     def _trim_states(self) -> None:
         over = self._bytes() - self.max_bytes
         while over > 0:
-            oldest = self.db.execute("SELECT topic, length(payload) FROM state ORDER BY updated LIMIT 1").fetchone()
+            oldest = self.db.execute("SELECT topic, length(payload) FROM state ORDER BY updated, rowid LIMIT 1").fetchone()
             if oldest is None:
                 return
             self.db.execute("DELETE FROM state WHERE topic = ?", (oldest[0],))
@@ -108,7 +108,7 @@ class Outbox:
 
     def dirty_states(self, limit: int) -> list[StateRow]:
         rows = self.db.execute("SELECT topic, payload, qos, retain, version FROM state WHERE dirty = 1 "
-                               "ORDER BY updated LIMIT ?", (limit,)).fetchall()
+                               "ORDER BY updated, rowid LIMIT ?", (limit,)).fetchall()
         return [StateRow(t, bytes(p), q, bool(r), v) for t, p, q, r, v in rows]
 
     def state_sent(self, topic: str, version: int) -> None:
@@ -143,7 +143,7 @@ class Outbox:
             return self.db.total_changes - before
 
     def unsent_answers(self, limit: int, exclude: set[str] = frozenset()) -> list[AnswerRow]:
-        rows = self.db.execute("SELECT uuid, topic, payload FROM answer WHERE acked = 0 ORDER BY added, uuid "
+        rows = self.db.execute("SELECT uuid, topic, payload FROM answer WHERE acked = 0 ORDER BY added, rowid "
                                "LIMIT ?", (limit + len(exclude),)).fetchall()
         return [AnswerRow(u, t, bytes(p)) for u, t, p in rows if u not in exclude][:limit]
 
@@ -154,7 +154,7 @@ class Outbox:
     def acked_answers(self, limit: int) -> list[str]:
         """Answers the broker has and the kiosk is still to be told about."""
         return [row[0] for row in self.db.execute(
-            "SELECT uuid FROM answer WHERE acked = 1 ORDER BY added, uuid LIMIT ?", (limit,))]
+            "SELECT uuid FROM answer WHERE acked = 1 ORDER BY added, rowid LIMIT ?", (limit,))]
 
     def forget_answers(self, uuids: list[str]) -> None:
         """The kiosk knows these are forwarded: they are done."""

@@ -190,6 +190,15 @@ def messages_until(client, topic_name, predicate):
     raise AssertionError(f"nothing on {topic_name} satisfied the test")
 
 
+def latest_by_topic(client, wanted):
+    """The newest payload of each topic in ``wanted``, once all have come (in any order)."""
+    seen = {}
+    while not set(wanted) <= set(seen):
+        message = client.next_message()
+        seen[message.topic] = message.payload
+    return seen
+
+
 def command(action, args=None, *, ts=None, ttl_s=60, command_id=None):
     return json.dumps({"v": 1, "ts": (ts or datetime.now(timezone.utc)).isoformat(), "id": command_id or str(uuid.uuid4()),
                        "action": action, "args": args or {}, "by": "hub.central", "ttl_s": ttl_s}).encode()
@@ -206,12 +215,14 @@ def test_tls_login_online_state_and_devices(broker, certs, tmp_path, reporters, 
               SITE, runner, kiosk)
     runner.start()
     try:
-        messages_until(hub, f"cnap/{SITE}/online", lambda m: m.payload == b"online")
-        vent = topics.parse(f"cnap/{SITE}/ventilation", hub.next_message(f"cnap/{SITE}/ventilation").payload)
+        seen = latest_by_topic(hub, [f"cnap/{SITE}/{kind}" for kind in (
+            "online", "ventilation", "air", "device/printer", "device/bill_validator", "device/card_terminal")])
+        assert seen[f"cnap/{SITE}/online"] == b"online"
+        vent = topics.parse(f"cnap/{SITE}/ventilation", seen[f"cnap/{SITE}/ventilation"])
         assert vent.payload.level == 40 and vent.payload.available
-        air = topics.parse(f"cnap/{SITE}/air", hub.next_message(f"cnap/{SITE}/air").payload)
+        air = topics.parse(f"cnap/{SITE}/air", seen[f"cnap/{SITE}/air"])
         assert air.payload.sensors[0].co2_ppm == 650.0
-        printer = topics.parse(f"cnap/{SITE}/device/printer", hub.next_message(f"cnap/{SITE}/device/printer").payload)
+        printer = topics.parse(f"cnap/{SITE}/device/printer", seen[f"cnap/{SITE}/device/printer"])
         assert printer.payload.paper == "ok"
     finally:
         runner.stop()
