@@ -449,9 +449,17 @@ class MqttReporter:
             if message.payload == b"online":   # Home Assistant restarted: it wants the configs again
                 self._discovery_due = True
             return
-        self._command(message.topic, message.payload)
+        self.handle_command(message.topic, message.payload)
 
-    def _command(self, topic_name: str, payload: bytes) -> None:
+    def handle_command(self, topic_name: Any, payload: Any) -> None:
+        """One message from the command subscription, whatever its bytes: run it when it is a
+        valid, current Command, answer it on cmd_result when it has a usable id. Never raises."""
+        try:
+            self._command(topic_name, payload)
+        except Exception:
+            log.exception("mqtt: a command could not be handled")
+
+    def _command(self, topic_name: Any, payload: Any) -> None:
         now = self.clock()
         ref = topics.parse_topic(topic_name)
         if not isinstance(ref, topics.TopicRef) or ref.kind != "cmd" or ref.site != self.site:

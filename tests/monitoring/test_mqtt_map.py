@@ -94,3 +94,45 @@ def test_any_device_fields_give_a_valid_payload_or_none(name, fields):
     if state is not None:
         message = topics.outgoing("kyiv-1", state)
         assert isinstance(topics.parse(message.topic, message.payload, now=NOW), topics.Message)
+
+
+# --- commands: any bytes on the command topic ------------------------------------------------------
+class _Commands:
+    def __init__(self):
+        self.listeners, self.run = [], []
+
+    def status(self):
+        return {"controllers": {}}
+
+    def names(self):
+        return ["ventilation"]
+
+    def command(self, name, action, args):
+        self.run.append((name, action, args))
+        return {"ok": True, "message": "done"}
+
+
+@settings(deadline=None, max_examples=150)
+@given(controller=st.sampled_from(["ventilation", "kiosk", "boiler"]),
+       payload=st.binary(max_size=300) | json_values.map(lambda v: __import__("json").dumps(v).encode())
+       | st.fixed_dictionaries({"v": st.just(1), "ts": st.just("2026-12-05T12:00:00+00:00"),
+                                "id": st.uuids().map(str), "action": st.sampled_from(["override", "out_of_service"]),
+                                "args": st.dictionaries(st.sampled_from(["on", "reason", "level"]), json_values,
+                                                        max_size=3),
+                                "by": st.just("hub.central"), "ttl_s": st.integers(-5, 5000)}
+                               ).map(lambda v: __import__("json").dumps(v).encode()))
+def test_any_command_bytes_are_handled_without_raising(tmp_path_factory, controller, payload):
+    from monitoring.mqtt_agent import MqttReporter
+    from terminal import settings as settings_module
+
+    folder = tmp_path_factory.mktemp("cmd")
+    reporter = MqttReporter(settings_module.load({"INSTANCE_PATH": str(folder), "MQTT_HOST": "127.0.0.1",
+                                                  "MQTT_SITE": "kyiv-1"}, environ={}),
+                            "kyiv-1", _Commands(), None, clock=lambda: 1796472000.0)   # 2026-12-05T12:00Z
+    answered = reporter.commands
+    reporter.handle_command(f"cnap/kyiv-1/cmd/{controller}", payload)
+    assert reporter.commands in (answered, answered + 1)
+    if reporter.source.run:   # only a valid, current command of a known controller runs
+        parsed = topics.parse(f"cnap/kyiv-1/cmd/{controller}", payload, now=1796472000.0)
+        assert isinstance(parsed, topics.Message) and controller == "ventilation"
+        assert reporter.source.run == [("ventilation", parsed.payload.action, parsed.payload.args)]
