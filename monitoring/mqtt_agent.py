@@ -139,6 +139,7 @@ class MqttReporter:
         self._uplinks: tuple[str, ...] = ()
         self._discovery_due = False
         self._force_devices = True
+        self._kiosk_answers = True
         self._recent: OrderedDict[str, dict] = OrderedDict()
         self.outbox: Outbox | None = None
 
@@ -237,16 +238,16 @@ class MqttReporter:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cnap-agent-{self.site}",
                              protocol=mqtt.MQTTv5)
         client.username_pw_set(self.site, self.password)
-        ca = self.settings.get("MQTT_TLS_CA_FILE")
-        if ca:
-            client.tls_set(ca_certs=ca, certfile=self.settings.get("MQTT_TLS_CERT_FILE") or None,
-                           keyfile=self.settings.get("MQTT_TLS_KEY_FILE") or None)
         client.will_set(self.online_topic, topics.OFFLINE.encode(), qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         try:
+            ca = self.settings.get("MQTT_TLS_CA_FILE")
+            if ca:   # a missing or bad file is an OSError (ssl.SSLError is one too): retried like the rest
+                client.tls_set(ca_certs=ca, certfile=self.settings.get("MQTT_TLS_CERT_FILE") or None,
+                               keyfile=self.settings.get("MQTT_TLS_KEY_FILE") or None)
             client.connect(self.settings["MQTT_HOST"], int(self.settings["MQTT_PORT"]),
                            keepalive=int(self.settings["MQTT_KEEPALIVE_S"]))
         except (OSError, ValueError) as exc:
@@ -400,8 +401,14 @@ class MqttReporter:
         try:
             devices = self.kiosk.devices()
         except Exception as exc:
-            log.info("mqtt: kiosk devices unavailable: %s", exc)
+            if self._kiosk_answers:   # said once per outage, not every poll
+                log.warning("mqtt: the kiosk does not answer (%s); its devices and answers wait", exc)
+            self._kiosk_answers = False
+            return
         else:
+            if not self._kiosk_answers:
+                log.info("mqtt: the kiosk answers again")
+            self._kiosk_answers = True
             for name in topics.DEVICES:
                 state = mqtt_map.device(name, devices.get(name) if isinstance(devices, dict) else None, now)
                 if state is not None:
@@ -415,7 +422,7 @@ class MqttReporter:
             # The kiosk gives its oldest unforwarded answers: those held here come first again.
             answers = self.kiosk.pending_answers(min(KIOSK_MAX_LIMIT, held + room))
         except Exception as exc:
-            log.info("mqtt: kiosk answers unavailable: %s", exc)
+            log.info("mqtt: the kiosk's survey answers are unavailable: %s", exc)
             return
         rows = []
         for fields in answers[:KIOSK_MAX_LIMIT] if isinstance(answers, list) else []:

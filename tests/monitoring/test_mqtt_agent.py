@@ -63,6 +63,7 @@ class FakeKiosk:
 
     def __init__(self):
         self.up = True
+        self.refuse_forward = False
         self.answers: dict[str, dict] = {}
         self.forwarded: list[str] = []
         self.out_of_service: list[tuple] = []
@@ -98,6 +99,8 @@ class FakeKiosk:
 
     def mark_forwarded(self, uuids):
         self._check()
+        if self.refuse_forward:
+            raise KioskDown("the kiosk's database is busy")
         with self.lock:
             for answer_id in uuids:
                 if self.answers.pop(answer_id, None) is not None:
@@ -407,6 +410,22 @@ def test_discovery_configs_are_retained_complete_and_resent_when_home_assistant_
         if not message.retain:
             again.add(message.topic)
     assert again == set(configs)
+
+
+def test_answers_the_kiosk_could_not_be_told_about_are_not_published_again(broker, tmp_path, reporters, clients):
+    hub = clients(broker.local_port, "hub.central")
+    assert hub.subscribe(f"cnap/{SITE}/survey/answer") == 1
+    kiosk = FakeKiosk()
+    kiosk.refuse_forward = True
+    sent = kiosk.add_answers(7, time.time())
+    reporter = reporters(reporter_settings(tmp_path, broker.local_port, MQTT_KIOSK_POLL_S=0.2), SITE, Source(), kiosk)
+    assert wait_until(lambda: reporter.depth["answer_acked"] == 7, timeout=WAIT_S)
+    time.sleep(1.0)   # several kiosk polls give the same 7 answers again meanwhile (not a timing assert)
+    assert reporter.answers_published == 7 and kiosk.forwarded == []
+    kiosk.refuse_forward = False
+    assert wait_until(lambda: sorted(kiosk.forwarded) == sorted(sent), timeout=WAIT_S * 2)
+    received = [json.loads(hub.next_message().payload)["uuid"] for _ in sent]
+    assert sorted(received) == sorted(sent) and reporter.answers_published == 7
 
 
 # --- the outbox through a broker restart and an hour's outage -----------------------------------------
