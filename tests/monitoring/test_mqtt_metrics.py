@@ -86,3 +86,59 @@ def test_metrics_text_with_odd_snapshots_still_passes_promtool():
     runner = Runner([Odd("ventilation", interval_s=0.1), FakeController("po\"wer\n", interval_s=0.1)])
     runner.poll_now("ventilation")
     promtool_check(metrics_text(runner))
+
+
+def test_cnap_agent_process_reports_online_then_offline_on_sigterm(central, tmp_path):
+    import signal
+    import sys
+
+    from tests.monitoring.test_agent import child_env, read_until
+    from tests.monitoring.test_mqtt_agent import messages_until
+
+    watcher = Client(central.local_port, "hub.central", PASSWORDS["hub.central"])
+    assert watcher.connect() == 0 and watcher.subscribe(f"cnap/{SITE}/#") == 1
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "mqtt.password").write_text(PASSWORDS[SITE])
+    env = {**child_env(tmp_path), "CNAP_MQTT_HOST": "127.0.0.1", "CNAP_MQTT_PORT": str(central.local_port),
+           "CNAP_MQTT_SITE": SITE, "CNAP_FACILITY_CONTROLLERS": "tests.facility.fakeplant.ventilation"}
+    agent = subprocess.Popen([sys.executable, "-m", "terminal.cli", "agent", "--port", "0", "--instance",
+                              str(instance)], env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    seen: list[str] = []
+    try:
+        read_until(agent, "cnap agent: listening on ", seen)
+        messages_until(watcher, f"cnap/{SITE}/online", lambda m: m.payload == b"online")   # after an old retained one
+        assert watcher.next_message(f"cnap/{SITE}/ventilation")
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+        assert watcher.next_message(f"cnap/{SITE}/online").payload == b"offline"
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        watcher.close()
+
+
+def test_mqtt_settings_are_checked(tmp_path):
+    from terminal import settings as settings_module
+
+    for bad in ({"MQTT_HOST": "127.0.0.1"}, {"MQTT_HOST": "127.0.0.1", "MQTT_SITE": "Kyiv/1"},
+                {"MQTT_HOST": "127.0.0.1", "MQTT_SITE": "kyiv-1", "MQTT_PORT": 0},
+                {"MQTT_OUTBOX_MAX_BYTES": 10}):
+        with pytest.raises(settings_module.SettingError):
+            settings_module.load(bad, environ={})
+
+
+def test_a_missing_tls_file_is_retried_not_fatal(central, tmp_path):
+    from monitoring.mqtt_agent import MqttReporter
+    from tests.monitoring.test_mqtt_agent import Source
+
+    reporter = MqttReporter(reporter_settings(tmp_path, central.tls_port, MQTT_TLS_CA_FILE=str(tmp_path / "no.crt")),
+                            SITE, Source(), None)
+    reporter.start()
+    try:
+        assert wait_until(lambda: reporter._backoff > 0.5, timeout=WAIT_S)   # tried, failed, backs off
+        assert not reporter.connected.is_set() and reporter._thread.is_alive()
+    finally:
+        reporter.stop()
