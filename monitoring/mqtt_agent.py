@@ -243,6 +243,7 @@ class MqttReporter:
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         try:
             ca = self.settings.get("MQTT_TLS_CA_FILE")
             if ca:   # a missing or bad file is an OSError (ssl.SSLError is one too): retried like the rest
@@ -291,6 +292,11 @@ class MqttReporter:
             client.subscribe(discovery.status_topic(self.discovery_prefix), qos=1)
         # The broker may have restarted without its retained messages: send the state again.
         self.outbox.mark_all_dirty()
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        for code in reason_codes:
+            if code.is_failure:   # the ACL does not give this site its command topic: say so loudly
+                log.error("mqtt: the broker refused a subscription of %s: %s", self.site, code)
 
     def _say_offline(self) -> None:
         client = self._client
