@@ -434,7 +434,6 @@ class HubSession:
 
     def __init__(self, port):
         self.answers: list[str] = []
-        self.dups = []
         self.states: list[bytes] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hub-outbox-test", protocol=mqtt.MQTTv5)
@@ -452,7 +451,6 @@ class HubSession:
         with self.lock:
             if message.topic.endswith("/survey/answer"):
                 self.answers.append(json.loads(message.payload)["uuid"])
-                self.dups.append(message.dup)
             else:
                 self.states.append(message.payload)
 
