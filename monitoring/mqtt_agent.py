@@ -52,6 +52,7 @@ ANSWERS_PER_PULL = 100       # new survey answers taken from the kiosk at once
 KIOSK_MAX_LIMIT = 500        # the kiosk's bound per request (terminal/views/internal.py)
 FORWARD_RETRY_S = 5.0        # after the kiosk failed to take mark_forwarded
 RECENT_COMMANDS = 256        # command ids remembered, so a QoS 1 duplicate is not run twice
+MAX_TOPICS_REMEMBERED = 512  # topics whose last content is kept in memory (the disk has the rest)
 KIOSK = "kiosk"              # the command topic's controller name for the kiosk itself
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")   # topics.Uuid
 
@@ -365,6 +366,8 @@ class MqttReporter:
         content = mqtt_map.content_key(message)
         if not force and self._sent_content.get(message.topic) == content:
             return
+        if len(self._sent_content) >= MAX_TOPICS_REMEMBERED:   # bounded even if names keep changing
+            self._sent_content.clear()
         self._sent_content[message.topic] = content
         if force:
             self._refused_keys.discard(("state", message.topic))
