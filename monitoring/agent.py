@@ -7,12 +7,15 @@ Endpoint (``AGENT_HOST``:``AGENT_PORT``, loopback only; every request carries
 
 - ``GET /status`` → ``{"at": ISO-8601, "controllers": {name: status}}`` (facility/base.py)
 - ``POST /command/<controller>`` with ``{"action": str, "args": {…}}`` → ``{"ok": bool, "message": str}``
+- ``GET /metrics`` → Prometheus text: controller availability and last poll age, and with MQTT
+  the connection, outbox depth and messages published (monitoring/metrics below)
 
 Errors are JSON ``{"error": …}``: 400 bad or oversized body, 401 no or wrong token, 403 a client
 that is not on loopback, 404/405 no such route. Logs go to stderr (the journal under systemd).
 
 Reporting seam: ``Agent.status_listeners`` is a list of ``(name, snapshot)`` callables run after
-each poll and command; the monitoring issue adds its MQTT publisher there.
+each poll and command; with MQTT_HOST set the MQTT reporter (monitoring/mqtt_agent.py) is added
+there and started and stopped with the agent.
 """
 from __future__ import annotations
 
@@ -92,7 +95,54 @@ def _is_loopback(address: str | None) -> bool:
     return parsed is not None and parsed.is_loopback
 
 
-def create_agent_app(runner: Runner, token: str, *, max_body: int = 16384, max_json_depth: int = 20) -> Flask:
+def metrics_text(runner: Runner, reporter: Any = None, now: float | None = None) -> bytes:
+    """The Prometheus exposition of the agent (a registry of its own, read at scrape time)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from monitoring.mqtt_map import timestamp
+
+    now = time.time() if now is None else now
+
+    class _Collector:
+        def collect(self):
+            status = runner.status()["controllers"]
+            available = GaugeMetricFamily("cnap_agent_controller_available",
+                                          "1 when the controller reads and commands its equipment",
+                                          labels=["controller"])
+            age = GaugeMetricFamily("cnap_agent_controller_last_poll_age_seconds",
+                                    "Seconds since the controller's last poll ended", labels=["controller"])
+            for name, view in status.items():
+                available.add_metric([name], 1.0 if view.get("available") is True else 0.0)
+                polled = timestamp(view.get("polled_at"))
+                if polled is not None:
+                    age.add_metric([name], max(0.0, now - polled.timestamp()))
+            yield available
+            yield age
+            if reporter is None:
+                return
+            figures = reporter.metrics()
+            yield GaugeMetricFamily("cnap_agent_mqtt_connected", "1 while connected to the site broker",
+                                    value=1.0 if figures["connected"] else 0.0)
+            depth = GaugeMetricFamily("cnap_agent_mqtt_outbox_depth",
+                                      "Outbox rows waiting, by kind (state, answer, answer_acked)", labels=["kind"])
+            for kind, rows in figures["outbox"].items():
+                depth.add_metric([kind], float(rows))
+            yield depth
+            published = CounterMetricFamily("cnap_agent_mqtt_published", "Messages the broker acknowledged")
+            published.add_metric([], float(figures["published"]))
+            yield published
+            refused = CounterMetricFamily("cnap_agent_mqtt_refused", "Messages the broker refused")
+            refused.add_metric([], float(figures["refused"]))
+            yield refused
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector())
+    return generate_latest(registry)
+
+
+def create_agent_app(runner: Runner, token: str, *, max_body: int = 16384, max_json_depth: int = 20,
+                     reporter: Any = None) -> Flask:
     app = Flask("cnap.agent")
     app.config.update(MAX_CONTENT_LENGTH=max_body, MAX_JSON_DEPTH=max_json_depth)
     app.json.ensure_ascii = False
@@ -112,6 +162,13 @@ def create_agent_app(runner: Runner, token: str, *, max_body: int = 16384, max_j
     @app.get("/status")
     def status():
         return jsonify(runner.status())
+
+    @app.get("/metrics")
+    def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return app.response_class(metrics_text(runner, reporter), mimetype=None,
+                                  headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.post("/command/<controller:controller>")
     def command(controller: str):
@@ -162,8 +219,14 @@ class Agent:
                             order=[module.rsplit(".", 1)[-1] for module in modules])
         self.runner = runner
         self.status_listeners = runner.listeners   # the reporting seam (MQTT comes here)
+        self.reporter = None
+        if self.settings.get("MQTT_HOST"):   # imported only then: paho and the models cost memory
+            from monitoring.mqtt_agent import from_settings
+
+            # The reporter adds itself to status_listeners when it starts.
+            self.reporter = from_settings(self.settings, runner, token=self.token)
         self.app = create_agent_app(runner, self.token, max_body=settings["AGENT_MAX_BODY"],
-                                    max_json_depth=settings.get("MAX_JSON_DEPTH", 20))
+                                    max_json_depth=settings.get("MAX_JSON_DEPTH", 20), reporter=self.reporter)
         self.server = None
         self.url: str | None = None
 
@@ -175,6 +238,8 @@ class Agent:
                                        max_request_body_size=max(DOOR_LIMIT, self.settings["AGENT_MAX_BODY"]))
         host = self.settings["AGENT_HOST"]
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{self.server.port}"
+        if self.reporter is not None:
+            self.reporter.start()
         self.runner.start()
         return self.url
 
@@ -183,6 +248,8 @@ class Agent:
         if self.server is not None:
             self.server.stop()
         self.runner.stop()
+        if self.reporter is not None:   # last, so its final state and "offline" go out
+            self.reporter.stop()
 
 
 def kiosk_listening(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -253,6 +253,37 @@ SETTINGS: tuple[Setting, ...] = (
        "this many seconds."),
     _s("agent", "AGENT_STOP_TIMEOUT_S", 10.0, "Seconds the agent waits at stop for a controller's "
        "poll in progress to end before closing it anyway."),
+    # --- mqtt (the agent's reporting to the site broker, monitoring/mqtt_agent.py) ----------
+    _s("mqtt", "MQTT_HOST", "", "Host of the site's MQTT broker the agent reports to (127.0.0.1 on "
+       "the appliance). Empty: no MQTT reporting; `cnap agent` runs the controllers and its endpoint "
+       "only."),
+    _s("mqtt", "MQTT_PORT", 1883, "TCP port of the site broker (its loopback listener; 8883 for TLS)."),
+    _s("mqtt", "MQTT_SITE", "", "This site's id: the cnap/<site>/… topic level and the agent's user "
+       "name on the broker (1–32 of a-z 0-9 - _). Required with MQTT_HOST."),
+    _s("mqtt", "MQTT_PASSWORD_FILE", "mqtt.password", "File holding the site account's broker "
+       "password, relative to the instance folder (keep it 0600)."),
+    _s("mqtt", "MQTT_TLS_CA_FILE", "", "CA certificate that signed the broker's certificate. Set: "
+       "connect over TLS (1.2 or later); empty: plain MQTT (the broker's loopback listener)."),
+    _s("mqtt", "MQTT_TLS_CERT_FILE", "", "Client certificate for brokers that require one (TLS only)."),
+    _s("mqtt", "MQTT_TLS_KEY_FILE", "", "Private key of MQTT_TLS_CERT_FILE."),
+    _s("mqtt", "MQTT_KEEPALIVE_S", 30, "MQTT keep-alive in seconds: the broker publishes the agent's "
+       "last will (offline) about 1.5 times this after the connection dies silently."),
+    _s("mqtt", "MQTT_REFRESH_S", 300.0, "Seconds between two full publications of every state topic "
+       "(changes are published at once)."),
+    _s("mqtt", "MQTT_KIOSK_POLL_S", 5.0, "Seconds between two readings of the kiosk's devices and "
+       "pending survey answers."),
+    _s("mqtt", "MQTT_RECONNECT_MAX_S", 60.0, "Longest wait between two connection attempts (the wait "
+       "doubles from 0.5 s after each failure)."),
+    _s("mqtt", "MQTT_OUTBOX_FILE", "mqtt-outbox.sqlite3", "The agent's outbox (SQLite), relative to "
+       "the instance folder: the newest state per topic and the survey answers until the broker has "
+       "them, across restarts and outages."),
+    _s("mqtt", "MQTT_OUTBOX_MAX_ANSWERS", 5000, "Survey answers the outbox holds at most; beyond it "
+       "the kiosk keeps them until there is room (none is dropped)."),
+    _s("mqtt", "MQTT_OUTBOX_MAX_BYTES", 8388608, "Payload bytes the outbox holds at most; beyond it "
+       "the oldest state rows go first and no further answers are taken from the kiosk."),
+    _s("mqtt", "MQTT_DISCOVERY", False, "Publish Home Assistant MQTT discovery configs (retained, "
+       "under MQTT_DISCOVERY_PREFIX). The broker's ACL must allow it: see monitoring/discovery.py."),
+    _s("mqtt", "MQTT_DISCOVERY_PREFIX", "homeassistant", "Home Assistant's discovery prefix."),
     # --- power -------------------------------------------------------------------------
     _s("power", "NUT_HOST", "", "Host of NUT's upsd that watches this kiosk's UPS (127.0.0.1 on the "
        "appliance). Empty: no UPS supervision, and the payment gate stays open. `cnap demo` points it "
@@ -452,6 +483,14 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
                            "(127.0.0.1 or ::1); the agent's endpoint never leaves this machine")
     if not 0 <= values["AGENT_PORT"] <= 65535:
         raise SettingError("setting AGENT_PORT: must be from 0 to 65535")
+    if values["MQTT_HOST"] and not _valid_site_id(values["MQTT_SITE"]):
+        raise SettingError("setting MQTT_SITE: a site id (1–32 of a-z 0-9 - _) is required with MQTT_HOST")
+    if not 0 < values["MQTT_PORT"] <= 65535 or not 5 <= values["MQTT_KEEPALIVE_S"] <= 3600:
+        raise SettingError("settings MQTT_PORT and MQTT_KEEPALIVE_S: 1–65535 and 5–3600 seconds")
+    if values["MQTT_REFRESH_S"] < 1 or values["MQTT_KIOSK_POLL_S"] < 0.1 or values["MQTT_RECONNECT_MAX_S"] < 0.5:
+        raise SettingError("settings MQTT_REFRESH_S, MQTT_KIOSK_POLL_S, MQTT_RECONNECT_MAX_S: at least 1, 0.1, 0.5 s")
+    if values["MQTT_OUTBOX_MAX_ANSWERS"] < 1 or values["MQTT_OUTBOX_MAX_BYTES"] < 65536:
+        raise SettingError("settings MQTT_OUTBOX_MAX_ANSWERS and MQTT_OUTBOX_MAX_BYTES: at least 1 and 65536")
     if not 1 <= values["VENT_OVERRIDE_MAX_MIN"] <= 24 * 60:
         raise SettingError("setting VENT_OVERRIDE_MAX_MIN: must be from 1 to 1440")
     for module_name in values["FACILITY_CONTROLLERS"]:
@@ -472,6 +511,12 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+
+
+def _valid_site_id(site: str) -> bool:
+    from monitoring.topics import valid_site_id   # here: pydantic loads only when MQTT is set
+
+    return valid_site_id(site)
 
 
 def _is_loopback(host: str) -> bool:
