@@ -71,7 +71,8 @@ def acl_block(username: str) -> str:
     role, site = role_of(username)
     if role == "site":
         return ""
-    lines = [f"user {username}", f"topic deny cnap/{username}/#"]   # what the patterns would give it
+    # what the patterns would give it: a tree of its own under cnap/ and discovery configs
+    lines = [f"user {username}", f"topic deny cnap/{username}/#", f"topic deny homeassistant/+/{username}/#"]
     if role == "tablet":
         lines.append(f"topic write {topics.topic('survey', site)}")
     elif role == "hub":

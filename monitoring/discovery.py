@@ -6,8 +6,9 @@ belongs to one device (the site's agent) and is unavailable while ``cnap/<site>/
 ``<prefix>/status``; the agent then sends the configs again.
 
 The site's broker must let the site account write its configs and read the status topic; the ACL
-lines for that are ``ACL_LINES`` (not in firmware_configs/mosquitto/acl by default: discovery is
-off unless MQTT_DISCOVERY is set).
+lines for that are ``ACL_LINES`` (in firmware_configs/mosquitto/acl; the dotted accounts' blocks
+deny them, so only a site's own agent announces under its site id). Discovery is off unless
+MQTT_DISCOVERY is set.
 """
 from __future__ import annotations
 

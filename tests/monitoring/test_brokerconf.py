@@ -20,11 +20,16 @@ def acl_patterns(access: str) -> set[str]:
 
 
 def test_site_acl_patterns_are_the_topic_tree():
-    """A site may write every kind of topic but commands, and read only its commands."""
+    """A site may write every kind of topic but commands, and read only its commands (besides its
+    Home Assistant discovery configs and Home Assistant's status)."""
+    from monitoring import discovery
+
+    ha_write, ha_read = (line.split(" ", 2)[2] for line in discovery.ACL_LINES)
     site_writes = {spec.pattern.replace("{site}", "%u").replace("{name}", "+") for spec in topics.TOPICS
                    if spec.kind != "cmd"}
-    assert acl_patterns("write") == site_writes
-    assert acl_patterns("read") == {topics.SPECS["cmd"].pattern.replace("{site}", "%u").replace("{name}", "+")}
+    assert acl_patterns("write") == site_writes | {ha_write}
+    assert acl_patterns("read") == {topics.SPECS["cmd"].pattern.replace("{site}", "%u").replace("{name}", "+"),
+                                    ha_read}
     assert acl_patterns("readwrite") == set()
 
 
@@ -121,3 +126,12 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     assert brokerconf.main(["site", "--site", "kyiv-1", "--central-host", "mqtt.example.org"]) == 0
     assert "remote_password bridge-secret" in capsys.readouterr().out
 
+
+
+def test_discovery_lines_are_in_the_acl_and_only_sites_may_announce():
+    from monitoring import discovery
+
+    acl = (brokerconf.MOSQUITTO_DIR / "acl").read_text(encoding="utf-8")
+    assert all(line in acl.splitlines() for line in discovery.ACL_LINES)
+    for account in ("hub.central", "staff.olena", "tablet.kyiv-1.desk-3"):
+        assert f"topic deny homeassistant/+/{account}/#" in brokerconf.acl_block(account).splitlines()
