@@ -236,8 +236,8 @@ class MqttReporter:
 
     # --- connection ----------------------------------------------------------------------------
     def _connect(self) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cnap-agent-{self.site}",
-                             protocol=mqtt.MQTTv5)
+        protocol = mqtt.MQTTv311 if self.settings.get("MQTT_PROTOCOL") == "3.1.1" else mqtt.MQTTv5
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cnap-agent-{self.site}", protocol=protocol)
         client.username_pw_set(self.site, self.password)
         client.will_set(self.online_topic, topics.OFFLINE.encode(), qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
@@ -553,19 +553,15 @@ def _command_id(payload: Any) -> str | None:
 def from_settings(settings: Mapping[str, Any], source: StatusSource, token: str | None = None,
                   clock: Callable[[], float] = time.time) -> MqttReporter | None:
     """The reporter ``cnap agent`` runs, or None without MQTT_HOST. The kiosk is reached with
-    monitoring/kiosk_client.py (the agent's token) when that module is there."""
+    monitoring/kiosk_client.py (the agent's token) on HOST:PORT."""
     if not settings.get("MQTT_HOST"):
         return None
     site = settings.get("MQTT_SITE", "")
     if not topics.valid_site_id(site):
         raise ValueError(f"setting MQTT_SITE: {site!r} is not a site id (a-z 0-9 - _, up to 32)")
-    kiosk = None
-    try:
-        from monitoring.kiosk_client import KioskClient
-    except ImportError:
-        log.warning("mqtt: monitoring.kiosk_client is missing; kiosk devices and answers are not reported")
-    else:
-        host = settings.get("HOST", "127.0.0.1")
-        base = f"http://{'[' + host + ']' if ':' in host else host}:{settings.get('PORT', 8080)}"
-        kiosk = KioskClient(base, token or "", float(settings.get("AGENT_TIMEOUT_S", 3.0)))
+    from monitoring.kiosk_client import KioskClient
+
+    host = settings.get("HOST", "127.0.0.1")
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{settings.get('PORT', 8080)}"
+    kiosk = KioskClient(base, token or "", float(settings.get("AGENT_TIMEOUT_S", 3.0)))
     return MqttReporter(settings, site, source, kiosk, clock)

@@ -169,22 +169,41 @@ def cmd_demo(args) -> int:
     # The kiosk gets the same overrides: it may read facility settings of its own (power state).
     config.update({name.upper(): value for name, value in overrides.items()
                    if name.upper() in settings_module.BY_NAME})
-    agent = None
+    agent, monitoring_stops = None, []
     try:
         instance = Path(args.instance or os.environ.get("CNAP_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
-        agent, agent_port = start_agent_process(instance, overrides)
+        if args.port == 0:   # the agent reads the kiosk on its port: choose the free port now
+            args.port = free_loopback_port()
+            if args.tablet_port is None:
+                args.tablet_port = 0   # "any free port" still meant for both listeners
+        monitoring_stops, mqtt = start_demo_monitoring(instance, values)
+        kiosk_port = {"PORT": args.port} if args.port is not None else {}
+        agent, agent_port = start_agent_process(instance, overrides | mqtt | kiosk_port)
         if agent_port is not None:
             config["AGENT_PORT"] = agent_port
         return run_kiosk(args, config, on_ready=print_demo_tablet)
     finally:
         if agent is not None:
             stop_agent_process(agent)
+        for stop in reversed(monitoring_stops):
+            try:
+                stop()
+            except Exception:
+                logging.getLogger("cnap.demo").exception("a monitoring part failed to stop")
         for simulator in facility_sims:
             try:
                 simulator.stop()
             except Exception:
                 logging.getLogger("cnap.demo").exception("a facility simulator failed to stop")
         sims.stop()
+
+
+def free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def start_facility_simulators(values: dict) -> tuple[list, dict]:
@@ -214,46 +233,109 @@ def start_facility_simulators(values: dict) -> tuple[list, dict]:
     return simulators, overrides
 
 
-AGENT_READY_S = 30   # how long the demo waits for `cnap agent` to say where it listens
+AGENT_READY_S = 30   # how long the demo waits for `cnap agent` or `cnap hub` to say where it listens
 
 
-def start_agent_process(instance: Path, overrides: dict) -> tuple[subprocess.Popen | None, int | None]:
-    """`cnap agent` as its own process in its own session (a Ctrl+C meant for the kiosk, or a
-    kill of the kiosk's process group, does not reach it), on a free loopback port, with the
-    simulators' settings as CNAP_* environment. Returns the process and its port (None, None when
-    it did not start: the kiosk then shows the agent unavailable)."""
+def demo_env(overrides: dict) -> dict:
+    """The environment of a demo child process: ours plus ``overrides`` as CNAP_* settings."""
     env = dict(os.environ)
     for name, value in overrides.items():
         if name.upper() not in settings_module.BY_NAME:
-            print(f"cnap demo: facility simulator setting {name} is not a known setting; ignored", flush=True)
+            print(f"cnap demo: setting {name} is not a known setting; ignored", flush=True)
             continue
         text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else (
             ("1" if value else "0") if isinstance(value, bool) else str(value))
         env[settings_module.ENV_PREFIX + name.upper()] = text
-    command = [sys.executable, "-m", "terminal.cli", "agent", "--port", "0", "--instance", str(instance)]
-    agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    return env
+
+
+def start_child_process(label: str, arguments: list[str], env: dict) -> tuple[subprocess.Popen | None, str | None]:
+    """``python -m terminal.cli <arguments>`` in its own session (a Ctrl+C meant for the kiosk, or a
+    kill of the kiosk's process group, does not reach it). Its lines are echoed; returns the
+    process and the host:port it printed after "listening on http://" (None, None when it did not
+    start in time)."""
+    child = subprocess.Popen([sys.executable, "-m", "terminal.cli", *arguments], env=env, stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)
     ready: list[str] = []
     found = threading.Event()
 
-    def relay() -> None:   # the agent's own lines, echoed; logs go to stderr directly
-        for line in agent.stdout:
+    def relay() -> None:   # the child's own lines, echoed; logs go to stderr directly
+        for line in child.stdout:
             print(line, end="", flush=True)
             if not found.is_set() and "listening on http://" in line:
                 ready.append(line)
                 found.set()
         found.set()
 
-    threading.Thread(target=relay, name="cnap-agent-stdout", daemon=True).start()
+    threading.Thread(target=relay, name=f"{label}-stdout", daemon=True).start()
     found.wait(AGENT_READY_S)
     if not ready:
-        print("cnap demo: cnap agent did not start; the Facility section will show it unavailable", flush=True)
-        stop_agent_process(agent)
+        stop_agent_process(child)
         return None, None
-    address = ready[0].split("listening on http://", 1)[1].split()[0]
-    port = int(address.rsplit(":", 1)[1])
+    return child, ready[0].split("listening on http://", 1)[1].split()[0]
+
+
+def start_agent_process(instance: Path, overrides: dict) -> tuple[subprocess.Popen | None, int | None]:
+    """`cnap agent` as its own process on a free loopback port, with the simulators' settings as
+    CNAP_* environment. Returns the process and its port (None, None when it did not start: the
+    kiosk then shows the agent unavailable)."""
+    agent, address = start_child_process("cnap-agent", ["agent", "--port", "0", "--instance", str(instance)],
+                                         demo_env(overrides))
+    if agent is None:
+        print("cnap demo: cnap agent did not start; the Facility section will show it unavailable", flush=True)
+        return None, None
     print(f"cnap demo: agent (pid {agent.pid}) at http://{address}; it keeps running if the kiosk "
           f"crashes (stop it with kill {agent.pid})", flush=True)
-    return agent, port
+    return agent, int(address.rsplit(":", 1)[1])
+
+
+DEMO_SITE = "demo"
+DEMO_TECHNICIAN, DEMO_TECHNICIAN_PIN = "Технік (демо)", "432100"
+
+
+def start_demo_monitoring(instance: Path, values: dict) -> tuple[list, dict]:
+    """The demo's MQTT broker (Mosquitto, else embedded) and `cnap hub` reading it, with a demo
+    technician. Returns what to stop (callables) and the agent's MQTT settings (empty when the
+    broker did not start: the agent then runs without reporting)."""
+    from monitoring.demo_broker import start_demo_broker
+    from monitoring.hub.main import STAFF_FILE
+    from terminal.staff import StaffStore
+
+    stops: list = []
+    site = values.get("MQTT_SITE") or DEMO_SITE
+    try:
+        broker = start_demo_broker(instance / "demo-broker", site=site)
+    except Exception as exc:   # the kiosk and the agent run on without monitoring
+        print(f"cnap demo: no MQTT broker ({type(exc).__name__}: {exc}); monitoring is off", flush=True)
+        return stops, {}
+    stops.append(broker.stop)
+    print(f"cnap demo: MQTT broker ({broker.kind}, MQTT {broker.mqtt_protocol}) at {broker.host}:{broker.port}",
+          flush=True)
+    password_file = instance / values["MQTT_PASSWORD_FILE"]
+    password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(broker.accounts[site] + "\n")
+    hub_folder = instance / "hub"
+    hub_folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staff = StaffStore(str(hub_folder / STAFF_FILE))
+    try:
+        if not any(m["name"] == DEMO_TECHNICIAN for m in staff.members()):
+            staff.add(DEMO_TECHNICIAN, "technician", DEMO_TECHNICIAN_PIN)
+    finally:
+        staff.close()
+    hub, address = start_child_process("cnap-hub", ["hub", "--port", "0", "--instance", str(hub_folder)], demo_env({
+        "HUB_MQTT_HOST": broker.host, "HUB_MQTT_PORT": broker.port, "HUB_MQTT_USERNAME": "hub.demo",
+        "HUB_MQTT_PASSWORD": broker.accounts["hub.demo"], "HUB_MQTT_PROTOCOL": broker.mqtt_protocol,
+        "HUB_MQTT_CA_FILE": "", "HUB_EVALUATE_INTERVAL_S": 1.0}))
+    if hub is None:
+        print("cnap demo: cnap hub did not start; the agent reports to the broker only", flush=True)
+    else:
+        stops.append(lambda: stop_agent_process(hub))
+        print(f"cnap demo: monitoring hub (pid {hub.pid}) at http://{address}/ — log in as {DEMO_TECHNICIAN}, "
+              f"PIN {DEMO_TECHNICIAN_PIN}; it shows site '{site}'", flush=True)
+    return stops, {"MQTT_HOST": broker.host, "MQTT_PORT": broker.port, "MQTT_SITE": site,
+                   "MQTT_PROTOCOL": broker.mqtt_protocol, "MQTT_TLS_CA_FILE": ""}
 
 
 def stop_agent_process(agent: subprocess.Popen) -> None:

@@ -258,6 +258,8 @@ SETTINGS: tuple[Setting, ...] = (
        "the appliance). Empty: no MQTT reporting; `cnap agent` runs the controllers and its endpoint "
        "only."),
     _s("mqtt", "MQTT_PORT", 1883, "TCP port of the site broker (its loopback listener; 8883 for TLS)."),
+    _s("mqtt", "MQTT_PROTOCOL", "5", "MQTT version the agent speaks: 5, or 3.1.1 for a broker without "
+       "MQTT 5 (the demo's embedded broker when Mosquitto is not installed)."),
     _s("mqtt", "MQTT_SITE", "", "This site's id: the cnap/<site>/… topic level and the agent's user "
        "name on the broker (1–32 of a-z 0-9 - _). Required with MQTT_HOST."),
     _s("mqtt", "MQTT_PASSWORD_FILE", "mqtt.password", "File holding the site account's broker "
@@ -409,6 +411,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hub", "HUB_MQTT_CA_FILE", "", "CA certificate that signed the central broker's; set: TLS."),
     _s("hub", "HUB_MQTT_CLIENT_ID", "hub-ingest", "Client id prefix of the ingest workers (each adds "
        "-<n>; hubs on several machines need different prefixes)."),
+    _s("hub", "HUB_MQTT_PROTOCOL", "5", "MQTT version of the ingest workers: 5, or 3.1.1 for a broker "
+       "without MQTT 5 (then no shared subscription: one worker reads everything)."),
     _s("hub", "HUB_SHARED_GROUP", "hub", "MQTT 5 shared-subscription group the ingest workers join "
        "($share/<group>/cnap/+/#); the hub account's ACL allows the group 'hub'."),
     _s("hub", "HUB_INGEST_WORKERS", 1, "Ingest worker processes this hub runs."),
@@ -483,6 +487,9 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
                            "(127.0.0.1 or ::1); the agent's endpoint never leaves this machine")
     if not 0 <= values["AGENT_PORT"] <= 65535:
         raise SettingError("setting AGENT_PORT: must be from 0 to 65535")
+    for name in ("MQTT_PROTOCOL", "HUB_MQTT_PROTOCOL"):
+        if values[name] not in ("5", "3.1.1"):
+            raise SettingError(f"setting {name}: 5 or 3.1.1")
     if values["MQTT_HOST"] and not _valid_site_id(values["MQTT_SITE"]):
         raise SettingError("setting MQTT_SITE: a site id (1–32 of a-z 0-9 - _) is required with MQTT_HOST")
     if not 0 < values["MQTT_PORT"] <= 65535 or not 5 <= values["MQTT_KEEPALIVE_S"] <= 3600:

@@ -84,7 +84,7 @@ def ingest_options(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"store_url": store_url(values), "host": values["HUB_MQTT_HOST"], "port": int(values["HUB_MQTT_PORT"]),
             "username": values["HUB_MQTT_USERNAME"] or None, "password": values["HUB_MQTT_PASSWORD"] or None,
             "ca_file": values["HUB_MQTT_CA_FILE"] or None, "group": values["HUB_SHARED_GROUP"],
-            "client_id": values["HUB_MQTT_CLIENT_ID"]}
+            "client_id": values["HUB_MQTT_CLIENT_ID"], "protocol": values["HUB_MQTT_PROTOCOL"]}
 
 
 class Hub:

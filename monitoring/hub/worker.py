@@ -65,8 +65,13 @@ SNAPSHOT_QUIET_S = 2.0            # the snapshot ends when no retained message c
 SNAPSHOT_MAX_S = 120.0
 
 
+PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
 def subscription(group: str = DEFAULT_GROUP) -> str:
-    return f"$share/{group}/{topics.HUB_FILTER}"
+    """The shared subscription; without a group (an MQTT 3.1.1 broker such as the demo's embedded
+    one, which has no shared subscriptions) the plain filter, for a single worker."""
+    return f"$share/{group}/{topics.HUB_FILTER}" if group else topics.HUB_FILTER
 
 
 class IngestWorker:
@@ -74,7 +79,7 @@ class IngestWorker:
                  password: str | None = None, ca_file: str | None = None, group: str = DEFAULT_GROUP,
                  client_id: str = "hub-ingest", batch_max: int = 500, batch_wait_s: float = 0.05,
                  commands_every_s: float = 1.0, keepalive_s: int = 30, reconnect_max_s: float = BACKOFF_MAX_S,
-                 retained_snapshot: bool = False, clock: Callable[[], float] = time.time,
+                 retained_snapshot: bool = False, protocol: str = "5", clock: Callable[[], float] = time.time,
                  ingest_options: dict[str, Any] | None = None) -> None:
         self.host, self.port, self.group, self.client_id = host, port, group, client_id
         self.batch_max, self.batch_wait_s = max(1, batch_max), batch_wait_s
@@ -96,7 +101,12 @@ class IngestWorker:
             "batches": 0, "batch_seconds_sum": 0.0, "batch_seconds_max": 0.0, "store_errors": 0,
             "commands_sent": 0, "connects": 0, "retained": 0,
             "lag_ms_counts": [0] * (len(LAG_BUCKETS_MS) + 1)}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"MQTT protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
+        self.protocol = protocol
+        if protocol != "5":
+            self.group, self.retained_snapshot = "", False   # no shared subscriptions, no identifiers
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=PROTOCOLS[protocol],
                                   manual_ack=True)
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -110,11 +120,14 @@ class IngestWorker:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "IngestWorker":
-        properties = Properties(PacketTypes.CONNECT)
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
         # connect_async + loop_start: paho's thread connects and reconnects with back-off.
-        self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s, clean_start=True,
-                                  properties=properties)
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
+            self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s, clean_start=True,
+                                      properties=properties)
+        else:
+            self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
         self.client.loop_start()
         self._writer = threading.Thread(target=self._write_loop, name=f"ingest-{self.client_id}", daemon=True)
         self._writer.start()
