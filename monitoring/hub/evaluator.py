@@ -199,7 +199,7 @@ class Evaluator:
             try:
                 site, entity, kind, payload, sent_at, received_at = row
                 watermark = max(watermark, finite_number(received_at) or -math.inf)
-                version = (received_at, sent_at)
+                version = (received_at, sent_at, hash(payload))
                 if self._fed_entities.get((site, entity)) == version:
                     continue
                 fed_entities[(site, entity)] = version

@@ -53,7 +53,12 @@ def observations(site: Any, entity: Any, kind: Any, payload: Any, sent_at: Any, 
         return []
     return [Observation(site=site, entity=name, kind=rule_kind, values=values, measured_at=measured,
                         received_at=received, replayed=replayed)
-            for name, rule_kind, values in found if values]
+            for name, rule_kind, values in found if values and _fits(name)]
+
+
+def _fits(name: str) -> bool:
+    """A device label the machine takes (it would count anything else as invalid)."""
+    return len(name) <= alerts.MAX_NAME and name.isprintable()
 
 
 def site_status_event(site: Any, status: Any, at: Any) -> Event | None:
@@ -119,8 +124,6 @@ def _air(payload: Mapping) -> list[tuple[str, str, dict[str, Any]]]:
         if not isinstance(sensor, Mapping) or not isinstance(sensor.get("name"), str):
             continue
         name = "air/" + sensor["name"]
-        if len(name) > alerts.MAX_NAME:
-            continue
         co2 = finite_number(sensor.get("co2_ppm"))
         online = sensor.get("online") is not False
         found.append((name, "co2", {"co2_ppm": co2} if co2 is not None and online else {}))
