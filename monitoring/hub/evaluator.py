@@ -80,6 +80,8 @@ class Evaluator:
         self._watermark = -math.inf
         self._stored_alerts: dict[tuple[str, int], tuple] = {}   # (key, serial) → row last stored
         self._stored_tracks: dict[str, tuple] = {}
+        self._seen_alerts: dict[tuple[str, int], tuple] = {}     # (key, serial) → (Alert, flags) stored
+        self._seen_tracks: dict[str, tuple] = {}                 # key → (KeyTrack, clear_since) stored
         self.state = self._rebuild(alerts.new_state(config, rules, inhibits))
 
     # --- start ---------------------------------------------------------------------------------
@@ -288,7 +290,7 @@ class Evaluator:
                                   "comment": data.get("comment", ""), "at": now})
         elif kind == "silence":
             event = Event("silence", {"id": f"{SILENCE_ID_PREFIX}{request_id}", "matchers": data.get("matchers"),
-                                      "starts_at": data.get("starts_at", now), "ends_at": data.get("ends_at"),
+                                      "starts_at": now if data.get("starts_at") is None else data["starts_at"], "ends_at": data.get("ends_at"),
                                       "creator": who, "comment": data.get("comment"), "at": now})
         elif kind == "end_silence":
             event = Event("expire_silence", {"id": data.get("id"), "at": now})
@@ -346,14 +348,27 @@ class Evaluator:
                                  active_since=summary["active_since"], fired_at=summary["fired_at"],
                                  resolved_at=summary["resolved_at"], flaps=summary["flaps"])
                 alert_rows[(key, serial)] = self._alert_row(summary, *flags(resolved))
+        # The machine replaces what it changes: an object seen last round is unchanged (cheap at
+        # thousands of open alerts and tracks); only its flags can move without it.
+        seen_alerts: dict[tuple[str, int], tuple] = {}
         for alert in state.alerts.values():
-            alert_rows[(alert.key, alert.serial)] = self._alert_row(alert.summary(), *flags(alert))
+            ident, alert_flags = (alert.key, alert.serial), flags(alert)
+            seen_alerts[ident] = (alert, alert_flags)
+            before = self._seen_alerts.get(ident)
+            if before is None or before[0] is not alert or before[1] != alert_flags:
+                alert_rows[ident] = self._alert_row(alert.summary(), *alert_flags)
         changed_alerts = {k: row for k, row in alert_rows.items() if self._stored_alerts.get(k) != row}
         open_keys = state.alerts
         track_rows = {}
+        seen_tracks: dict[str, tuple] = {}
         for key, track in state.tracks.items():
             alert = open_keys.get(key)
-            row = self._track_row(track, alert.clear_since if alert is not None else None)
+            clear = alert.clear_since if alert is not None else None
+            seen_tracks[key] = (track, clear)
+            before = self._seen_tracks.get(key)
+            if before is not None and before[0] is track and before[1] == clear:
+                continue
+            row = self._track_row(track, clear)
             if self._stored_tracks.get(key) != row:
                 track_rows[key] = row
         notifications = []
@@ -405,6 +420,7 @@ class Evaluator:
         for key in [k for k, row in self._stored_alerts.items() if row[0] == "resolved"]:
             del self._stored_alerts[key]   # resolved rows never change again
         self._stored_tracks.update(track_rows)
+        self._seen_alerts, self._seen_tracks = seen_alerts, seen_tracks
         self.counters["notifications_queued"] += len(notifications)
         self.counters["transitions"] += sum(1 for c in commands if c.name == "transition")
 
