@@ -30,12 +30,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from monitoring import alerts
 from monitoring.alerts import (Ack, Alert, AlertConfig, Command, Event, HubState, KeyTrack, Rejected,
                                Silence, finite_number)
-from monitoring.hub import observe, schema
+from monitoring.hub import notify, observe, schema
 from monitoring.hub.db import HubStore
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,14 @@ class Evaluator:
         self._seen_alerts: dict[tuple[str, int], tuple] = {}     # (key, serial) → (Alert, flags) stored
         self._seen_tracks: dict[str, tuple] = {}                 # key → (KeyTrack, clear_since) stored
         self.state = self._rebuild(alerts.new_state(config, rules, inhibits))
+
+    @classmethod
+    def from_settings(cls, store: HubStore, settings: Mapping[str, Any], *,
+                      clock: Callable[[], float] = time.time) -> "Evaluator":
+        """The evaluator as the hub runs it: HUB_ALERT_* numbers, rows queued for the channels
+        HUB_NOTIFY_* configures (ValueError names a bad setting)."""
+        return cls(store, alerts.config_from_settings(settings), clock=clock,
+                   notify_channels=notify.settings_from(settings).channels)
 
     # --- start ---------------------------------------------------------------------------------
     def _rebuild(self, state: HubState) -> HubState:
@@ -289,8 +297,9 @@ class Evaluator:
             event = Event("ack", {"key": data.get("key"), "serial": data.get("serial"), "who": who,
                                   "comment": data.get("comment", ""), "at": now})
         elif kind == "silence":
+            starts_at = now if data.get("starts_at") is None else data["starts_at"]
             event = Event("silence", {"id": f"{SILENCE_ID_PREFIX}{request_id}", "matchers": data.get("matchers"),
-                                      "starts_at": now if data.get("starts_at") is None else data["starts_at"], "ends_at": data.get("ends_at"),
+                                      "starts_at": starts_at, "ends_at": data.get("ends_at"),
                                       "creator": who, "comment": data.get("comment"), "at": now})
         elif kind == "end_silence":
             event = Event("expire_silence", {"id": data.get("id"), "at": now})

@@ -159,6 +159,50 @@ def test_ups_on_battery_from_row_to_ack_to_resolved_with_restarts(store, webhook
     assert len(notes(store)) == 4
 
 
+def air(co2: float) -> dict:
+    return {"v": 1, "ts": "2027-01-15T08:00:00Z", "available": True, "state": "ok",
+            "sensors": [{"name": "hall", "online": True, "co2_ppm": co2}]}
+
+
+def cassette(bills: int) -> dict:
+    return {"v": 1, "ts": "2027-01-15T08:00:00Z", "online": True, "state": "ok", "cassette_bills": bills,
+            "cassette_capacity": 1000}
+
+
+RULE_CASES = {   # rule → (rows (entity, kind, payload, sent_at offset), alert key, for_s)
+    "ups_low_battery": ([("power", "power", ups("online", charge=20), -0.5)], "ups_low_battery|kyiv-1|power", 0),
+    "co2_high": ([("air", "air", air(1500), -0.5)], "co2_high|kyiv-1|air/hall", 600),
+    "cassette_full": ([("device/bill_validator", "device", cassette(900), -0.5)],
+                      "cassette_full|kyiv-1|device/bill_validator", 0),
+    "all_uplinks_down": ([("uplink/lte", "uplink", uplink(False), -0.5), ("uplink/wan", "uplink", uplink(False), -0.5)],
+                         "all_uplinks_down|kyiv-1|", 60),
+    "agent_clock_skew": ([("device/printer", "device", printer("ok"), 500)], "agent_clock_skew|kyiv-1|", 300),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULE_CASES))
+def test_each_rule_from_the_rows_ingest_writes(store, rule):
+    rows, key, for_s = RULE_CASES[rule]
+    clock = Clock(T0)
+    evaluator = Evaluator(store, clock=clock)
+    put_site(store, "kyiv-1", "online", T0)
+    for entity, kind, payload, offset in rows:
+        put_entity(store, "kyiv-1", entity, kind, payload, T0, sent_at=T0 + offset)
+    evaluator.step()
+    if for_s:
+        assert alert_row(store, key)["status"] == "pending"
+        clock.now = T0 + for_s - 1
+        evaluator.step()
+        assert alert_row(store, key)["status"] == "pending"
+        clock.now = T0 + for_s
+        evaluator.step()
+    assert alert_row(store, key)["status"] == "firing"
+    assert [n[3] for n in notes(store, key)] == ["firing"] * (1 if rule == "agent_clock_skew" else 2)
+    if rule == "all_uplinks_down":   # the bigger outage says it all
+        assert alert_row(store, "uplink_down|kyiv-1|uplink/lte")["inhibited"] == 1
+        assert notes(store, "uplink_down|kyiv-1|uplink/lte") == []
+
+
 def test_a_site_offline_by_last_will_inhibits_its_device_alerts(store):
     clock = Clock(T0)
     evaluator = Evaluator(store, clock=clock)
@@ -387,3 +431,12 @@ def _play(store, plan) -> None:
     assert {k: (a.status, a.serial, len(a.acks)) for k, a in again.state.alerts.items()} == \
         {k: (a.status, a.serial, len(a.acks)) for k, a in evaluator.state.alerts.items()}
     assert ev_module.OPEN == ("pending", "firing")
+
+
+def test_from_settings(tmp_path):
+    with schema.ensure(open_store(tmp_path / "hub.db")) as db:
+        evaluator = Evaluator.from_settings(db, {"HUB_ALERT_CO2_HIGH_PPM": 1500,
+                                                 "HUB_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/hook"})
+        assert evaluator.config.co2_high_ppm == 1500 and evaluator.notify_channels == ("webhook",)
+        with pytest.raises(ValueError, match="HUB_ALERT_CO2_OK_PPM"):
+            Evaluator.from_settings(db, {"HUB_ALERT_CO2_OK_PPM": 1500})
