@@ -324,18 +324,15 @@ class Evaluator:
                 track.notified, track.notified_serial, track.last_sent_at, _json(list(track.fire_times)),
                 int(track.flap_told), clear_since)
 
-    def _flags(self, state: HubState) -> Callable[[Alert], tuple[int, int]]:
-        """silenced / inhibited of an alert now. Inhibition is looked up only where an inhibit
-        source fires (every default inhibit is per site), not for every pair of open alerts."""
-        sources = {i.source for i in state.inhibits}
-        per_site = all("site" in i.equal for i in state.inhibits)
-        dark = {a.site for a in state.alerts.values() if a.rule in sources and a.status == "firing"}
+    @staticmethod
+    def _flags(state: HubState) -> Callable[[Alert], tuple[int, int]]:
+        """silenced / inhibited of an alert now, with the machine's inhibitor index built once."""
+        inhibitors = state.inhibitor_index()
 
         def flags(alert: Alert) -> tuple[int, int]:
             labels = alert.labels
             silenced = bool(state.silences) and bool(state.silenced_by(labels))
-            inhibited = (not per_site or alert.site in dark) and bool(state.inhibited_by(labels))
-            return int(silenced), int(inhibited)
+            return int(silenced), int(bool(state.inhibited_by(labels, inhibitors)))
         return flags
 
     def _store(self, state: HubState, commands: list[Command], outcomes: list[tuple[int, str | None]],

@@ -410,6 +410,7 @@ def _play(store, plan) -> None:
         else:
             evaluator = Evaluator(store, clock=clock)
         evaluator.step()
+        _flags_agree(evaluator.state)
     assert store.query("SELECT COUNT(*) FROM alert_requests WHERE done_at IS NULL") == [(0,)]
     # long after the last row, every firing alert's condition is true, every true one fires
     keep = alerts.AlertConfig().keep_firing_for_s
@@ -440,3 +441,11 @@ def test_from_settings(tmp_path):
         assert evaluator.config.co2_high_ppm == 1500 and evaluator.notify_channels == ("webhook",)
         with pytest.raises(ValueError, match="HUB_ALERT_CO2_OK_PPM"):
             Evaluator.from_settings(db, {"HUB_ALERT_CO2_OK_PPM": 1500})
+
+
+def _flags_agree(state: alerts.HubState) -> None:
+    """The evaluator's indexed flags decide as the machine's own silenced_by / inhibited_by."""
+    flags = Evaluator._flags(state)
+    for alert in state.alerts.values():
+        assert flags(alert) == (int(bool(state.silenced_by(alert.labels))),
+                                int(bool(state.inhibited_by(alert.labels)))), alert.key
