@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -449,3 +451,36 @@ def _flags_agree(state: alerts.HubState) -> None:
     for alert in state.alerts.values():
         assert flags(alert) == (int(bool(state.silenced_by(alert.labels))),
                                 int(bool(state.inhibited_by(alert.labels)))), alert.key
+
+
+def wait_until(predicate, timeout_s: float = 30.0) -> bool:
+    """Polls (generous, for a loaded CI machine); the caller asserts what it returns."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_run_loops_until_stopped_and_a_closed_store_is_counted(tmp_path, webhook):
+    db = schema.ensure(open_store(tmp_path / "hub.db"))
+    evaluator = Evaluator(db, notify_channels=("webhook",))
+    notifier = notify.Notifier(db, notify.NotifySettings(webhook=notify.WebhookChannel(webhook.url)))
+    stop = threading.Event()
+    threads = [threading.Thread(target=evaluator.run, args=(stop, 0.05)),
+               threading.Thread(target=notifier.run, args=(stop, 0.05))]
+    for thread in threads:
+        thread.start()
+    try:
+        put_entity(db, "kyiv-1", "device/printer", "device", printer("out"), time.time())
+        assert wait_until(lambda: len(webhook.received) == 1)
+        assert json.loads(webhook.received[0][1])["key"] == PRINTER
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    db.close()
+    assert evaluator.step() == [] and evaluator.counters["store_errors"] == 1
+    assert notifier.send_due() == 0 and notifier.counters["store_errors"] == 1
