@@ -43,12 +43,25 @@ log = logging.getLogger(__name__)
 CHANNELS = ("webhook", "email")
 MAX_PAYLOAD_CHARS = 65536      # an entities payload (ingest caps them far lower) or a request
 MAX_REQUESTS_PER_STEP = 200
+FAILED_ROUNDS_BEFORE_SETTING_ASIDE = 3
 OPEN = ("pending", "firing")
 SILENCE_ID_PREFIX = "silence-"
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False, default=str)
+
+
+def _storable(value: Any) -> bool:
+    """Text both engines store and pages show: printable (line breaks allowed), no NUL or lone
+    surrogate, which PostgreSQL refuses, so a request with one would fail every round."""
+    if isinstance(value, str):
+        return all(ch.isprintable() or ch in "\n\r\t" for ch in value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
 
 
 def _load_json(text: Any) -> Any:
@@ -78,6 +91,7 @@ class Evaluator:
         self._fed_sites: dict[str, tuple] = {}                   # site → (status, status_at) fed
         self._site_skew: dict[str, float] = {}                   # ingest's skew per site
         self._watermark = -math.inf
+        self._failed_rounds = 0
         self._stored_alerts: dict[tuple[str, int], tuple] = {}   # (key, serial) → row last stored
         self._stored_tracks: dict[str, tuple] = {}
         self._seen_alerts: dict[tuple[str, int], tuple] = {}     # (key, serial) → (Alert, flags) stored
@@ -221,6 +235,8 @@ class Evaluator:
                     timed.append((obs.received_at, len(timed), Event("observe", {"observation": obs})))
             except Exception:
                 self.counters["bad_rows"] += 1
+        # An ingest host whose clock runs ahead must not push the watermark past rows to come.
+        watermark = max(self._watermark, min(watermark, now))
         timed.sort(key=lambda item: item[:2])
         for _, _, event in timed:
             state, out = self._handle(state, event)
@@ -238,8 +254,12 @@ class Evaluator:
             self._store(state, commands, outcomes, who_of_silence_end, now)
         except Exception:
             self.counters["store_errors"] += 1
+            self._failed_rounds += 1
             log.exception("alert evaluator: cannot store a round; it is done again next round")
+            if self._failed_rounds >= FAILED_ROUNDS_BEFORE_SETTING_ASIDE and outcomes:
+                self._set_aside([request_id for request_id, _ in outcomes], now)
             return []
+        self._failed_rounds = 0
         self.state = state
         self._fed_entities.update(fed_entities)
         self._fed_sites.update(fed_sites)
@@ -248,6 +268,17 @@ class Evaluator:
         self.counters["requests_done"] += sum(1 for _, e in outcomes if e is None)
         self.counters["requests_refused"] += sum(1 for _, e in outcomes if e is not None)
         return commands
+
+    def _set_aside(self, request_ids: list[int], now: float) -> None:
+        """Rounds keep failing while requests are pending: one of them may be what the store
+        refuses. They are answered ``not_stored`` (staff can try again) so alerting goes on."""
+        try:
+            with self.store.transaction() as tx:
+                tx.executemany("UPDATE alert_requests SET done_at = ?, error = 'not_stored' WHERE id = ?",
+                               [(now, request_id) for request_id in request_ids])
+            self.counters["requests_set_aside"] += len(request_ids)
+        except Exception:
+            log.exception("alert evaluator: cannot set the pending requests aside either")
 
     def run(self, stop_event: threading.Event, interval_s: float = 1.0) -> None:
         """``step()`` every ``interval_s`` until ``stop_event`` is set."""
@@ -293,6 +324,8 @@ class Evaluator:
         data = _load_json(payload)
         if not isinstance(data, dict):
             return state, [], "bad_payload"
+        if not _storable(data) or not _storable(who):
+            return state, [], "bad_text"   # NUL, lone surrogates, control characters: never stored
         if kind == "ack":
             event = Event("ack", {"key": data.get("key"), "serial": data.get("serial"), "who": who,
                                   "comment": data.get("comment", ""), "at": now})

@@ -299,13 +299,31 @@ def test_bad_rows_and_requests_never_stop_it(store):
     put_site(store, "kyiv-1", "sideways", T0)
     requests = [request(store, "ack", "nope"), request(store, "reboot", {}), request(store, "ack", {"key": 5}),
                 request(store, "silence", {"matchers": "all", "ends_at": "tomorrow", "comment": "x"}),
-                request(store, "end_silence", {"id": ["x"]}), request(store, "ack", {"key": PRINTER}, who="")]
+                request(store, "end_silence", {"id": ["x"]}), request(store, "ack", {"key": PRINTER}, who=""),
+                request(store, "silence", {"matchers": {"site": "kyiv-1"}, "ends_at": T0 + 60,
+                                           "comment": "nul \u0000 and a lone \ud800"})]
     evaluator.step()
     errors = [outcome(store, r)[1] for r in requests]
     assert errors == ["bad_payload", "unknown_kind", "no_open_alert", "bad_matchers", "no_such_silence",
-                      "no_open_alert"]
+                      "no_open_alert", "bad_text"]
     assert store.query("SELECT COUNT(*) FROM alerts") == [(0,)]
-    assert evaluator.metrics()["requests_refused"] == 6
+    assert evaluator.metrics()["requests_refused"] == 7
+
+
+def test_requests_are_set_aside_when_rounds_keep_failing(store, monkeypatch):
+    clock = Clock(T0)
+    evaluator = Evaluator(store, clock=clock)
+    pending = request(store, "silence", {"matchers": {"site": "kyiv-1"}, "ends_at": T0 + 60, "comment": "x"})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the store refuses something in this round")
+    monkeypatch.setattr(evaluator, "_store", broken)
+    for _ in range(2):
+        evaluator.step()
+        assert outcome(store, pending) == (None, None)    # a passing hiccup: still pending
+    evaluator.step()
+    assert outcome(store, pending) == (T0, "not_stored")
+    assert evaluator.counters["requests_set_aside"] == 1
 
 
 def test_a_round_that_cannot_be_stored_is_done_again(store, monkeypatch):
