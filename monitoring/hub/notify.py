@@ -79,7 +79,7 @@ class EmailChannel:
                 not a or "@" not in a or any(ch in a for ch in "\r\n,;<> ") for a in addresses):
             raise ValueError("HUB_NOTIFY_SMTP_HOST, HUB_NOTIFY_SMTP_FROM and HUB_NOTIFY_SMTP_TO "
                              "(plain addresses) are required for e-mail")
-        if not 0 < self.port < 65536:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise ValueError("HUB_NOTIFY_SMTP_PORT must be 1..65535")
         _positive("HUB_NOTIFY_SMTP_TIMEOUT_S", self.timeout_s)
 
@@ -97,6 +97,8 @@ class NotifySettings:
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError("HUB_NOTIFY_MAX_ATTEMPTS must be an integer ≥ 1")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not 1 <= self.batch <= 1000:
+            raise ValueError("HUB_NOTIFY_BATCH must be an integer 1..1000")
         for name, value in (("HUB_NOTIFY_GIVE_UP_AFTER_S", self.give_up_after_s),
                             ("HUB_NOTIFY_RETRY_S", self.retry_s), ("HUB_NOTIFY_RETRY_MAX_S", self.retry_max_s)):
             _positive(name, value)
@@ -114,27 +116,49 @@ def _positive(name: str, value: Any) -> None:
 
 def settings_from(values: Mapping[str, Any]) -> NotifySettings:
     """NotifySettings from resolved settings (HUB_NOTIFY_*); a channel without its URL / host is
-    off. ValueError names the setting that is wrong."""
+    off. Values may be typed or strings (from the environment). ValueError names a bad setting."""
     def get(name: str, default: Any = None) -> Any:
         value = values.get("HUB_NOTIFY_" + name, default)
         return default if value is None else value
 
+    def number(name: str, default: float, integer: bool = False) -> Any:
+        value = get(name, default)
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value.strip()) if isinstance(value, str) else value
+            if integer:
+                if not float(value).is_integer():
+                    raise ValueError
+                return int(value)
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"HUB_NOTIFY_{name} must be a{'n integer' if integer else ' number'}") from None
+
+    def flag(name: str) -> bool:
+        value = get(name, False)
+        if isinstance(value, str):
+            if value.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                raise ValueError(f"HUB_NOTIFY_{name} must be true or false")
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+
     webhook = None
     if get("WEBHOOK_URL", ""):
         webhook = WebhookChannel(url=str(get("WEBHOOK_URL")), secret=str(get("WEBHOOK_SECRET", "")),
-                                 timeout_s=get("WEBHOOK_TIMEOUT_S", 10.0))
+                                 timeout_s=number("WEBHOOK_TIMEOUT_S", 10.0))
     email = None
     if get("SMTP_HOST", ""):
         recipients = get("SMTP_TO", ())
         if isinstance(recipients, str):
             recipients = [r.strip() for r in recipients.split(",") if r.strip()]
-        email = EmailChannel(host=str(get("SMTP_HOST")), port=get("SMTP_PORT", 25), sender=str(get("SMTP_FROM", "")),
-                             recipients=tuple(str(r) for r in recipients), starttls=bool(get("SMTP_STARTTLS", False)),
-                             username=str(get("SMTP_USER", "")), password=str(get("SMTP_PASSWORD", "")),
-                             timeout_s=get("SMTP_TIMEOUT_S", 20.0))
-    return NotifySettings(webhook=webhook, email=email, max_attempts=get("MAX_ATTEMPTS", 10),
-                          give_up_after_s=get("GIVE_UP_AFTER_S", 86400.0), retry_s=get("RETRY_S", 30.0),
-                          retry_max_s=get("RETRY_MAX_S", 3600.0), batch=get("BATCH", 50))
+        email = EmailChannel(host=str(get("SMTP_HOST")), port=number("SMTP_PORT", 25, integer=True),
+                             sender=str(get("SMTP_FROM", "")), recipients=tuple(str(r) for r in recipients),
+                             starttls=flag("SMTP_STARTTLS"), username=str(get("SMTP_USER", "")),
+                             password=str(get("SMTP_PASSWORD", "")), timeout_s=number("SMTP_TIMEOUT_S", 20.0))
+    return NotifySettings(webhook=webhook, email=email, max_attempts=number("MAX_ATTEMPTS", 10, integer=True),
+                          give_up_after_s=number("GIVE_UP_AFTER_S", 86400.0), retry_s=number("RETRY_S", 30.0),
+                          retry_max_s=number("RETRY_MAX_S", 3600.0), batch=number("BATCH", 50, integer=True))
 
 
 # --- the messages ---------------------------------------------------------------------------------

@@ -258,8 +258,18 @@ def test_settings():
     assert s.email.recipients == ("a@cnap.example", "b@cnap.example") and s.email.starttls
     assert s.max_attempts == 5
     assert notify.settings_from({}).channels == ()
+    from_environment = notify.settings_from({"HUB_NOTIFY_SMTP_HOST": "mx", "HUB_NOTIFY_SMTP_PORT": "587",
+                                             "HUB_NOTIFY_SMTP_FROM": "hub@cnap.example",
+                                             "HUB_NOTIFY_SMTP_TO": "a@cnap.example",
+                                             "HUB_NOTIFY_SMTP_STARTTLS": "false", "HUB_NOTIFY_RETRY_S": "5"})
+    assert (from_environment.email.port, from_environment.email.starttls, from_environment.retry_s) == (587, False, 5.0)
     for bad in ({"HUB_NOTIFY_WEBHOOK_URL": "file:///etc/passwd"},
                 {"HUB_NOTIFY_SMTP_HOST": "mx", "HUB_NOTIFY_SMTP_FROM": "hub@x", "HUB_NOTIFY_SMTP_TO": "a@x\r\nBcc: b@y"},
-                {"HUB_NOTIFY_MAX_ATTEMPTS": 0}, {"HUB_NOTIFY_RETRY_S": float("nan")}):
+                {"HUB_NOTIFY_MAX_ATTEMPTS": 0}, {"HUB_NOTIFY_RETRY_S": float("nan")},
+                {"HUB_NOTIFY_RETRY_S": "soon"}, {"HUB_NOTIFY_MAX_ATTEMPTS": "2.5"}, {"HUB_NOTIFY_BATCH": 0},
+                {"HUB_NOTIFY_SMTP_HOST": "mx", "HUB_NOTIFY_SMTP_FROM": "hub@x", "HUB_NOTIFY_SMTP_TO": "a@x",
+                 "HUB_NOTIFY_SMTP_STARTTLS": "maybe"},
+                {"HUB_NOTIFY_SMTP_HOST": "mx", "HUB_NOTIFY_SMTP_FROM": "hub@x", "HUB_NOTIFY_SMTP_TO": "a@x",
+                 "HUB_NOTIFY_SMTP_PORT": 70000}):
         with pytest.raises(ValueError):
             notify.settings_from(bad)
