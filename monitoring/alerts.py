@@ -41,7 +41,7 @@ MAX_TEXT = 500           # comments
 MAX_VALUES = 32          # metrics in one observation
 MAX_STRING_VALUE = 64
 MAX_ENTITIES_PER_SITE = 256
-MAX_SITES = 2000
+MAX_SITES = 5000            # Ukraine has 4,070 service centres: one hub for the whole country
 MAX_ACKS = 20            # acknowledgements on one occurrence
 MAX_SILENCES = 1000
 MAX_MATCHERS = 8
@@ -338,15 +338,27 @@ class HubState:
     def silenced_by(self, labels: Mapping[str, str]) -> list[str]:
         return [s.id for s in self.silences.values() if s.active(self.now) and s.matches(labels)]
 
-    def inhibited_by(self, labels: Mapping[str, str]) -> list[str]:
-        found = []
+    def inhibitor_index(self) -> list[tuple[InhibitRule, dict[tuple, list[str]]]]:
+        """Per inhibit rule, the firing source alerts' keys by their ``equal`` label values: built
+        once per reconcile, so asking about every key is linear, not quadratic (a national outage
+        opens thousands of alerts at once)."""
+        index = []
         for inhibit in self.inhibits:
+            held: dict[tuple, list[str]] = {}
+            for alert in self.alerts.values():
+                if alert.rule == inhibit.source and alert.status == "firing":
+                    held.setdefault(tuple(alert.labels[name] for name in inhibit.equal), []).append(alert.key)
+            index.append((inhibit, held))
+        return index
+
+    def inhibited_by(self, labels: Mapping[str, str],
+                     index: list[tuple[InhibitRule, dict[tuple, list[str]]]] | None = None) -> list[str]:
+        """The firing alerts that inhibit ``labels``; ``index``: this state's ``inhibitor_index()``."""
+        found = []
+        for inhibit, held in self.inhibitor_index() if index is None else index:
             if labels["rule"] == inhibit.source or (inhibit.targets and labels["rule"] not in inhibit.targets):
                 continue
-            for alert in self.alerts.values():
-                if (alert.rule == inhibit.source and alert.status == "firing"
-                        and all(alert.labels[name] == labels.get(name) for name in inhibit.equal)):
-                    found.append(alert.key)
+            found += held.get(tuple(labels.get(name) for name in inhibit.equal), [])
         return found
 
     def flapping(self, key: str) -> bool:
@@ -424,6 +436,7 @@ def _finite(value: Any) -> float | None:
 
 
 _time = _finite
+finite_number = _finite   # public: the hub's runtime maps payloads with the very same check
 
 
 def _count(state: HubState, name: str) -> HubState:
@@ -622,6 +635,7 @@ def _notify(state: HubState, keys: set[str] | None) -> tuple[HubState, list[Comm
     tracks = dict(state.tracks)
     commands: list[Command] = []
     todo = state.tracks if keys is None else {k: state.tracks[k] for k in sorted(keys) if k in state.tracks}
+    inhibitors = None   # built at the first notice due, once: alerts do not change below, only tracks
     for key, track in todo.items():
         alert = state.alerts.get(key)
         firing = alert is not None and alert.status == "firing"
@@ -636,7 +650,9 @@ def _notify(state: HubState, keys: set[str] | None) -> tuple[HubState, list[Comm
         repeat_due = (firing and not changed and not alert.acked and track.last_sent_at is not None
                       and now >= track.last_sent_at + config.repeat_interval_s)
         if (changed or repeat_due or (flapping and not track.flap_told)) and rules[track.labels["rule"]].channels:
-            if not (state.silenced_by(track.labels) or state.inhibited_by(track.labels)):
+            if inhibitors is None:
+                inhibitors = state.inhibitor_index()
+            if not (state.silenced_by(track.labels) or state.inhibited_by(track.labels, inhibitors)):
                 snapshot = alert.summary() if alert is not None else _last_summary(state, key)
                 channels = rules[track.labels["rule"]].channels
                 if flapping:

@@ -70,6 +70,16 @@ ALERTS = [[
     "next_at DOUBLE PRECISION NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, sent_at DOUBLE PRECISION, "
     "gave_up_at DOUBLE PRECISION, last_error TEXT)",
     "CREATE INDEX notifications_due ON notifications (sent_at, gave_up_at, next_at)",
+], [
+    # What the evaluator last told about each label set (alerts.KeyTrack) and since when an open
+    # alert's resolve condition holds: a restarted hub neither re-notifies nor forgets a flap.
+    "CREATE TABLE alert_tracks (key TEXT PRIMARY KEY, rule TEXT NOT NULL, site TEXT NOT NULL, "
+    "device TEXT NOT NULL, severity TEXT NOT NULL, serial BIGINT NOT NULL, notified TEXT, "
+    "notified_serial BIGINT NOT NULL, last_sent_at DOUBLE PRECISION, fire_times {json} NOT NULL, "
+    "flap_told BIGINT NOT NULL, clear_since DOUBLE PRECISION)",
+    "CREATE INDEX alert_requests_todo ON alert_requests (done_at, id)",
+    # The evaluator reads the entities changed since its watermark every second.
+    "CREATE INDEX entities_received ON entities (received_at)",
 ]]
 
 
