@@ -8,6 +8,8 @@ a request without it (the CSRF tests use a plain ``FlaskClient`` instead).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 
 from flask.testing import FlaskClient
@@ -69,3 +71,34 @@ def service_login(client: FlaskClient, pin: str, name: str | None = None, next_p
 def choose_staff(page, name: str) -> None:
     """In a browser: tap the person's tile on the service-mode login page."""
     page.locator(".staff-tile", has_text=name).first.click()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), so a test that kills the demo cleans up after it."""
+    found, frontier = [], [pid]
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in stats.items():
+            if ppid == parent:
+                found.append(child)
+                frontier.append(child)
+    return found
+
+
+def kill_all(pids) -> None:
+    """SIGKILL each of ``pids`` that still runs (cleanup after a test that killed a parent)."""
+    import os
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -14,6 +14,7 @@ import pytest
 
 from monitoring.agent_client import AgentClient
 from tests.facility.fakes import wait_until
+from tests.helpers import descendants, kill_all
 from tests.monitoring.test_agent import ROOT
 from tests.terminal.kiosk_http import StaffBrowser
 
@@ -54,6 +55,7 @@ def start_demo(tmp_path):
 
 def test_killing_the_kiosk_leaves_the_agent_answering(tmp_path):
     demo, kiosk_url, agent_pid, agent_port, out = start_demo(tmp_path)
+    others = [pid for pid in descendants(demo.pid) if pid != agent_pid]   # broker, hub: the demo's, not the site's
     try:
         assert "no facility package tests.facility.no_such_package" in out
         assert (tmp_path / "ventilation.simulator").exists()
@@ -75,6 +77,7 @@ def test_killing_the_kiosk_leaves_the_agent_answering(tmp_path):
             demo.wait()
         if not gone(agent_pid):
             os.kill(agent_pid, signal.SIGTERM)
+        kill_all(others)
     assert wait_until(lambda: gone(agent_pid), timeout=20)
     assert (tmp_path / "ventilation.closed").exists()    # stopped in order: controllers closed
 

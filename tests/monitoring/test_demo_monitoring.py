@@ -9,38 +9,18 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.facility.fakes import wait_until
+from tests.helpers import descendants, kill_all
 from tests.monitoring.test_agent import ROOT
 from tests.terminal.kiosk_http import StaffBrowser
 
 pytestmark = pytest.mark.timeout(300)
 _STAFF = re.compile(r'name="staff_id" value="(\d+)"[^>]*>\s*([^<]+?)\s*<')
 _ALERT = re.compile(r'name="key" value="([^"]+)"[^>]*>\s*<input[^>]*name="serial" value="(\d+)"')
-
-
-def children(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), so a test that kills the demo cleans up after it."""
-    found, frontier = [], [pid]
-    stats = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stats[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    while frontier:
-        parent = frontier.pop()
-        for child, ppid in stats.items():
-            if ppid == parent:
-                found.append(child)
-                frontier.append(child)
-    return found
 
 
 class HubBrowser(StaffBrowser):
@@ -80,7 +60,7 @@ def test_a_printer_fault_fires_an_alert_on_the_hub_that_staff_acknowledge(tmp_pa
         hub = printed(r"monitoring hub \(pid \d+\) at (http://127\.0\.0\.1:\d+)/")
         api = printed(r"simulator control API at (http://127\.0\.0\.1:\d+)")
         assert hub and api, out.read_text()[-3000:]
-        below = children(demo.pid)
+        below = descendants(demo.pid)
         staff = HubBrowser(hub.group(1))
         staff.log_in_as(DEMO_TECHNICIAN, DEMO_TECHNICIAN_PIN)
 
@@ -113,7 +93,7 @@ def test_a_printer_fault_fires_an_alert_on_the_hub_that_staff_acknowledge(tmp_pa
             return status == 200 and not _ALERT.search(page)
         assert wait_until(resolved, timeout=90, step=0.5), staff.get("/alerts")[1][-3000:]
     finally:
-        below = below or children(demo.pid)
+        below = below or descendants(demo.pid)
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)
             try:
@@ -121,9 +101,5 @@ def test_a_printer_fault_fires_an_alert_on_the_hub_that_staff_acknowledge(tmp_pa
             except subprocess.TimeoutExpired:
                 demo.kill()
                 demo.wait()
-        for pid in below:   # whatever the demo left behind (it should leave nothing)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(below)   # whatever the demo left behind (it should leave nothing)
     assert demo.returncode == 0, out.read_text()[-3000:]
