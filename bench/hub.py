@@ -13,7 +13,8 @@ evenly, from several publisher processes; each payload's ``ts`` is its publish t
 - ratio: msgs_per_s / raw_sub_msgs_per_s;
 - staleness_p99_ms: p99 of publish → stored: the worker's commit time minus the payload's ts, for
   every state applied (the workers' lag histogram, 10 % buckets; one machine, one clock);
-- agent_rss_mb, agent_cpu_pct: nan here (the agent's own benchmark reports them).
+- agent_rss_mb, agent_cpu_pct: one `cnap agent` publishing at 1 Hz, measured after the hub run
+  (bench/mqtt_agent_rss.py; --agent-seconds 0 skips it and prints nan).
 """
 from __future__ import annotations
 
@@ -129,6 +130,16 @@ class RawSubscriber:
         self.process.wait(10)
 
 
+def agent_figures(seconds: float) -> str:
+    """One agent's footprint (bench/mqtt_agent_rss.py), after the hub run so they do not share the CPU."""
+    if seconds <= 0:
+        return "agent_rss_mb=nan agent_cpu_pct=nan"
+    import mqtt_agent_rss   # bench/ is the script's folder, first on sys.path
+
+    figures, _ = mqtt_agent_rss.measure(seconds)
+    return f"agent_rss_mb={figures['rss_mb']:.1f} agent_cpu_pct={figures['cpu_pct']:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -137,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--store", default="", help="postgresql://… (default: a temporary SQLite file)")
+    parser.add_argument("--agent-seconds", type=float, default=30.0, help="agent footprint window (0: skip)")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="cnap-bench-hub-"))
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
               f"store={'postgresql' if store_url.startswith('postgres') else 'sqlite'}")
         print(f"sites={args.sites} entities={args.sites * ENTITIES_PER_SITE} msgs_per_s={msgs_per_s:.0f} "
               f"raw_sub_msgs_per_s={raw_per_s:.0f} ratio={msgs_per_s / raw_per_s if raw_per_s else math.nan:.2f} "
-              f"staleness_p99_ms={lag_quantile_ms(merged_lag_counts(final), 0.99):.0f} agent_rss_mb=nan agent_cpu_pct=nan")
+              f"staleness_p99_ms={lag_quantile_ms(merged_lag_counts(final), 0.99):.0f} {agent_figures(args.agent_seconds)}")
         return 0
     finally:
         if pool is not None:

@@ -89,7 +89,9 @@ def run_agent(settings: dict, window_s: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def measure(window_s: float = None) -> tuple[dict, dict]:
+    """One agent's figures over ``window_s`` (default WINDOW_S), and the same agent without MQTT."""
+    window_s = WINDOW_S if window_s is None else window_s
     folder = Path(tempfile.mkdtemp(prefix="cnap-mqtt-bench-"))
     port = free_port()
     conf = folder / "mosquitto.conf"
@@ -112,12 +114,17 @@ def main() -> None:
         (instance / "mqtt.password").write_text("unused\n")
         settings = {"INSTANCE_PATH": str(instance), "MQTT_HOST": "127.0.0.1", "MQTT_PORT": port,
                     "MQTT_SITE": "bench-1", "AGENT_PORT": 0}
-        figures = run_agent(settings, WINDOW_S)
+        figures = run_agent(settings, window_s)
         # The same agent without MQTT_HOST, for what the reporter itself adds.
         baseline = run_agent({**settings, "MQTT_HOST": ""}, 2.0)
     finally:
         broker.terminate()
         broker.wait(10)
+    return figures, baseline
+
+
+def main() -> None:
+    figures, baseline = measure()
     print(f"agent_rss_mb={figures['rss_mb']:.1f} agent_cpu_pct={figures['cpu_pct']:.2f} "
           f"publishes={figures['publishes']} seconds={figures['seconds']:.1f} "
           f"agent_without_mqtt_rss_mb={baseline['rss_mb']:.1f}")
