@@ -124,11 +124,25 @@ class Hub:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        from monitoring.hub.web import hub_state
+
+        sources = hub_state(self.app).metric_sources
+        sources.update(evaluator=self.evaluator.metrics, notifier=self.notifier.metrics)
         if self.ingest:
             from monitoring.hub.worker import run_workers
 
             self.workers = run_workers(int(self.values["HUB_INGEST_WORKERS"]), **ingest_options(self.values))
+            sources["ingest"] = self.ingest_counters
         return self.url
+
+    def ingest_counters(self) -> dict[str, float]:
+        """The workers' counters summed (what each reported last)."""
+        totals: dict[str, float] = {}
+        for counters in self.workers.snapshots().values():
+            for name, value in counters.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    totals[name] = totals.get(name, 0) + value
+        return totals
 
     def stop(self) -> None:
         """The web app first (no new staff actions), then ingest (drains what it received), then

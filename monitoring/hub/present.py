@@ -6,13 +6,13 @@ newer release) and must never raise on it: a payload is any JSON, or not JSON at
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from terminal.surveys.scoring import is_top, score5
+from monitoring.alerts import finite_number
 
 KYIV = ZoneInfo("Europe/Kyiv")
 
@@ -40,11 +40,7 @@ def health(status: Any, firing_critical: int, firing_warning: int, pending: int)
     return "ok" if status == "online" else "unknown"
 
 
-def finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+finite = finite_number   # the alert machine's check: no bools, NaN, infinities or ints too big for a float
 
 
 def kyiv_time(at: Any, with_seconds: bool = False) -> str:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import math
 import secrets
 import sqlite3
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 from flask import (Flask, Response, abort, current_app, flash, g, get_flashed_messages, redirect,
@@ -81,6 +83,19 @@ def hub_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 # --- app ----------------------------------------------------------------------------------------
+HUB_STATE_KEY = "cnap.hub"
+
+
+@dataclass
+class HubAppState:
+    """What the hub's views share (typed, like the kiosk's terminal/state.py). ``metric_sources``
+    are the other parts of the hub process (evaluator, notifier, ingest): name → a callable giving
+    their counters, published on /metrics as ``cnap_hub_<name>_<counter>``."""
+    store: HubStore
+    clock: Callable[[], float]
+    metric_sources: dict[str, Callable[[], Mapping[str, Any]]] = field(default_factory=dict)
+
+
 def create_hub_app(settings: Mapping[str, Any], store: HubStore, staff: StaffStore) -> Flask:
     settings = hub_settings(settings)
     app = Flask(__name__)
@@ -95,7 +110,7 @@ def create_hub_app(settings: Mapping[str, Any], store: HubStore, staff: StaffSto
     app.config["MAX_FORM_MEMORY_SIZE"] = settings["MAX_CONTENT_LENGTH"]
     app.config["MAX_FORM_PARTS"] = 50
     app.url_map.converters["int"] = AsciiIntConverter
-    app.extensions["cnap.hub"] = {"store": store, "clock": settings.get("CLOCK") or time.time}
+    app.extensions[HUB_STATE_KEY] = HubAppState(store=store, clock=settings.get("CLOCK") or time.time)
     # The kiosk's session lookup (current_staff) finds the staff store where the kiosk keeps it.
     state_module.install(app).staff = staff
     i18n.init_app(app)
@@ -104,12 +119,16 @@ def create_hub_app(settings: Mapping[str, Any], store: HubStore, staff: StaffSto
     return app
 
 
+def hub_state(app: Flask | None = None) -> "HubAppState":
+    return (app or current_app).extensions[HUB_STATE_KEY]
+
+
 def hub_store() -> HubStore:
-    return current_app.extensions["cnap.hub"]["store"]
+    return hub_state().store
 
 
 def now() -> float:
-    return current_app.extensions["cnap.hub"]["clock"]()
+    return hub_state().clock()
 
 
 def staff_store() -> StaffStore:
@@ -703,6 +722,9 @@ def site_csat(site: str, clock: float) -> dict:
     return {"days": days, "answers": figures.answers, "csat": figures.csat, "mean": figures.mean}
 
 
+RESERVED_SUFFIXES = ("_sum", "_count", "_bucket", "_total", "_created", "_info")
+
+
 def _metrics_registry():
     """A registry whose one collector reads the store at scrape time."""
     from prometheus_client import CollectorRegistry
@@ -736,8 +758,26 @@ def _metrics_registry():
                 alerts.add_metric([name], count)
             yield from (up, sites, alerts)
 
+    class PartsCollector:
+        def collect(self):
+            for source, counters in hub_state().metric_sources.items():
+                try:
+                    values = counters()
+                except Exception:   # a part that cannot say is left out of this scrape
+                    continue
+                for name, value in sorted(values.items()):
+                    number = present.finite(value)
+                    if number is None or isinstance(value, bool) or not re.fullmatch(r"[a-z][a-z0-9_]*", str(name)):
+                        continue
+                    if name.endswith(RESERVED_SUFFIXES):   # those say histogram, summary or counter
+                        name = f"{name}_value"
+                    gauge = GaugeMetricFamily(f"cnap_hub_{source}_{name}", f"{source}: {name}")
+                    gauge.add_metric([], number)
+                    yield gauge
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector())
+    registry.register(PartsCollector())
     return registry
 
 

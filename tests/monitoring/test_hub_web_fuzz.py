@@ -136,7 +136,7 @@ def test_pages_render_whatever_the_tables_hold(fuzz_app, payload, other, text):
     """Rows as another release (or a bug) might leave them: any JSON where JSON is expected, any
     text in the text columns. The pages still render."""
     app, admin = fuzz_app
-    store = app.extensions["cnap.hub"]["store"]
+    store = web.hub_state(app).store
     with store.transaction() as tx:
         tx.execute("DELETE FROM entities WHERE site = 'odd'")
         tx.execute("DELETE FROM commands WHERE site = 'odd'")
