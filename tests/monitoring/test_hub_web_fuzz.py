@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from monitoring.hub import charts, present, schema
+from monitoring.hub import charts, present, schema, web
 from monitoring.hub.db import open_store
 from tests.monitoring.test_hub_web import NOW, PINS, add_alert, add_site, make_app, make_staff
 
