@@ -100,11 +100,67 @@ def load_chain(directory: Path, lang: str) -> gettext_module.NullTranslations:
     return chain
 
 
-@functools.cache
-def translations(lang: str) -> gettext_module.NullTranslations:
-    """The shipped chain of ``lang``, loaded once per process (the .mo files ship with the
-    package and do not change while it runs)."""
-    return load_chain(TRANSLATIONS_DIR, lang if lang in LANGUAGES else SOURCE_LANGUAGE)
+class Catalogues:
+    """One set of catalogues (``<directory>/<lang>/LC_MESSAGES/messages.mo``) with the fallback
+    chain above: the kiosk's (``KIOSK``) and the monitoring hub's are two of these, so both look
+    texts up, format them, fall back and plug into Flask-Babel the same way."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._chains: dict[str, gettext_module.NullTranslations] = {}
+        self._lock = threading.Lock()
+
+    def translations(self, lang: str) -> gettext_module.NullTranslations:
+        """The shipped chain of ``lang``, loaded once per process (the .mo files ship with the
+        package and do not change while it runs)."""
+        lang = lang if lang in LANGUAGES else SOURCE_LANGUAGE
+        chain = self._chains.get(lang)
+        if chain is None:
+            with self._lock:
+                chain = self._chains.get(lang) or load_chain(self.directory, lang)
+                self._chains[lang] = chain
+        return chain
+
+    @functools.cached_property
+    def _ukrainian_alone(self) -> gettext_module.NullTranslations:
+        return Translations.load(str(self.directory), [SOURCE_LANGUAGE], DOMAIN)
+
+    def known(self, key: str) -> bool:
+        """Whether the Ukrainian catalogue has ``key``: for words that come from outside (a
+        controller's state, a payload's field), shown translated when a text exists and as they
+        are otherwise. Without a fallback, gettext hands back the very key object when it has no
+        entry."""
+        return self._ukrainian_alone.gettext(key) is not key
+
+    def gettext(self, key: str, lang: str | None = None, **params) -> str:
+        """The text of ``key`` in ``lang`` (default: the request's language), ``%(name)s`` filled."""
+        lang = lang or current_language()
+        return _format(self.translations(lang).gettext(key), key, lang, params)
+
+    def ngettext(self, singular: str, plural: str, n: int, lang: str | None = None, **params) -> str:
+        """The plural form of ``singular`` for ``n`` (``%(num)d`` is ``n``), as gettext chooses it."""
+        lang = lang or current_language()
+        params.setdefault("num", n)
+        return _format(self.translations(lang).ngettext(singular, plural, n), singular, lang, params)
+
+    def init_app(self, app: Flask, **babel_options) -> None:
+        """Flask-Babel for ``app`` with these catalogues and their fallback chains (its own loader
+        has none); ``_``/``gettext``/``ngettext`` in its templates."""
+        catalogues = self
+
+        class Domain(flask_babel.Domain):
+            def get_translations(self):
+                locale = flask_babel.get_locale()
+                return catalogues.translations(str(locale) if locale else SOURCE_LANGUAGE)
+
+        babel = flask_babel.Babel(configure_jinja=False)
+        babel.init_app(app, default_locale=SOURCE_LANGUAGE, default_domain=DOMAIN,
+                       default_translation_directories=str(self.directory), locale_selector=current_language,
+                       **babel_options)
+        babel.domain_instance = Domain(translation_directories=[str(self.directory)], domain=DOMAIN)
+        # Our own callables rather than Jinja's i18n extension: they return plain text that
+        # autoescaping escapes (the extension marks translations safe), and they take the language.
+        app.jinja_env.globals.update(_=self.gettext, gettext=self.gettext, ngettext=self.ngettext)
 
 
 def current_language() -> str:
@@ -126,29 +182,11 @@ def _format(text: str, key: str, lang: str, params: dict) -> str:
         return text
 
 
-@functools.cache
-def _ukrainian_alone() -> gettext_module.NullTranslations:
-    return Translations.load(str(TRANSLATIONS_DIR), [SOURCE_LANGUAGE], DOMAIN)
-
-
-def known(key: str) -> bool:
-    """Whether the Ukrainian catalogue has ``key``: for words that come from outside (a
-    controller's state), shown translated when a text exists and as they are otherwise. Without
-    a fallback, gettext hands back the very key object when it has no entry."""
-    return _ukrainian_alone().gettext(key) is not key
-
-
-def gettext(key: str, lang: str | None = None, **params) -> str:
-    """The text of ``key`` in ``lang`` (default: the request's language), ``%(name)s`` filled."""
-    lang = lang or current_language()
-    return _format(translations(lang).gettext(key), key, lang, params)
-
-
-def ngettext(singular: str, plural: str, n: int, lang: str | None = None, **params) -> str:
-    """The plural form of ``singular`` for ``n`` (``%(num)d`` is ``n``), as gettext chooses it."""
-    lang = lang or current_language()
-    params.setdefault("num", n)
-    return _format(translations(lang).ngettext(singular, plural, n), singular, lang, params)
+KIOSK = Catalogues(TRANSLATIONS_DIR)
+translations = KIOSK.translations
+known = KIOSK.known
+gettext = KIOSK.gettext
+ngettext = KIOSK.ngettext
 
 
 # --- the browser's catalogue ------------------------------------------------------------------
@@ -203,20 +241,5 @@ def catalogue_response(filename: str) -> Response:
 
 
 # --- Flask ---------------------------------------------------------------------------------
-class _KioskDomain(flask_babel.Domain):
-    """Flask-Babel's domain with our fallback chains (its own loader has no fallback)."""
-
-    def get_translations(self):
-        locale = flask_babel.get_locale()
-        return translations(str(locale) if locale else SOURCE_LANGUAGE)
-
-
 def init_app(app: Flask) -> None:
-    babel = flask_babel.Babel(configure_jinja=False)
-    babel.init_app(app, default_locale=SOURCE_LANGUAGE, default_domain=DOMAIN,
-                   default_translation_directories=str(TRANSLATIONS_DIR),
-                   locale_selector=current_language)
-    babel.domain_instance = _KioskDomain(translation_directories=[str(TRANSLATIONS_DIR)], domain=DOMAIN)
-    # Our own callables rather than Jinja's i18n extension: they return plain text that
-    # autoescaping escapes (the extension marks translations safe), and they take the language.
-    app.jinja_env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
+    KIOSK.init_app(app)
