@@ -41,7 +41,7 @@ from monitoring.topics import valid_site_id
 from terminal import state as state_module
 from terminal.limits import AsciiIntConverter, ascii_int, local_path
 from terminal.staff import StaffMember, StaffStore, valid_pin
-from terminal.views.service import SESSION_KEY, client_address, current_staff
+from terminal.views.service import SESSION_KEY, LoginAttempt, attempt_login, client_address, current_staff
 
 HUB_ROLES = ("technician", "manager", "admin")
 ACK_ROLES = ("technician", "manager")          # admin may do everything anyway
@@ -294,35 +294,14 @@ def _register(app: Flask) -> None:
     @app.route("/login", methods=["GET", "POST"])
     def login():
         store = staff_store()
-        message, chosen, status = None, None, 200
+        attempt = LoginAttempt()
         if request.method == "POST":
-            chosen = ascii_int(request.form.get("staff_id"), 0, 2**62, default=None, name="staff_id")
-            pin = request.form.get("pin", "")[:64]
-            client = client_address()
-            if chosen is None:
-                message, status = i18n.gettext("login.choose"), 400
-            else:
-                result = store.login(chosen, pin, client)
-                if result.staff and result.staff.role in HUB_ROLES:
-                    old = session.get(SESSION_KEY)
-                    if old:
-                        store.end_session(old, "replaced")
-                    session[SESSION_KEY] = store.open_session(result.staff.id, client)
-                    store.audit(result.staff, "hub.login", client=client)
-                    if result.staff.must_change:
-                        return redirect(url_for("change_pin"))
-                    target = local_path(request.args.get("next", ""))
-                    return redirect(target if target and not target.startswith("//") else url_for("sites"))
-                if result.staff:
-                    store.audit(result.staff, "hub.login.refused_role", client=client)
-                    message, status = i18n.gettext("login.role"), 403
-                elif result.locked_s:
-                    message, status = i18n.gettext("login.locked", seconds=result.locked_s), 429
-                else:
-                    store.audit(None, "hub.login.failed", staff_id=chosen, client=client)
-                    for counter in result.lockout:
-                        store.audit(None, "hub.login.lockout", staff_id=chosen, client=client, counter=counter)
-                    message, status = i18n.gettext("login.wrong"), 401
+            attempt = attempt_login(i18n.gettext, prefix="hub.", roles=HUB_ROLES)
+            if attempt.staff:
+                if attempt.staff.must_change:
+                    return redirect(url_for("change_pin"))
+                return redirect(local_path(request.args.get("next", "")) or url_for("sites"))
+        message, chosen, status = attempt.message, attempt.chosen, attempt.status
         members = [m for m in store.members(active_only=True) if m["role"] in HUB_ROLES]
         return render_template("login.html", message=message, members=members, chosen=chosen), status
 

@@ -160,33 +160,56 @@ def _safe_service_target(target: str) -> str:
     return path if path and path.startswith("/service/") else url_for("service.index")
 
 
+@dataclass
+class LoginAttempt:
+    """The outcome of one log-in form: ``staff`` logged in (a session is open), or the message
+    and HTTP status to show with the form again; ``chosen`` is the staff id that was picked."""
+    staff: StaffMember | None = None
+    message: str | None = None
+    status: int = 200
+    chosen: int | None = None
+
+
+def attempt_login(gettext, *, prefix: str = "", roles: tuple[str, ...] | None = None) -> LoginAttempt:
+    """One POSTed log-in (``staff_id``, ``pin``) against the staff store, for service mode and
+    the monitoring hub alike: the one lockout, a fresh server-side session, every outcome audited
+    (actions ``<prefix>login``, ``<prefix>login.failed`` …). ``roles``: who may log in here (others
+    are refused after a right PIN, and that is audited too). Messages are ``login.*`` keys of the
+    caller's catalogue (``gettext``)."""
+    store = staff_store()
+    chosen = ascii_int(request.form.get("staff_id"), 0, 2**62, default=None, name="staff_id")
+    pin = request.form.get("pin", "")[:64]
+    client = client_address()
+    if chosen is None:
+        return LoginAttempt(message=gettext("login.choose"), status=400)
+    result = store.login(chosen, pin, client)
+    if result.staff and roles is not None and result.staff.role not in roles and result.staff.role != "admin":
+        store.audit(result.staff, f"{prefix}login.refused_role", client=client)
+        return LoginAttempt(message=gettext("login.role"), status=403, chosen=chosen)
+    if result.staff:
+        _start_session(result.staff)
+        store.audit(result.staff, f"{prefix}login", client=client)
+        return LoginAttempt(staff=result.staff, chosen=chosen)
+    if result.locked_s:
+        return LoginAttempt(message=gettext("login.locked", seconds=result.locked_s), status=429, chosen=chosen)
+    store.audit(None, f"{prefix}login.failed", staff_id=chosen, client=client)
+    for counter in result.lockout:
+        store.audit(None, f"{prefix}login.lockout", staff_id=chosen, client=client, counter=counter)
+    return LoginAttempt(message=gettext("login.wrong"), status=401, chosen=chosen)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     store = staff_store()
-    message, chosen, status = None, None, 200
+    attempt = LoginAttempt()
     if request.method == "POST":
-        chosen = ascii_int(request.form.get("staff_id"), 0, 2**62, default=None, name="staff_id")
-        pin = request.form.get("pin", "")[:64]
-        client = client_address()
-        if chosen is None:
-            message, status = i18n.gettext("service.login.choose"), 400
-        else:
-            result = store.login(chosen, pin, client)
-            if result.staff:
-                _start_session(result.staff)
-                store.audit(result.staff, "login", client=client)
-                if result.staff.must_change:
-                    return redirect(url_for("service.change_pin"))
-                return redirect(_safe_service_target(request.args.get("next", "")))
-            if result.locked_s:
-                message, status = i18n.gettext("service.login.locked", seconds=result.locked_s), 429
-            else:
-                store.audit(None, "login.failed", staff_id=chosen, client=client)
-                for counter in result.lockout:
-                    store.audit(None, "login.lockout", staff_id=chosen, client=client, counter=counter)
-                message, status = i18n.gettext("service.login.wrong"), 401
-    return render_template("service/login.html", message=message, members=store.members(active_only=True),
-                           chosen=chosen), status
+        attempt = attempt_login(lambda key, **params: i18n.gettext("service." + key, **params))
+        if attempt.staff:
+            if attempt.staff.must_change:
+                return redirect(url_for("service.change_pin"))
+            return redirect(_safe_service_target(request.args.get("next", "")))
+    return render_template("service/login.html", message=attempt.message, members=store.members(active_only=True),
+                           chosen=attempt.chosen), attempt.status
 
 
 @bp.post("/logout")
