@@ -428,6 +428,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hub", "HUB_NOTIFY_SMTP_FROM", "", "Sender address of alert e-mails."),
     _s("hub", "HUB_NOTIFY_SMTP_TO", [], "Recipients of alert e-mails (comma-separated in the environment)."),
     _s("hub", "HUB_NOTIFY_MAX_ATTEMPTS", 10, "A notification is given up after this many failed tries, or when HUB_NOTIFY_GIVE_UP_AFTER_S has passed."),
+    _s("hub", "HUB_NOTIFY_RETRY_S", 30.0, "Seconds before the second try of a notification that failed; "
+       "each further try waits twice as long."),
+    _s("hub", "HUB_NOTIFY_RETRY_MAX_S", 3600.0, "Longest wait between two tries of a notification."),
+    _s("hub", "HUB_NOTIFY_BATCH", 50, "Notifications one round of the notifier sends at most."),
+    _s("hub", "HUB_NOTIFY_SMTP_TIMEOUT_S", 20.0, "Seconds the mail server may take."),
     _s("hub", "HUB_NOTIFY_GIVE_UP_AFTER_S", 86400.0, "Seconds after which a notification that could not be sent is given up."),
 )
 

@@ -44,6 +44,8 @@ from terminal.staff import StaffMember, StaffStore, valid_pin
 from terminal.views.service import SESSION_KEY, LoginAttempt, attempt_login, client_address, current_staff
 
 HUB_ROLES = ("technician", "manager", "admin")
+LOGIN_TEXTS = {"choose": i18n.N_("login.choose"), "locked": i18n.N_("login.locked"), "wrong": i18n.N_("login.wrong"),
+               "role": i18n.N_("login.role")}
 ACK_ROLES = ("technician", "manager")          # admin may do everything anyway
 ACT_ROLES = ("technician",)
 OPEN = ("pending", "firing")
@@ -296,7 +298,7 @@ def _register(app: Flask) -> None:
         store = staff_store()
         attempt = LoginAttempt()
         if request.method == "POST":
-            attempt = attempt_login(i18n.gettext, prefix="hub.", roles=HUB_ROLES)
+            attempt = attempt_login(i18n.gettext, LOGIN_TEXTS, prefix="hub.", roles=HUB_ROLES)
             if attempt.staff:
                 if attempt.staff.must_change:
                     return redirect(url_for("change_pin"))

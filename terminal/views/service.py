@@ -170,32 +170,38 @@ class LoginAttempt:
     chosen: int | None = None
 
 
-def attempt_login(gettext, *, prefix: str = "", roles: tuple[str, ...] | None = None) -> LoginAttempt:
+# The messages of a failed log-in, as keys of the caller's catalogue: choose, locked, wrong, role.
+SERVICE_LOGIN_TEXTS = {"choose": i18n.N_("service.login.choose"), "locked": i18n.N_("service.login.locked"),
+                       "wrong": i18n.N_("service.login.wrong")}
+
+
+def attempt_login(gettext, texts: dict[str, str], *, prefix: str = "",
+                  roles: tuple[str, ...] | None = None) -> LoginAttempt:
     """One POSTed log-in (``staff_id``, ``pin``) against the staff store, for service mode and
     the monitoring hub alike: the one lockout, a fresh server-side session, every outcome audited
     (actions ``<prefix>login``, ``<prefix>login.failed`` …). ``roles``: who may log in here (others
-    are refused after a right PIN, and that is audited too). Messages are ``login.*`` keys of the
-    caller's catalogue (``gettext``)."""
+    are refused after a right PIN, and that is audited too). ``texts`` names the messages in the
+    caller's catalogue (``gettext``), as SERVICE_LOGIN_TEXTS does."""
     store = staff_store()
     chosen = ascii_int(request.form.get("staff_id"), 0, 2**62, default=None, name="staff_id")
     pin = request.form.get("pin", "")[:64]
     client = client_address()
     if chosen is None:
-        return LoginAttempt(message=gettext("login.choose"), status=400)
+        return LoginAttempt(message=gettext(texts["choose"]), status=400)
     result = store.login(chosen, pin, client)
     if result.staff and roles is not None and result.staff.role not in roles and result.staff.role != "admin":
         store.audit(result.staff, f"{prefix}login.refused_role", client=client)
-        return LoginAttempt(message=gettext("login.role"), status=403, chosen=chosen)
+        return LoginAttempt(message=gettext(texts["role"]), status=403, chosen=chosen)
     if result.staff:
         _start_session(result.staff)
         store.audit(result.staff, f"{prefix}login", client=client)
         return LoginAttempt(staff=result.staff, chosen=chosen)
     if result.locked_s:
-        return LoginAttempt(message=gettext("login.locked", seconds=result.locked_s), status=429, chosen=chosen)
+        return LoginAttempt(message=gettext(texts["locked"], seconds=result.locked_s), status=429, chosen=chosen)
     store.audit(None, f"{prefix}login.failed", staff_id=chosen, client=client)
     for counter in result.lockout:
         store.audit(None, f"{prefix}login.lockout", staff_id=chosen, client=client, counter=counter)
-    return LoginAttempt(message=gettext("login.wrong"), status=401, chosen=chosen)
+    return LoginAttempt(message=gettext(texts["wrong"]), status=401, chosen=chosen)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -203,7 +209,7 @@ def login():
     store = staff_store()
     attempt = LoginAttempt()
     if request.method == "POST":
-        attempt = attempt_login(lambda key, **params: i18n.gettext("service." + key, **params))
+        attempt = attempt_login(i18n.gettext, SERVICE_LOGIN_TEXTS)
         if attempt.staff:
             if attempt.staff.must_change:
                 return redirect(url_for("service.change_pin"))
