@@ -41,9 +41,11 @@ from monitoring.topics import valid_site_id
 from terminal import state as state_module
 from terminal.limits import AsciiIntConverter, ascii_int, local_path
 from terminal.staff import StaffMember, StaffStore, valid_pin
-from terminal.views.service import SESSION_KEY, LoginAttempt, attempt_login, client_address, current_staff
+from terminal.views.service import (SESSION_KEY, LoginAttempt, attempt_login, attempt_pin_change, client_address,
+                                    current_staff)
 
 HUB_ROLES = ("technician", "manager", "admin")
+PIN_TEXTS = {"bad": "pin.bad", "mismatch": "pin.mismatch", "same": "pin.same", "sample": "pin.sample"}
 LOGIN_TEXTS = {"choose": i18n.N_("login.choose"), "locked": i18n.N_("login.locked"), "wrong": i18n.N_("login.wrong"),
                "role": i18n.N_("login.role")}
 ACK_ROLES = ("technician", "manager")          # admin may do everything anyway
@@ -322,20 +324,10 @@ def _register(app: Flask) -> None:
         if member is None:
             return redirect(url_for("login"))
         g.staff = member
-        store = staff_store()
         message = None
         if request.method == "POST":
-            pin = request.form.get("pin", "")[:64]
-            if not valid_pin(pin):
-                message = "pin.bad"
-            elif pin != request.form.get("pin2", "")[:64]:
-                message = "pin.mismatch"
-            elif store.pin_matches(member.id, pin):
-                message = "pin.same"
-            else:
-                store.set_pin(member.id, pin)
-                store.audit(member, "hub.change_own_pin", forced=member.must_change, client=client_address())
-                session[SESSION_KEY] = store.open_session(member.id, client_address())
+            message = attempt_pin_change(member, PIN_TEXTS, prefix="hub.")
+            if message is None:
                 return redirect(url_for("sites"))
         return render_template("pin.html", message=message), (400 if message else 200)
 
@@ -768,4 +760,4 @@ RUNTIME_KEYS = tuple(i18n.N_(k) for k in (
     "severity.critical", "severity.warning", "severity.info", "status.pending", "status.firing",
     "status.resolved", "command.state.done", "command.state.refused", "command.state.expired",
     "command.state.sent", "command.state.queued", "role.admin", "role.technician", "role.manager",
-    "role.cashier", "pin.bad", "pin.mismatch", "pin.same", "mode.off", "mode.schedule", "mode.demand"))
+    "role.cashier", "pin.bad", "pin.mismatch", "pin.same", "pin.sample", "mode.off", "mode.schedule", "mode.demand"))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_template, request,
                    session, url_for)
 
-from terminal import i18n
+from terminal import i18n, settings as settings_module
 from terminal.state import current_state, state
 from terminal.limits import ascii_int, local_path
 from terminal.staff import ROLES, StaffMember, StaffStore, valid_pin
@@ -93,8 +93,10 @@ def staff_store() -> StaffStore:
 
 
 def is_sample_pin(pin: str) -> bool:
-    """The seeded PINs (SERVICE_PINS) are published in the README: never a real PIN."""
-    pairs = (p.partition(":") for p in current_app.config["SERVICE_PINS"].split(","))
+    """The seeded PINs (SERVICE_PINS) are published in the README: never a real PIN, in service
+    mode or on the hub (which has no seeds of its own, so the kiosk's published ones count)."""
+    published = current_app.config.get("SERVICE_PINS") or settings_module.BY_NAME["SERVICE_PINS"].default
+    pairs = (p.partition(":") for p in published.split(","))
     return any(pin == sample.strip() for _, _, sample in pairs)
 
 
@@ -231,6 +233,34 @@ def logout():
     return redirect(url_for("catalogue.home"))
 
 
+# Why a new PIN was refused, as keys of the caller's catalogue: bad, mismatch, same, sample.
+SERVICE_PIN_TEXTS = {"bad": "service.staff.bad_pin", "mismatch": "service.pin.mismatch", "same": "service.pin.same",
+                     "sample": "service.pin.sample"}
+
+
+def attempt_pin_change(staff: StaffMember, texts: dict[str, str], *, prefix: str = "") -> str | None:
+    """One POSTed change of one's own PIN (``pin`` typed twice as ``pin2``) under the appliance's
+    one PIN rule: 6–12 ASCII digits, not the current PIN, not a printed sample. On success every
+    session of the person ends (copies of the cookie included), this browser gets a fresh one,
+    the change is audited as ``<prefix>change_own_pin`` and None is returned; otherwise the key
+    of the reason in ``texts``."""
+    store = staff_store()
+    pin = request.form.get("pin", "")[:64]
+    if not valid_pin(pin):
+        return texts["bad"]
+    if pin != request.form.get("pin2", "")[:64]:
+        return texts["mismatch"]
+    if store.pin_matches(staff.id, pin):
+        return texts["same"]
+    if is_sample_pin(pin):
+        return texts["sample"]
+    store.set_pin(staff.id, pin)
+    store.audit(staff, f"{prefix}change_own_pin", forced=staff.must_change, client=client_address())
+    session.pop(SESSION_KEY, None)
+    _start_session(store.member(staff.id))
+    return None
+
+
 @bp.route("/pin", methods=["GET", "POST"])
 def change_pin():
     """One's own new PIN: forced after a sample PIN, open to anyone logged in. Every session of
@@ -239,23 +269,10 @@ def change_pin():
     if staff is None:
         return redirect(url_for("service.login", next=request.path))
     g.staff = staff
-    store = staff_store()
     message = None
     if request.method == "POST":
-        pin = request.form.get("pin", "")[:64]
-        if not valid_pin(pin):
-            message = "service.staff.bad_pin"
-        elif pin != request.form.get("pin2", "")[:64]:
-            message = "service.pin.mismatch"
-        elif store.pin_matches(staff.id, pin):
-            message = "service.pin.same"
-        elif is_sample_pin(pin):
-            message = "service.pin.sample"
-        else:
-            store.set_pin(staff.id, pin)
-            store.audit(staff, "staff.change_own_pin", forced=staff.must_change, client=client_address())
-            session.pop(SESSION_KEY, None)
-            _start_session(store.member(staff.id))
+        message = attempt_pin_change(staff, SERVICE_PIN_TEXTS, prefix="staff.")
+        if message is None:
             return redirect(url_for("service.index"))
     return render_template("service/pin.html", staff=staff, message=message), (400 if message else 200)
 

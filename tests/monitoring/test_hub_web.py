@@ -432,7 +432,10 @@ def test_sample_pin_must_be_changed_first(tmp_path):
     assert response.location == "/pin"
     assert client.get("/").location == "/pin"
     assert client.post("/pin", data={"pin": "222222", "pin2": "222222"}).status_code == 400
+    sample = client.post("/pin", data={"pin": "000000", "pin2": "000000"})   # another printed sample: the one PIN rule
+    assert sample.status_code == 400 and "зразковий" in sample.get_data(as_text=True)
     assert client.post("/pin", data={"pin": "581234", "pin2": "581234"}).status_code == 302
+    assert any(e["action"] == "hub.change_own_pin" for e in staff.audit_log())
     assert client.get("/").status_code == 200
     staff.close()
     store.close()
