@@ -42,7 +42,7 @@ from terminal import state as state_module
 from terminal.limits import AsciiIntConverter, ascii_int, local_path
 from terminal.staff import StaffMember, StaffStore, valid_pin
 from terminal.views.service import (SESSION_KEY, LoginAttempt, attempt_login, attempt_pin_change, client_address,
-                                    current_staff)
+                                    current_staff, is_sample_pin)
 
 HUB_ROLES = ("technician", "manager", "admin")
 PIN_TEXTS = {"bad": "pin.bad", "mismatch": "pin.mismatch", "same": "pin.same", "sample": "pin.sample"}
@@ -561,7 +561,7 @@ def _register(app: Flask) -> None:
                 name = text_param(request.form, "name", MAX_NAME)
                 role = request.form.get("role")
                 pin = request.form.get("pin", "")[:64]
-                if not name or role not in HUB_ROLES or not valid_pin(pin):
+                if not name or role not in HUB_ROLES or not valid_pin(pin) or is_sample_pin(pin):
                     flash(i18n.gettext("staff.bad"), "error")
                 else:
                     added = store.add(name, role, pin)
