@@ -121,6 +121,12 @@ def valid_pin(pin: object) -> bool:
     return isinstance(pin, str) and re.fullmatch(rf"[0-9]{{{PIN_MIN},{PIN_MAX}}}", pin) is not None
 
 
+def is_published_sample(pin: str, service_pins: str) -> bool:
+    """Whether ``pin`` is one of the seeded sample PINs (SERVICE_PINS, "role:pin,…"): they are
+    printed in the README, so never a real PIN."""
+    return any(pin == sample.strip() for _, _, sample in (p.partition(":") for p in service_pins.split(",")))
+
+
 def client_scope(client: str | None) -> str:
     """``local`` for the kiosk's own screen (loopback), ``remote`` for anything else."""
     try:

@@ -42,14 +42,15 @@ def add_commands(sub) -> None:
     commands = hub.add_subparsers(dest="hub_command", metavar="COMMAND")
     ingest = commands.add_parser("ingest", help="ingest workers only (share the stream with other hubs)")
     ingest.add_argument("--workers", type=int, default=None, help="processes (default HUB_INGEST_WORKERS)")
-    ingest.add_argument("--instance", default=None)
+    # SUPPRESS: `cnap hub --instance X ingest` keeps X (a subcommand's default would overwrite it)
+    ingest.add_argument("--instance", default=argparse.SUPPRESS)
     ingest.set_defaults(func=_run_ingest_only)
     staff = commands.add_parser("staff", help="the web app's staff")
     staff_commands = staff.add_subparsers(dest="staff_command", metavar="ACTION", required=True)
     add = staff_commands.add_parser("add", help="add a member; the PIN is read from standard input")
     add.add_argument("name")
     add.add_argument("role", choices=("technician", "manager", "admin"))
-    add.add_argument("--instance", default=None)
+    add.add_argument("--instance", default=argparse.SUPPRESS)
     add.set_defaults(func=_staff_add)
 
 
@@ -230,14 +231,15 @@ def _run_ingest_only(args) -> int:
 
 
 def _staff_add(args) -> int:
-    from terminal.staff import valid_pin
+    from terminal.staff import is_published_sample, valid_pin
 
     values = _settings_or_exit(args)
     if values is None:
         return 2
     pin = (getpass.getpass("PIN (6-12 digits): ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
-    if not valid_pin(pin):
-        print("cnap hub staff add: a PIN is 6 to 12 ASCII digits", file=sys.stderr)
+    if not valid_pin(pin) or is_published_sample(pin, values["SERVICE_PINS"]):
+        print("cnap hub staff add: a PIN is 6 to 12 ASCII digits and not one of the published samples",
+              file=sys.stderr)
         return 2
     staff = open_staff(values)
     try:

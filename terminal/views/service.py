@@ -28,7 +28,7 @@ from flask import (Blueprint, Flask, abort, current_app, g, redirect, render_tem
 from terminal import i18n, settings as settings_module
 from terminal.state import current_state, state
 from terminal.limits import ascii_int, local_path
-from terminal.staff import ROLES, StaffMember, StaffStore, valid_pin
+from terminal.staff import ROLES, StaffMember, StaffStore, is_published_sample, valid_pin
 
 bp = Blueprint("service", __name__, url_prefix="/service")
 
@@ -96,8 +96,7 @@ def is_sample_pin(pin: str) -> bool:
     """The seeded PINs (SERVICE_PINS) are published in the README: never a real PIN, in service
     mode or on the hub (which has no seeds of its own, so the kiosk's published ones count)."""
     published = current_app.config.get("SERVICE_PINS") or settings_module.BY_NAME["SERVICE_PINS"].default
-    pairs = (p.partition(":") for p in published.split(","))
-    return any(pin == sample.strip() for _, _, sample in pairs)
+    return is_published_sample(pin, published)
 
 
 def client_address() -> str:

@@ -52,3 +52,26 @@ def test_one_hub_process_ingests_evaluates_and_reports(central, tmp_path, monkey
         site.close()
         hub.stop()
     assert not hub.workers.alive()
+
+
+def test_staff_add_takes_the_pin_from_stdin_under_the_one_pin_rule(tmp_path):
+    import os
+    import sys
+
+    from terminal.staff import StaffStore
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNAP_")}
+
+    def add(*args, pin):
+        return subprocess.run([sys.executable, "-m", "terminal.cli", "hub", *args], input=pin + "\n", text=True,
+                              capture_output=True, timeout=60, env=env)
+    for bad in ("000000", "12345", "١٢٣٤٥٦"):   # a published sample, too short, not ASCII digits
+        assert add("staff", "add", "--instance", str(tmp_path), "Олена", "technician", pin=bad).returncode == 2
+    assert add("--instance", str(tmp_path), "staff", "add", "Олена", "technician", pin="582913").returncode == 0
+    staff = StaffStore(str(tmp_path / "hub-staff.db"))
+    try:
+        member = staff.members()[0]
+        assert (member["name"], member["role"]) == ("Олена", "technician")
+        assert staff.pin_matches(member["id"], "582913")
+    finally:
+        staff.close()
