@@ -42,7 +42,7 @@ from terminal import state as state_module
 from terminal.limits import AsciiIntConverter, ascii_int, local_path
 from terminal.staff import StaffMember, StaffStore, valid_pin
 from terminal.views.service import (SESSION_KEY, LoginAttempt, attempt_login, attempt_pin_change, client_address,
-                                    current_staff, is_sample_pin)
+                                    current_staff, is_sample_pin, log_out)
 
 HUB_ROLES = ("technician", "manager", "admin")
 PIN_TEXTS = {"bad": "pin.bad", "mismatch": "pin.mismatch", "same": "pin.same", "sample": "pin.sample"}
@@ -311,11 +311,7 @@ def _register(app: Flask) -> None:
 
     @app.post("/logout")
     def logout():
-        member = current_staff()
-        if member:
-            ended = staff_store().end_sessions(member.id, "logout")
-            staff_store().audit(member, "hub.logout", sessions=ended)
-        session.pop(SESSION_KEY, None)
+        log_out(prefix="hub.")
         return redirect(url_for("login"))
 
     @app.route("/pin", methods=["GET", "POST"])

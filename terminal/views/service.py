@@ -219,16 +219,21 @@ def login():
                            chosen=attempt.chosen), attempt.status
 
 
-@bp.post("/logout")
-def logout():
-    """Ends every open session of this person (other screens too), not just this cookie's."""
+def log_out(prefix: str = "") -> None:
+    """Ends every open session of this person (other screens too), not just this cookie's, and
+    audits it as ``<prefix>logout``; a cookie whose session already lapsed is ended as well."""
     staff = current_staff()
     if staff:
         ended = staff_store().end_sessions(staff.id, "logout")
-        staff_store().audit(staff, "logout", sessions=ended)
+        staff_store().audit(staff, f"{prefix}logout", sessions=ended)
     elif session.get(SESSION_KEY):
         staff_store().end_session(session[SESSION_KEY], "logout")
     session.pop(SESSION_KEY, None)
+
+
+@bp.post("/logout")
+def logout():
+    log_out()
     return redirect(url_for("catalogue.home"))
 
 

@@ -125,6 +125,7 @@ def test_session_cookie_is_httponly_and_strict_and_ends_at_logout(hub):
     assert client.post("/logout", data={}).status_code == 302
     assert client.get("/").status_code == 302
     assert staff.open_sessions(app.staff_ids["manager"]) == 0
+    assert staff.audit_log(1)[0]["action"] == "hub.logout"
 
 
 def test_idle_sessions_end(tmp_path):
