@@ -32,6 +32,7 @@ import contextlib
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
@@ -184,7 +185,16 @@ class SqliteStore(HubStore):
     def _open(self) -> sqlite3.Connection:
         # NORMAL in WAL mode loses at most the last transactions on a power cut, never consistency;
         # the sites re-send their retained state at every reconnect, so that is all it costs.
-        return storage.connect(self.path, synchronous="NORMAL")
+        # Switching a new file to WAL takes a lock SQLite's busy timeout does not wait for, so
+        # workers starting together on a fresh file can get "database is locked": wait and retry.
+        deadline = time.monotonic() + storage.BUSY_TIMEOUT_S
+        while True:
+            try:
+                return storage.connect(self.path, synchronous="NORMAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextlib.contextmanager
     def _begin(self, db: sqlite3.Connection, write: bool):
