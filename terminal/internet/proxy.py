@@ -133,6 +133,7 @@ _REQUEST = re.compile(r"Request \(file descriptor (\d+)\): (\S+) (\S+)")
 _FILTERED = re.compile(r'Proxying refused on filtered (url|domain) "(.*)"')
 _BAD_PORT = re.compile(r"Refused CONNECT method on port (\d+)")
 _RELOADED = "Re-reading filter file"
+_LISTENING = "Accepting connections"
 _LEVEL = re.compile(r"(INFO|CONNECT|NOTICE|WARNING|ERROR|CRITICAL)\s")
 _URL_TAIL = re.compile(r"(\w+://[^/\s\"?]+)\S*")
 _SAFE_HOST = re.compile(r"[^a-z0-9._:-]")
@@ -182,6 +183,7 @@ class FilteringProxy:
         self._recent_connects: collections.deque[str] = collections.deque(maxlen=64)
         self._diagnostics: collections.deque[str] = collections.deque(maxlen=20)
         self._reloads = 0
+        self._listening = False
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -234,6 +236,7 @@ class FilteringProxy:
         conf = self._write_files(port)
         self._diagnostics.clear()
         self._stopping = False
+        self._listening = False
         try:
             process = subprocess.Popen([self.binary, "-d", "-c", str(conf)], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -247,22 +250,24 @@ class FilteringProxy:
         self._reader = threading.Thread(target=self._read_log, args=(process,), name="tinyproxy-log",
                                         daemon=True)
         self._reader.start()
+        # Ready when it says so: a connection test alone could reach another program that
+        # holds the port (tinyproxy then exits with "Could not create listening sockets").
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self._reader.join(2)
-                reason = "; ".join(self._diagnostics) or f"exit code {process.returncode}"
-                self._process = None
-                if "Address already in use" in reason or "Could not create listening socket" in reason:
-                    raise _PortTaken()
-                raise ProxyError(f"tinyproxy did not start: {reason}")
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self._kill(process)
-        raise ProxyError(f"tinyproxy did not accept connections within {START_TIMEOUT_S:.0f} s")
+        with self._event_ready:
+            while not self._listening and process.poll() is None and time.monotonic() < deadline:
+                self._event_ready.wait(0.05)
+        if self._listening and process.poll() is None:
+            return
+        if process.poll() is None:
+            self._kill(process)
+            self._process = None
+            raise ProxyError(f"tinyproxy did not start listening within {START_TIMEOUT_S:.0f} s")
+        self._reader.join(2)
+        self._process = None
+        reason = "; ".join(self._diagnostics) or f"exit code {process.returncode}"
+        if "listening socket" in reason:
+            raise _PortTaken()
+        raise ProxyError(f"tinyproxy did not start: {reason}")
 
     def stop(self) -> None:
         """End tinyproxy (SIGTERM, then SIGKILL) and wait for it; nothing is left running."""
@@ -399,6 +404,11 @@ class FilteringProxy:
             suffix = ":" + match.group(1)
             target = next((t for t in reversed(self._recent_connects) if t.endswith(suffix)), "")
             self._emit(_target_host(target)[0] if target else "", "connect")
+            return
+        if _LISTENING in line:
+            with self._event_ready:
+                self._listening = True
+                self._event_ready.notify_all()
             return
         if _RELOADED in line:
             with self._event_ready:
