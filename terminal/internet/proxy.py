@@ -50,6 +50,7 @@ MAX_EVENTS = 1000              # blocked events kept for blocked_since()
 CONF_NAME = "tinyproxy.conf"
 FILTER_NAME = "filter"
 ERROR_PAGE_NAME = "blocked.html"
+PID_NAME = "tinyproxy.pid"       # lets the next kiosk process end one left behind by a killed one
 
 # A friendly page for refused plain-HTTP requests (browsers show nothing for a refused CONNECT).
 # No template variables: tinyproxy's {url} would put the visitor's URL on the screen of the next one.
@@ -232,7 +233,30 @@ class FilteringProxy:
                                           max_clients=self.max_clients, upstream=self.upstream))
         return conf
 
+    def _end_leftover(self) -> None:
+        """End a tinyproxy that an earlier kiosk process started on this workdir and left behind
+        (the kiosk was killed): it would hold the port and filter by an old list. Only a process
+        whose command line names this workdir's config is touched."""
+        pid_file = self.workdir / PID_NAME
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if str(self.workdir / CONF_NAME).encode() not in cmdline:
+            return
+        log.warning("internet proxy: ending tinyproxy %s left by an earlier kiosk process", pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(int(STOP_TIMEOUT_S / 0.05)):
+                time.sleep(0.05)
+                os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def _start_on(self, port: int) -> None:
+        self._end_leftover()
         conf = self._write_files(port)
         self._diagnostics.clear()
         self._stopping = False
@@ -247,6 +271,7 @@ class FilteringProxy:
         except PermissionError:
             raise ProxyError(f"{self.binary!r} cannot be run (permission denied)") from None
         self._process = process
+        _write_atomic(self.workdir / PID_NAME, f"{process.pid}\n")
         self._reader = threading.Thread(target=self._read_log, args=(process,), name="tinyproxy-log",
                                         daemon=True)
         self._reader.start()

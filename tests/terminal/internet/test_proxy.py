@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,28 @@ def test_config_from_settings_and_upstream_checks():
                         ("INTERNET_PROXY_MAX_CLIENTS", "0")]:
         with pytest.raises(settings.SettingError, match=name):
             settings.load(environ={f"CNAP_{name}": value})
+
+
+def test_a_proxy_left_by_a_killed_kiosk_is_ended_by_the_next_start(fake_internet, tmp_path):
+    # A kiosk process that is killed cannot stop its tinyproxy; the next one on the same workdir
+    # must not find the port taken nor leave the old filter running.
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]);"
+              "from terminal.internet.allowlist import Allowlist;"
+              "from terminal.internet.proxy import FilteringProxy;"
+              "p = FilteringProxy(Allowlist(['allowed.test']), workdir=sys.argv[2], upstream=sys.argv[3]);"
+              "print(p.start(), p._process.pid, flush=True); time.sleep(60)")
+    kiosk = subprocess.Popen([sys.executable, "-c", script, str(REPO), str(tmp_path), fake_internet.url],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        url, old_pid = kiosk.stdout.readline().split()
+        kiosk.kill()
+        kiosk.wait(5)
+        os.kill(int(old_pid), 0)          # orphaned, still running
+        port = int(url.rsplit(":", 1)[1])
+        with FilteringProxy(ALLOWED, workdir=tmp_path, port=port, upstream=fake_internet.url) as proxy:
+            assert proxy.url == url and proxy._process.pid != int(old_pid)
+            assert fetch_via_proxy(url, "http://gov.test/").status == 200   # the new list filters
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(old_pid), 0)
+    finally:
+        kiosk.kill()
