@@ -67,9 +67,9 @@ def enabled(settings: dict) -> bool:
     return bool(settings.get("GUEST_INTERFACE", ""))
 
 
-def _network(text: str, what: str) -> ipaddress.IPv4Network:
+def _network(text: str, what: str):
     try:
-        return ipaddress.IPv4Network(text, strict=False)
+        return ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise ConfigError(f"{what}: {text!r} is not a network such as 192.168.10.0/24") from None
 

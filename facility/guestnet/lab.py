@@ -279,3 +279,70 @@ def _unsent(sock: socket.socket) -> int:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), 0x5411, b"\0\0\0\0"))[0]
     except OSError:
         return 0
+
+
+class Site:
+    """The appliance's side for a lab: ``cnap agent`` (in this process, only the guestnet
+    controller) and the kiosk app with its portal listener in the gateway namespace."""
+
+    def __init__(self, lab: GuestLab, instance: str, **overrides) -> None:
+        from monitoring.agent import Agent
+        from terminal import create_app
+        from terminal import settings as settings_module
+        from terminal.cli import guest_listener
+        from terminal.server import BackgroundServer
+
+        self.lab = lab
+        # The installer's job on a real site (the agent sets it too): the address exists before
+        # the kiosk binds its portal listener to it.
+        sh("ip", "-n", lab.gateway, "addr", "replace", f"{GATEWAY}/22", "dev", GUEST_INTERFACE)
+        sh("ip", "-n", lab.gateway, "link", "set", GUEST_INTERFACE, "up")
+        self.settings = settings_module.load({"INSTANCE_PATH": instance, **lab.settings(**overrides)}, environ={})
+        self.agent = Agent(self.settings, modules=["facility.guestnet"])
+        self.servers = []
+        self.app = None
+        try:
+            agent_url = self.agent.start(port=0)
+            self.agent.runner.wait_first_polls(20)
+            self.app = create_app({"INSTANCE_PATH": instance, "AGENT_PORT": int(agent_url.rsplit(":", 1)[1]),
+                                   "HOST": "127.0.0.1", **lab.settings(**overrides)})
+            server = BackgroundServer(self.app, "127.0.0.1", 0, threads=4, **guest_listener(self.app.config))
+            self.servers.append(server)
+            if not server.guest_url:
+                raise RuntimeError(f"no portal listener: {server.guest_error}")
+            self.portal_port = self.settings["GUEST_PORTAL_PORT"]
+        except BaseException:
+            self.close()
+            raise
+
+    def status(self) -> dict:
+        return self.agent.runner.status()["controllers"]["guestnet"]
+
+    def accept_request(self, i: int = 1) -> tuple[str, str]:
+        """What a phone's captive browser gets first: the session cookie and the form's CSRF token."""
+        import re
+        status, headers, page = self.lab.http(i, GATEWAY, self.portal_port, "/portal/?lang=en")
+        if status != 200:
+            raise RuntimeError(f"the terms page gave {status}")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        return headers["set-cookie"].split(";")[0], token
+
+    def accept(self, i: int = 1, prepared: tuple[str, str] | None = None) -> tuple[int, bytes]:
+        cookie, token = prepared or self.accept_request(i)
+        status, _, body = self.lab.http(i, GATEWAY, self.portal_port, "/portal/accept", method="POST",
+                                        headers={"Cookie": cookie,
+                                                 "Content-Type": "application/x-www-form-urlencoded"},
+                                        body=f"csrf_token={token}&lang=en".encode())
+        return status, body
+
+    def close(self) -> None:
+        from terminal import close_app
+        from .config import from_settings
+        from .io import Gateway
+
+        for server in self.servers:
+            server.stop()
+        if self.app is not None:
+            close_app(self.app)
+        self.agent.stop()
+        Gateway(from_settings(self.settings)).teardown()

@@ -5,12 +5,11 @@ then it reaches the fake internet but never the office, the kiosk's main listene
 guest; admission expires; the rate is capped by tc."""
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from facility.guestnet.lab import (GATEWAY, INTERNET, INTERNET_PAGE, OFFICE, GuestLab, usable)
+from facility.guestnet.lab import GATEWAY, INTERNET, INTERNET_PAGE, OFFICE, GuestLab, Site, usable
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
 
@@ -21,65 +20,33 @@ KIOSK_PORT = 8080
 @pytest.fixture
 def lab():
     lab = GuestLab(guests=2)
-    # The installer's job on a real site (the agent also sets it): the address exists before
-    # the kiosk binds its portal listener to it.
-    from facility.uplinks.netlab import sh
-    sh("ip", "-n", lab.gateway, "addr", "add", f"{GATEWAY}/22", "dev", "guest0")
-    sh("ip", "-n", lab.gateway, "link", "set", "guest0", "up")
     yield lab
     lab.close()
 
 
 @pytest.fixture
 def site(lab, tmp_path):
-    """The agent with the guestnet controller, and the kiosk with its portal listener."""
-    from monitoring.agent import Agent
-    from terminal import close_app, create_app
-    from terminal import settings as settings_module
-    from terminal.cli import guest_listener
+    """The agent with the guestnet controller, and the kiosk with its portal listener; plus the
+    kiosk's main listener on the gateway's guest address too (as HOST=0.0.0.0 would put it):
+    the firewall, not the bind address, must keep guests out of it."""
     from terminal.server import BackgroundServer
 
-    instance = tmp_path / "instance"
-    values = settings_module.load({"INSTANCE_PATH": str(instance), **lab.settings(GUEST_ADMIT_MINUTES=30)},
-                                  environ={})
-    agent = Agent(values, modules=["facility.guestnet"])
-    agent_url = agent.start(port=0)
-    assert agent.runner.wait_first_polls(20)
-    app = create_app({"INSTANCE_PATH": str(instance), "AGENT_PORT": int(agent_url.rsplit(":", 1)[1]),
-                      "HOST": "127.0.0.1", **lab.settings(GUEST_ADMIT_MINUTES=30)})
-    # The kiosk's main listener on the gateway's guest address too (as HOST=0.0.0.0 would be):
-    # the firewall, not the bind address, must keep guests out of it.
-    server = BackgroundServer(app, "127.0.0.1", 0, threads=4, **guest_listener(app.config))
-    main_on_guest = BackgroundServer(app, "127.0.0.1", 0, threads=2, guest_host=GATEWAY,
+    site = Site(lab, str(tmp_path / "instance"), GUEST_ADMIT_MINUTES=30)
+    main_on_guest = BackgroundServer(site.app, "127.0.0.1", 0, threads=2, guest_host=GATEWAY,
                                      guest_port=KIOSK_PORT, guest_netns=lab.gateway)
-    assert server.guest_url == f"http://{GATEWAY}:{PORTAL_PORT}", server.guest_error
-    yield agent, app
+    assert main_on_guest.guest_url, main_on_guest.guest_error
+    yield site
     main_on_guest.stop()
-    server.stop()
-    close_app(app)
-    agent.stop()
-    from facility.guestnet.io import Gateway
-    from facility.guestnet.config import from_settings
-    Gateway(from_settings({**settings_module.defaults(), **lab.settings()})).teardown()
+    site.close()
 
 
-def controller_status(agent) -> dict:
-    return agent.runner.status()["controllers"]["guestnet"]
-
-
-def accept_terms(lab, i: int = 1) -> tuple[int, bytes]:
-    """What a phone's captive browser does: open the page (cookie + CSRF token), press Accept."""
-    status, headers, page = lab.http(i, GATEWAY, PORTAL_PORT, "/portal/?lang=en")
-    assert status == 200, page[:300]
-    token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
-    cookie = headers["set-cookie"].split(";")[0]
-    return lab.http(i, GATEWAY, PORTAL_PORT, "/portal/accept", method="POST",
-                    headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
-                    body=f"csrf_token={token}&lang=en".encode())[::2]
+def controller_status(site) -> dict:
+    site.agent.runner.poll_now("guestnet")
+    return site.status()
 
 
 def test_a_guest_gets_an_address_is_captive_then_admitted_and_stays_fenced(lab, site):
-    agent, _app = site
+    agent = site.agent
     lease = lab.dhcp(1)
     assert lease["router"] == GATEWAY and lease["dns"] == GATEWAY
     assert lease["ip"].startswith("10.99.")
@@ -101,7 +68,7 @@ def test_a_guest_gets_an_address_is_captive_then_admitted_and_stays_fenced(lab, 
     assert status == 400
     assert not lab.reaches(1, INTERNET, 5001)
 
-    status, page = accept_terms(lab, 1)
+    status, page = site.accept(1)
     assert status == 200 and b"You are online" in page
 
     status, _, body = lab.http(1, INTERNET, 80, "/")
@@ -124,8 +91,7 @@ def test_a_guest_gets_an_address_is_captive_then_admitted_and_stays_fenced(lab, 
     assert not lab.reaches(1, guest2, 22, timeout=1)
     assert not lab.reaches(2, INTERNET, 5001)
 
-    agent.runner.poll_now("guestnet")
-    status_now = controller_status(agent)
+    status_now = controller_status(site)
     assert status_now["available"] and status_now["dhcp"]
     assert status_now["clients_now"] == 1 and status_now["admitted_today"] == 1
     assert status_now["bytes_up"] > 0 and status_now["bytes_down"] > 0 and status_now["blocked"] > 0
@@ -133,7 +99,7 @@ def test_a_guest_gets_an_address_is_captive_then_admitted_and_stays_fenced(lab, 
 
 
 def test_the_agent_refuses_addresses_outside_the_guest_network(lab, site):
-    agent, _app = site
+    agent = site.agent
     for bad in ("192.168.50.2", GATEWAY, "10.99.3.255", "not an ip", 7, None):
         answer = agent.runner.command("guestnet", "admit", {"ip": bad})
         assert answer["ok"] is False, bad
@@ -141,7 +107,7 @@ def test_the_agent_refuses_addresses_outside_the_guest_network(lab, site):
 
 
 def test_admission_expires(lab, site):
-    agent, _app = site
+    agent = site.agent
     guest = lab.dhcp(1)["ip"]
     # One second instead of minutes: the same set element with a short timeout.
     gateway = agent.runner._slots["guestnet"].controller.gateway
@@ -154,7 +120,7 @@ def test_admission_expires(lab, site):
 
 
 def test_the_guest_networks_rate_is_capped(lab, site):
-    agent, _app = site
+    agent = site.agent
     guest = lab.dhcp(1)["ip"]
     assert agent.runner.command("guestnet", "admit", {"ip": guest})["ok"]
     cap = 5000
