@@ -211,6 +211,55 @@ def build(settings: dict[str, Any]) -> GuestNetworkController:
     return GuestNetworkController(settings)
 
 
+def real_equipment_configured(settings: dict[str, Any]) -> bool:
+    """A site's own GUEST_INTERFACE: ``cnap demo`` leaves it alone and builds no lab."""
+    return enabled(settings)
+
+
+class DemoGuestNetwork:
+    """``cnap demo``'s guest Wi-Fi: the namespaces of facility/guestnet/lab.py (root only), with a
+    guest phone that takes a DHCP lease once the agent's dnsmasq answers."""
+
+    def __init__(self) -> None:
+        from .lab import GATEWAY, GUEST_INTERFACE, INTERNET, GuestLab
+        from facility.uplinks.netlab import sh
+
+        self.lab = GuestLab(guests=1)
+        try:
+            # The address first, so the kiosk can bind its portal listener before the agent runs.
+            sh("ip", "-n", self.lab.gateway, "addr", "replace", f"{GATEWAY}/22", "dev", GUEST_INTERFACE)
+            sh("ip", "-n", self.lab.gateway, "link", "set", GUEST_INTERFACE, "up")
+        except BaseException:
+            self.lab.close()
+            raise
+        self.settings = self.lab.settings()
+        guest = self.lab.guests[0]
+        self.description = (f"guest Wi-Fi in namespaces (gateway {self.lab.gateway}); be the guest's phone with "
+                            f"`ip netns exec {guest} curl -i http://{INTERNET}/` (redirected to the portal "
+                            f"http://{GATEWAY}:{self.settings.get('GUEST_PORTAL_PORT', 8083)}/portal/ until "
+                            "accepted)")
+        self._stopping = threading.Event()
+        threading.Thread(target=self._lease, name="cnap-demo-guest", daemon=True).start()
+
+    def _lease(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                lease = self.lab.dhcp(1, timeout_s=5)
+                print(f"cnap demo: the guest phone got {lease['ip']} by DHCP from the agent's dnsmasq", flush=True)
+                return
+            except Exception:  # noqa: BLE001 - the agent is not up yet: try again
+                self._stopping.wait(2)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.lab.close()
+
+
 def start_simulator(settings: dict[str, Any]):
-    """No simulator of its own: ``cnap demo`` makes guest namespaces as root (terminal/cli.py)."""
-    raise RuntimeError("the guest network has no simulator; cnap demo builds namespaces as root")
+    """The demo's guest network in namespaces; when that is impossible (not root, a tool
+    missing) the reason is raised and ``cnap demo`` prints it and runs on without guest Wi-Fi."""
+    from .lab import usable
+    why = usable()
+    if why:
+        raise RuntimeError(f"guest Wi-Fi is off in this demo: {why} (run `sudo make demo` to see it)")
+    return DemoGuestNetwork()
