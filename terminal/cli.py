@@ -96,13 +96,18 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         tablet_port = 0  # "any free port" is meant for both listeners (tests, a second demo)
     try:
         server = BackgroundServer(app, host, port, threads=app.config["HTTP_THREADS"],
-                                  tablet_host=app.config["TABLET_HOST"], tablet_port=tablet_port)
+                                  tablet_host=app.config["TABLET_HOST"], tablet_port=tablet_port,
+                                  **guest_listener(app.config))
     except OSError as exc:  # port taken (a second kiosk?) or address not on this machine
         close_app(app)
         where = "{}:{}".format(*getattr(exc, "listen_address", (host, port)))
         print(f"cnap kiosk: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     url = server.url + "/"
+    if server.guest_url:
+        print(f"cnap kiosk: guest Wi-Fi portal on {server.guest_url}/portal/ (only the portal)", flush=True)
+    elif server.guest_error:
+        print(f"cnap kiosk: no guest Wi-Fi portal: cannot listen on {server.guest_error}", flush=True)
     if server.tablet_url:
         # Service mode offers this as the tablets' server address (change it there for a LAN name).
         app.config["TABLET_URL"] = server.tablet_url
@@ -138,6 +143,21 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         close_app(app)
     print("cnap kiosk: stopped", flush=True)
     return 0
+
+
+def guest_listener(config) -> dict:
+    """The captive portal's listener (GUEST_INTERFACE set): the gateway's address on the guest
+    network, in GUEST_NETNS when set; {} when there is no guest network."""
+    if not config.get("GUEST_INTERFACE"):
+        return {}
+    import ipaddress
+    try:
+        host = str(ipaddress.IPv4Interface(config["GUEST_ADDRESS"]).ip)
+    except ValueError:
+        print(f"cnap kiosk: GUEST_ADDRESS {config['GUEST_ADDRESS']!r} is not an address; no guest portal",
+              file=sys.stderr)
+        return {}
+    return {"guest_host": host, "guest_port": config["GUEST_PORTAL_PORT"], "guest_netns": config["GUEST_NETNS"]}
 
 
 def cmd_kiosk(args) -> int:

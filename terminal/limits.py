@@ -6,7 +6,9 @@ Listeners: ``terminal.server`` tags each request's WSGI environ with the socket 
 choose). The desk tablets' listener reaches only the tablet area; the main listener serves
 everything to this machine (REMOTE_ADDR 127.0.0.1, ::1 or the listener's own address), all but
 the pay flow and the internal API (``/internal/``: the local monitoring agent's, bearer token)
-to ``SERVICE_NETWORKS``, and only the tablet area to anybody else.
+to ``SERVICE_NETWORKS``, and only the tablet area to anybody else. The guest Wi-Fi's listener
+(on the guest network's gateway address) reaches only the captive portal, and the portal exists
+only there: every other path on it is a phone's probe (``guest_path``).
 """
 from __future__ import annotations
 
@@ -37,11 +39,17 @@ LISTENER_KEY = "cnap.listener"
 LISTENER_HOST_KEY = "cnap.listener_host"  # the address the listener is bound to
 KIOSK, TABLET = "kiosk", "tablet"
 PAY, INTERNAL = "pay", "internal"   # areas for this machine only
+GUEST, PORTAL = "guest", "portal"   # the guest Wi-Fi's listener and its only area
 
 # What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
 TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js", "i18n.js"})
 TABLET_PREFIXES = ("/tablet/", "/api/survey/")
 INTERNAL_PREFIX = "/internal/"
+# The captive portal (terminal/views/portal.py): its pages, the RFC 8908 API and its style sheet.
+PORTAL_PREFIXES = ("/portal/", "/captive-portal/")
+PORTAL_STATIC_FILES = frozenset({"portal.css"})
+PORTAL_PROBE_PATH = "/portal/probe"
+ORIGINAL_PATH_KEY = "cnap.original_path"   # what a guest asked for before guest_path
 
 _ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
@@ -153,10 +161,25 @@ def body_limit(max_bytes: int) -> Callable:
 
 
 # --- listeners and areas ---------------------------------------------------------------------------
+def guest_path(path: str) -> str:
+    """Where a request on the guest listener goes: the portal's own paths as they are, anything
+    else (a phone's connectivity probe to any host, any page a captive guest asks for) to the
+    probe view, which answers it."""
+    if path.startswith(PORTAL_PREFIXES) or path.removeprefix("/static/") in PORTAL_STATIC_FILES:
+        return path
+    return PORTAL_PROBE_PATH
+
+
 def area_of(path: str, rule=None, view_args=None) -> str:
-    """'tablet' (any listener, any client), 'pay' and 'internal' (this machine only) or 'kiosk'
-    (the rest)."""
+    """'tablet' (any listener, any client), 'pay' and 'internal' (this machine only), 'portal'
+    (the guest listener only) or 'kiosk' (the rest)."""
     target = rule.rule if rule is not None else path
+    if target.startswith(PORTAL_PREFIXES) or path.startswith(PORTAL_PREFIXES):
+        return PORTAL
+    if (rule is not None and rule.endpoint == "static"
+            and (view_args or {}).get("filename") in PORTAL_STATIC_FILES) or (
+            rule is None and path.removeprefix("/static/") in PORTAL_STATIC_FILES):
+        return PORTAL
     if target == "/tablet" or target.startswith(TABLET_PREFIXES):
         return TABLET
     if rule is not None and rule.endpoint == "static":
@@ -190,6 +213,9 @@ def refusal(listener: str, area: str, remote_addr: str | None, networks=(),
             listener_host: str | None = None) -> int | None:
     """The status a request gets instead of its page (404 off the tablet listener, 403 for a
     client not allowed on the main one), or None when it may go on."""
+    if listener == GUEST or area == PORTAL:
+        # Guests reach the portal and nothing else; the portal makes no sense elsewhere.
+        return None if listener == GUEST and area == PORTAL else 404
     if area == TABLET:
         return None
     if listener == TABLET:

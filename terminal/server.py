@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from terminal.limits import KIOSK, LISTENER_HOST_KEY, LISTENER_KEY, TABLET
+from terminal.limits import (GUEST, KIOSK, LISTENER_HOST_KEY, LISTENER_KEY, ORIGINAL_PATH_KEY, TABLET,
+                             guest_path)
 
 
 def on_listener(app, name: str, host: str):
@@ -15,6 +16,9 @@ def on_listener(app, name: str, host: str):
     def application(environ, start_response):
         environ[LISTENER_KEY] = name
         environ[LISTENER_HOST_KEY] = host
+        if name == GUEST:   # every path a guest's phone asks for lands on the portal
+            environ[ORIGINAL_PATH_KEY] = environ.get("PATH_INFO", "/")
+            environ["PATH_INFO"] = guest_path(environ[ORIGINAL_PATH_KEY])
         return app(environ, start_response)
     return application
 
@@ -31,13 +35,15 @@ def largest_body(app) -> int | None:
 
 class BackgroundServer:
     """Serve ``app`` on ``host:port`` (0 picks a free port) until ``stop()``; with ``tablet_host``,
-    also on a second listener for desk tablets (``tablet_port``, 0: any free port). Both share one
-    event loop and one thread pool. Bodies larger than ``max_request_body_size`` (default: the
+    also on a second listener for desk tablets (``tablet_port``, 0: any free port), and with
+    ``guest_host`` on a third for the guest Wi-Fi's captive portal. All share one event loop and
+    one thread pool. Bodies larger than ``max_request_body_size`` (default: the
     largest any route of a Flask ``app`` takes) are refused before they are buffered."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 8,
                  tablet_host: str | None = None, tablet_port: int = 0,
-                 max_request_body_size: int | None = None):
+                 max_request_body_size: int | None = None, guest_host: str | None = None,
+                 guest_port: int = 0, guest_netns: str = ""):
         from waitress import wasyncore
         from waitress.server import create_server
 
@@ -59,6 +65,22 @@ class BackgroundServer:
                 self._server.task_dispatcher.shutdown()
                 exc.listen_address = (tablet_host, tablet_port)
                 raise
+        self._guest_server = None
+        self.guest_error = ""
+        if guest_host:
+            # The captive portal's listener on the guest network's gateway address (inside
+            # ``guest_netns`` when set: the socket keeps the namespace it was made in). A failure
+            # leaves the kiosk running without it, and says why.
+            from facility.uplinks.netns import in_netns
+            try:
+                with in_netns(guest_netns):
+                    self._guest_server = create_server(on_listener(app, GUEST, guest_host), map=self._server._map,
+                                                       _dispatcher=self._server.task_dispatcher,
+                                                       host=guest_host, port=guest_port, **options)
+            except OSError as exc:
+                self.guest_error = f"{guest_host}:{guest_port}: {exc.strerror or exc}"
+        self.guest_url = (f"http://{guest_host}:{self._guest_server.effective_port}"
+                          if self._guest_server else None)
         self.host = host
         self.port = self._server.effective_port
         self.url = f"http://{host}:{self.port}"

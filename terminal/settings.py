@@ -356,6 +356,36 @@ SETTINGS: tuple[Setting, ...] = (
        "the agent's own."),
     _s("uplinks", "UPLINKS_FLUSH_CONNTRACK", True, "Gateway mode: forget the tracked connections of an "
        "uplink that goes down, so their next packet starts over through the active uplink."),
+    # --- internet: guest network (facility/guestnet, run by `cnap agent`; portal: terminal/views/portal.py)
+    _s("guest", "GUEST_INTERFACE", "", "Interface of the visitors' Wi-Fi (the access point's port). The "
+       "agent makes the appliance its gateway: DHCP and DNS (dnsmasq), the captive portal, client "
+       "isolation, no way to the office networks. Empty: no guest network."),
+    _s("guest", "GUEST_ADDRESS", "10.99.0.1/22", "The appliance's address on the guest interface, with "
+       "the guest network's prefix (a private range, /29 or larger)."),
+    _s("guest", "GUEST_DHCP_RANGE", "", "Addresses handed to guests, FIRST-LAST (e.g. "
+       "10.99.0.10-10.99.3.250). Empty: the guest network but its first ten addresses."),
+    _s("guest", "GUEST_LEASE_MIN", 60, "DHCP lease time in minutes (2–1440)."),
+    _s("guest", "GUEST_ADMIT_MINUTES", 60, "How long accepting the terms lets a guest out, in minutes; "
+       "after that the phone sees the portal again."),
+    _s("guest", "GUEST_TOTAL_RATE_KBIT", 5000, "Cap of the whole guest network in kbit/s, each way "
+       "(tc htb on the guest interface and on an ifb device for uploads)."),
+    _s("guest", "GUEST_CLIENT_RATE_KBIT", 0, "Ceiling of one guest in kbit/s, each way (nftables "
+       "meters), so one phone cannot take the whole cap. 0: only the total cap."),
+    _s("guest", "GUEST_OFFICE_NETWORKS", ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                          "169.254.0.0/16", "100.64.0.0/10"],
+       "Networks guests must never reach (CIDR, comma-separated in the environment): the office "
+       "LAN, the staff's and the devices' networks. The private ranges by default."),
+    _s("guest", "GUEST_OUT_INTERFACES", [], "The only interfaces guests' traffic may leave through. "
+       "Empty: the dev= of each UPLINKS line; with no uplinks either, any but the guest interface."),
+    _s("guest", "GUEST_DNS_SERVERS", [], "DNS servers dnsmasq asks for guests. Empty: the system's "
+       "resolvers (/etc/resolv.conf)."),
+    _s("guest", "GUEST_PORTAL_PORT", 8083, "TCP port of the captive portal's listener on the guest "
+       "address (the kiosk's third listener; guests' HTTP is redirected to it until they accept)."),
+    _s("guest", "GUEST_MASQUERADE", True, "Masquerade guests' traffic behind the uplink's address. "
+       "Off only where the router upstream knows the guest network."),
+    _s("guest", "GUEST_NETNS", "", "Network namespace (ip netns name) the guest interface lives in "
+       "(demo and tests). Empty: the agent's own."),
+    _s("guest", "GUEST_STATE_DIR", "", "Folder for dnsmasq's lease file. Empty: a temporary folder."),
     # hub: the alert rules' numbers (monitoring/alerts.py, docs/monitoring-alerts.md)
     _s("hub", "HUB_ALERT_UPS_ON_BATTERY_FOR_S", 300, "Seconds a UPS runs on battery before the "
        "ups_on_battery alert fires."),

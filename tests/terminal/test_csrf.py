@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing.converters import NumberConverter
 
 from terminal import CSRF_EXEMPT_ENDPOINTS
+from terminal.limits import GUEST, LISTENER_KEY, PORTAL, area_of
 from tests.helpers import csrf_token_from, service_login
 from terminal.state import state
 
@@ -72,7 +73,9 @@ def test_every_state_changing_route_refuses_a_missing_or_wrong_token(app, spied,
         data = {"action": "add", "pin": "123456"} if sent is None else {"action": "add", "pin": "123456",
                                                                        "csrf_token": sent}
         headers = {} if sent is None else {"X-CSRFToken": sent}
-        response = client.open(path, method=method, data=data, headers=headers)
+        # The captive portal exists only on the guest Wi-Fi's listener: ask it there.
+        environ = ({LISTENER_KEY: GUEST, "REMOTE_ADDR": "10.99.1.23"} if area_of(path) == PORTAL else {})
+        response = client.open(path, method=method, data=data, headers=headers, environ_base=environ)
         # the idle reset is refused by sending the screen home unchanged (core._csrf_error)
         refused = (302,) if endpoint == "core.reset" else (400,)
         assert response.status_code in refused, (endpoint, method, response.status_code)
