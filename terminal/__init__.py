@@ -25,6 +25,7 @@ BLUEPRINTS = (
     "terminal.views.pay",
     "terminal.views.survey",
     "terminal.views.internal",
+    "terminal.views.internet",
 )
 
 

@@ -37,6 +37,7 @@ LISTENER_KEY = "cnap.listener"
 LISTENER_HOST_KEY = "cnap.listener_host"  # the address the listener is bound to
 KIOSK, TABLET = "kiosk", "tablet"
 PAY, INTERNAL = "pay", "internal"   # areas for this machine only
+BROWSE = "browse"                   # the visitor's internet pages (/internet…): this machine only
 
 # What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
 TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js", "i18n.js"})
@@ -154,8 +155,8 @@ def body_limit(max_bytes: int) -> Callable:
 
 # --- listeners and areas ---------------------------------------------------------------------------
 def area_of(path: str, rule=None, view_args=None) -> str:
-    """'tablet' (any listener, any client), 'pay' and 'internal' (this machine only) or 'kiosk'
-    (the rest)."""
+    """'tablet' (any listener, any client), 'pay', 'internal' and 'browse' (this machine only)
+    or 'kiosk' (the rest)."""
     target = rule.rule if rule is not None else path
     if target == "/tablet" or target.startswith(TABLET_PREFIXES):
         return TABLET
@@ -167,6 +168,8 @@ def area_of(path: str, rule=None, view_args=None) -> str:
         return PAY
     if target.startswith(INTERNAL_PREFIX) or path.startswith(INTERNAL_PREFIX):
         return INTERNAL
+    if target == "/internet" or target.startswith("/internet/"):
+        return BROWSE   # a session opens on the kiosk's own screen: never from another machine
     return KIOSK
 
 
@@ -199,7 +202,7 @@ def refusal(listener: str, area: str, remote_addr: str | None, networks=(),
         return 403
     if address in THIS_MACHINE or address == client_address(listener_host):
         return None
-    if area not in (PAY, INTERNAL) and any(address in net for net in networks if net.version == address.version):
+    if area not in (PAY, INTERNAL, BROWSE) and any(address in net for net in networks if net.version == address.version):
         return None
     return 403
 
