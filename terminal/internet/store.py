@@ -173,11 +173,10 @@ class InternetStore:
 
         def write(db):
             self._prune(db, day)
-            known = db.execute("SELECT 1 FROM blocked WHERE day=? AND layer=? AND host=?",
-                               (day, layer, host)).fetchone()
+            known = db.execute("SELECT 1 FROM blocked WHERE day=? AND host=?", (day, host)).fetchone()
             target = host
             if not known and host != OTHER_HOST:
-                distinct = db.execute("SELECT COUNT(*) FROM blocked WHERE day=? AND host != ?",
+                distinct = db.execute("SELECT COUNT(DISTINCT host) FROM blocked WHERE day=? AND host != ?",
                                       (day, OTHER_HOST)).fetchone()[0]
                 if distinct >= self.max_hosts:
                     target = OTHER_HOST
