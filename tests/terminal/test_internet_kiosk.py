@@ -287,3 +287,19 @@ def test_mqtt_map_keeps_only_what_fits():
     assert state_.top_blocked[0].host == "ok.example"
     assert mqtt_map.internet({"day": "yesterday"}, now) is None
     assert mqtt_map.internet(None, now) is None
+
+
+def test_internet_pages_answer_this_machine_only():
+    import ipaddress
+
+    from terminal import limits
+
+    networks = [ipaddress.ip_network("192.168.10.0/24")]
+    for path in ("/internet", "/internet/start", "/internet/blocked"):
+        area = limits.area_of(path)
+        assert area == limits.BROWSE
+        assert limits.refusal(limits.KIOSK, area, "127.0.0.1", networks) is None
+        assert limits.refusal(limits.KIOSK, area, "192.168.10.5", networks) == 403
+        assert limits.refusal(limits.TABLET, area, "127.0.0.1", networks) == 404
+    # service mode's section stays reachable from the service networks, like the rest of service mode
+    assert limits.refusal(limits.KIOSK, limits.area_of("/service/internet"), "192.168.10.5", networks) is None
