@@ -169,8 +169,12 @@ class BrowsingSessions:
                 factory = self._proxy_factory
                 if factory is None:
                     from terminal.internet.proxy import FilteringProxy as factory   # noqa: N813
+                # The proxy's own settings (its block of terminal/settings.py), when present.
+                extra = {name: self.config[key] for key, name in (("INTERNET_PROXY_BINARY", "binary"),
+                                                                   ("INTERNET_PROXY_MAX_CLIENTS", "max_clients"))
+                         if self.config.get(key)}
                 proxy = factory(self.allowlist(), workdir=str(self.workdir / "proxy"),
-                                port=int(self.config.get("INTERNET_PROXY_PORT", 0) or 0))
+                                port=int(self.config.get("INTERNET_PROXY_PORT", 0) or 0), **extra)
                 if hasattr(proxy, "on_event"):   # the proxy's own blocked events, when it reports them
                     proxy.on_event = self.on_proxy_event
                     self._proxy_feeds_events = True

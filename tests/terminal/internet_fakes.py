@@ -44,7 +44,7 @@ class FakeWindow:
 class FakeProxy:
     instances: list["FakeProxy"] = []
 
-    def __init__(self, allowlist, *, workdir, port=0, upstream=""):
+    def __init__(self, allowlist, *, workdir, port=0, upstream="", **settings):
         self.allowlist, self.workdir, self.port = allowlist, workdir, port
         self.updates = []
         self.running = False
