@@ -95,6 +95,17 @@ class KioskClient:
             raise KioskUnavailable("the kiosk's out-of-service answer has no on/off")
         return answer
 
+    def internet(self) -> dict:
+        """Today's visitor browsing counters: the fields of topics.InternetState without ``v``
+        and ``ts`` (stamp them when publishing)."""
+        answer = self._request("GET", "/internal/internet")
+        try:
+            topics.InternetState.model_validate({**answer, "ts": datetime.now(timezone.utc)})
+        except ValidationError as exc:
+            raise KioskUnavailable(f"the kiosk's internet counters do not fit InternetState: "
+                                   f"{exc.error_count()} error(s)") from None
+        return answer
+
     def _request(self, method: str, path: str, body: Any = None, refusals: tuple[int, ...] = ()) -> dict:
         return request_json(self.host, self.port, method, self.prefix + path, token=self.token, body=body,
                             timeout_s=self.timeout, refusals=refusals, peer="the kiosk", error=KioskUnavailable)

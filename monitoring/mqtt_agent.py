@@ -69,6 +69,8 @@ class KioskSource(Protocol):
 
     def set_out_of_service(self, on: bool, reason: str, by: str) -> dict: ...
 
+    # optional: def internet(self) -> dict  (today's browsing counters, topics.InternetState fields)
+
 
 class StatusSource(Protocol):
     """facility.runner.Runner, or anything with ``status()``; ``listeners``, ``names()`` and
@@ -406,6 +408,19 @@ class MqttReporter:
         for message in discovery.configs(self.site, self._uplinks, prefix=self.discovery_prefix):
             self._put(message, now, force)
 
+    def _poll_internet(self, now: float) -> None:
+        """The kiosk's visitor browsing counters (topic ``internet``), when the kiosk has them."""
+        ask = getattr(self.kiosk, "internet", None)   # a KioskSource without browsing: nothing to say
+        if ask is None:
+            return
+        try:
+            state = mqtt_map.internet(ask(), now)
+        except Exception as exc:   # browsing off or not running on this kiosk: no topic
+            log.debug("mqtt: no internet counters from the kiosk: %s", exc)
+            return
+        if state is not None:
+            self._put(topics.outgoing(self.site, state), now, force=self._force_devices)
+
     def _poll_kiosk(self, now: float) -> None:
         try:
             devices = self.kiosk.devices()
@@ -422,6 +437,7 @@ class MqttReporter:
                 state = mqtt_map.device(name, devices.get(name) if isinstance(devices, dict) else None, now)
                 if state is not None:
                     self._put(topics.outgoing(self.site, state), now, force=self._force_devices)
+            self._poll_internet(now)
             self._force_devices = False
         room = min(self.outbox.room_for_answers(), ANSWERS_PER_PULL)
         held = self.outbox.answers_held()

@@ -224,3 +224,30 @@ def content_key(message: topics.Outgoing) -> bytes:
     if isinstance(data, dict):
         data.pop("ts", None)
     return json.dumps(data, sort_keys=True).encode()
+
+
+# --- internet: browsing at the kiosk (the kiosk's /internal/internet, monitoring/kiosk_client.py) -----
+def internet(fields: Any, now: float) -> topics.InternetState | None:
+    """The kiosk's browsing counters (KioskClient.internet(), no ts) as InternetState; None when
+    they do not fit (the topic is then left as it was rather than published wrong)."""
+    data = _as_dict(fields)
+    top = []
+    for row in data.get("top_blocked") if isinstance(data.get("top_blocked"), list) else []:
+        row = _as_dict(row)
+        host, attempts = row.get("host"), count(row.get("attempts"), 1, 10 ** 9)
+        if isinstance(host, str) and re.fullmatch(r"[a-z0-9.-]{1,253}", host) and attempts is not None:
+            top.append({"host": host, "attempts": attempts})
+    ended = _as_dict(data.get("ended"))
+    try:
+        return topics.InternetState(
+            ts=datetime.fromtimestamp(now, timezone.utc), enabled=data.get("enabled") is True,
+            available=data.get("available") is True, state=word(data.get("state"), "unknown"),
+            session_open=data.get("session_open") is True, day=data.get("day"),
+            sessions=count(data.get("sessions"), 0, 10 ** 7) or 0,
+            ended={word(k, "error"): count(v, 0, 10 ** 7) or 0 for k, v in list(ended.items())[:8]},
+            minutes=number(data.get("minutes"), 0, 10 ** 7) or 0.0,
+            blocked_hook=count(data.get("blocked_hook"), 0, 10 ** 9) or 0,
+            blocked_proxy=count(data.get("blocked_proxy"), 0, 10 ** 9) or 0,
+            top_blocked=top[:topics.MAX_TOP_BLOCKED])
+    except (ValidationError, ValueError, TypeError):
+        return None

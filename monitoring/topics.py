@@ -525,3 +525,41 @@ __all__ = [
     "valid_site_id", "valid_name", "topic", "site_filter", "command_filter", "encode", "outgoing",
     "parse", "parse_topic",
 ]
+
+
+# --- internet: browsing at the kiosk (terminal/internet/, docs/internet.md) ------------------------
+# cnap/<site>/internet  retained  InternetState: today's browsing counters of the site's kiosk.
+# A block of its own, added to the tree above at import time.
+MAX_TOP_BLOCKED = 10
+Host = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]{1,253}$")]   # an ASCII host name, or "other"
+
+
+class BlockedHost(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    host: Host
+    attempts: Count(1, 10 ** 9)
+
+
+class InternetState(Payload):
+    """The kiosk's visitor browsing, today (the kiosk's local day): hosts only, nothing about
+    visitors. ``available``: the home screen offers the internet now; ``state``: ``ok`` or why
+    not (disabled, no_window, proxy_down, no_uplink, no_agent, empty_list)."""
+    enabled: bool
+    available: bool
+    state: Word
+    session_open: bool = False
+    day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    sessions: Count(0, 10 ** 7)                             # started today
+    ended: Annotated[dict[Word, Count(0, 10 ** 7)], Field(max_length=8)] = {}   # by reason
+    minutes: Number(0, 10 ** 7)
+    blocked_hook: Count(0, 10 ** 9)
+    blocked_proxy: Count(0, 10 ** 9)
+    top_blocked: Annotated[list[BlockedHost], Field(max_length=MAX_TOP_BLOCKED)] = []
+
+
+TOPICS = TOPICS + (TopicSpec("internet", "cnap/{site}/internet", 1, True, MAX_STATE_BYTES,
+                             "InternetState (visitor browsing at the kiosk, today)"),)
+SPECS["internet"] = TOPICS[-1]
+_STATE_MODELS["internet"] = InternetState
+_KIND_OF_MODEL[InternetState] = "internet"
+__all__ += ["InternetState", "BlockedHost"]

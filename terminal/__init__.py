@@ -26,6 +26,7 @@ BLUEPRINTS = (
     "terminal.views.survey",
     "terminal.views.internal",
     "terminal.views.portal",
+    "terminal.views.internet",
 )
 
 

@@ -127,6 +127,10 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         from terminal import shell  # the only module that imports webview
 
         if not args.no_window and shell.display_available():
+            # The filtering proxy the window's browsing view goes through (stopped by close_app).
+            from terminal.views import internet as internet_views
+
+            internet_views.start_services(app)
             print(f"cnap kiosk: window open on {url}", flush=True)
             run_window(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
                        allowed_origins=app.config["ALLOWED_ORIGINS"], stop=stop)

@@ -40,6 +40,7 @@ LISTENER_HOST_KEY = "cnap.listener_host"  # the address the listener is bound to
 KIOSK, TABLET = "kiosk", "tablet"
 PAY, INTERNAL = "pay", "internal"   # areas for this machine only
 GUEST, PORTAL = "guest", "portal"   # the guest Wi-Fi's listener and its only area
+BROWSE = "browse"                   # the visitor's internet pages (/internet…): this machine only
 
 # What the tablet app loads besides its own /tablet/… files (see templates/survey/tablet.html, sw.js).
 TABLET_STATIC_FILES = frozenset({"kiosk.css", "kiosk.js", "i18n.js"})
@@ -171,8 +172,8 @@ def guest_path(path: str) -> str:
 
 
 def area_of(path: str, rule=None, view_args=None) -> str:
-    """'tablet' (any listener, any client), 'pay' and 'internal' (this machine only), 'portal'
-    (the guest listener only) or 'kiosk' (the rest)."""
+    """'tablet' (any listener, any client), 'pay', 'internal' and 'browse' (this machine only),
+    'portal' (the guest listener only) or 'kiosk' (the rest)."""
     target = rule.rule if rule is not None else path
     if target.startswith(PORTAL_PREFIXES) or path.startswith(PORTAL_PREFIXES):
         return PORTAL
@@ -190,6 +191,8 @@ def area_of(path: str, rule=None, view_args=None) -> str:
         return PAY
     if target.startswith(INTERNAL_PREFIX) or path.startswith(INTERNAL_PREFIX):
         return INTERNAL
+    if target == "/internet" or target.startswith("/internet/"):
+        return BROWSE   # a session opens on the kiosk's own screen: never from another machine
     return KIOSK
 
 
@@ -225,7 +228,7 @@ def refusal(listener: str, area: str, remote_addr: str | None, networks=(),
         return 403
     if address in THIS_MACHINE or address == client_address(listener_host):
         return None
-    if area not in (PAY, INTERNAL) and any(address in net for net in networks if net.version == address.version):
+    if area not in (PAY, INTERNAL, BROWSE) and any(address in net for net in networks if net.version == address.version):
         return None
     return 403
 

@@ -475,6 +475,29 @@ SETTINGS: tuple[Setting, ...] = (
        "a port uses its scheme's default (80, 443), which must be listed too."),
     _s("internet", "INTERNET_PROXY_MAX_CLIENTS", 32, "Most connections the filtering proxy serves at "
        "once (tinyproxy MaxClients); one browsing view opens a few per page."),
+    # --- internet: browsing (the visitor's browsing at the kiosk, docs/internet.md) -----------
+    _s("internet", "INTERNET_ENABLED", True, "Offer visitors free browsing of the allowlisted sites "
+       "at the kiosk (the 'Інтернет / Internet' tile). The tile shows itself only while the kiosk "
+       "window can browse, the filtering proxy runs and an uplink works, so it may stay on."),
+    _s("internet", "INTERNET_ALLOWLIST", ["gov.ua", "diia.gov.ua", "privat24.ua", "privatbank.ua",
+                                          "monobank.ua", "oschadbank.ua", "ukrposhta.ua", "nova-poshta.ua",
+                                          "novaposhta.ua", "tax.gov.ua", "pfu.gov.ua", "mvs.gov.ua",
+                                          "nais.gov.ua", "minjust.gov.ua", "dmsu.gov.ua", "e-health.gov.ua"],
+       "Sites a visitor may open, each with its subdomains (gov.ua covers diia.gov.ua and city "
+       "councils on gov.ua). Seeds the list on the first start only; after that service mode's "
+       "'Інтернет для відвідувачів / Visitor internet' section edits it. Comma-separated in the "
+       "environment."),
+    _s("internet", "INTERNET_HOME_URL", "https://diia.gov.ua/", "The first page of a browsing session "
+       "and the toolbar's Home (an https or http URL on the allowlist)."),
+    _s("internet", "INTERNET_SESSION_MIN", 15, "Length of one browsing session in minutes (1–240)."),
+    _s("internet", "INTERNET_IDLE_S", 120, "A browsing session with no touch or key for this many "
+       "seconds ends (and its data are erased)."),
+    _s("internet", "INTERNET_WARN_S", 30, "Seconds of warning, with a 'More time' button, before "
+       "either limit ends a session (WCAG 2.2.1: at least 20)."),
+    _s("internet", "INTERNET_EXTEND_MIN", 5, "Minutes 'More time' adds to a session (0: the button "
+       "only resets the idle time)."),
+    _s("internet", "INTERNET_UPLINK_CHECK_S", 10.0, "Seconds the home screen trusts the agent's "
+       "last answer about the uplinks before asking again (in the background)."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -571,7 +594,33 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         except ValueError:
             raise SettingError(f"setting SERVICE_NETWORKS: {network!r} is not a network "
                                "such as 192.168.10.0/24") from None
+    _check_internet(values)
     return values
+
+
+def _check_internet(values: dict[str, Any]) -> None:
+    """The browsing settings' bounds (terminal/internet/)."""
+    from terminal.internet.allowlist import DomainError, normalise_domain
+
+    if values["INTERNET_WARN_S"] < 20:
+        raise SettingError("setting INTERNET_WARN_S: at least 20 seconds (WCAG 2.2.1)")
+    if not 1 <= values["INTERNET_SESSION_MIN"] <= 240:
+        raise SettingError("setting INTERNET_SESSION_MIN: from 1 to 240 minutes")
+    if values["INTERNET_IDLE_S"] < values["INTERNET_WARN_S"] + 10 or values["INTERNET_IDLE_S"] > 3600:
+        raise SettingError("setting INTERNET_IDLE_S: from INTERNET_WARN_S + 10 to 3600 seconds")
+    if values["INTERNET_WARN_S"] >= values["INTERNET_SESSION_MIN"] * 60:
+        raise SettingError("setting INTERNET_WARN_S: shorter than the session (INTERNET_SESSION_MIN)")
+    if not 0 <= values["INTERNET_EXTEND_MIN"] <= 60:
+        raise SettingError("setting INTERNET_EXTEND_MIN: from 0 to 60 minutes")
+    if not 1 <= values["INTERNET_UPLINK_CHECK_S"] <= 300:
+        raise SettingError("setting INTERNET_UPLINK_CHECK_S: from 1 to 300 seconds")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", values["INTERNET_HOME_URL"]):
+        raise SettingError("setting INTERNET_HOME_URL: an http(s) URL such as https://diia.gov.ua/")
+    for domain in values["INTERNET_ALLOWLIST"]:
+        try:
+            normalise_domain(domain)
+        except DomainError as exc:
+            raise SettingError(f"setting INTERNET_ALLOWLIST: {domain!r}: {exc}") from None
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # type names only: the areas import this module, not the reve
     from terminal.staff import StaffStore
     from terminal.surveys.store import SurveyStore
     from terminal.views.service import Section
+    from terminal.internet.port import WindowPort
+    from terminal.internet.sessions import BrowsingSessions
 
 EXTENSION_KEY = "cnap"
 
@@ -61,6 +63,10 @@ class KioskState:
     # THE list of payment gates: each returns why no new payment may start now (text in the
     # visitor's language) or None; the UPS gate and the out-of-service switch are on it
     payment_gates: list[Callable[[], "str | None"]] = field(default_factory=list)
+    # internet: the window's browsing view (set by `cnap kiosk` when its window can browse; None
+    # in tests and in a plain browser) and the kiosk's side of browsing (terminal/internet/sessions.py)
+    internet_window: "WindowPort | None" = None
+    internet: "BrowsingSessions | None" = None
 
 
 def install(app: Flask) -> KioskState:

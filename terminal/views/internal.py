@@ -13,6 +13,8 @@ agent reports the kiosk's devices and forwards survey answers to the hub, and ca
 - ``GET  /internal/out-of-service`` → the switch's state (terminal/out_of_service.py)
 - ``POST /internal/out-of-service`` ``{"on": bool, "reason": word, "by": account}`` →
   ``{"ok": true, "message": …}``
+- ``GET  /internal/internet`` → the fields of monitoring/topics.InternetState without ``v`` and
+  ``ts``: today's visitor browsing counters (terminal/internet/store.py), hosts only
 
 Only this machine reaches it (terminal/limits.py area ``internal``: never the tablets' listener,
 never the service networks), and only with ``Authorization: Bearer <the agent's token>`` (the
@@ -188,3 +190,24 @@ def out_of_service_set():
     if not ok:   # the switch could not be saved: nothing changed
         abort(503, description=message)
     return jsonify({"ok": True, "message": message})
+
+
+# --- internet: visitor browsing counters ----------------------------------------------------------
+@bp.get("/internet")
+def internet():
+    browsing = current_state().internet
+    if browsing is None:
+        abort(503, description="internet browsing is not running")
+    reason = browsing.unavailable_reason() if browsing.enabled else "disabled"
+    today = browsing.store.day_counters(top=topics.MAX_TOP_BLOCKED)
+    fields = {"enabled": browsing.enabled, "available": reason is None, "state": reason or "ok",
+              "session_open": browsing.status()["open"], "day": today["day"],
+              "sessions": today["sessions_started"], "ended": today["sessions_ended"],
+              "minutes": today["minutes"], "blocked_hook": today["blocked"]["hook"],
+              "blocked_proxy": today["blocked"]["proxy"], "top_blocked": today["top_blocked"]}
+    try:
+        topics.InternetState.model_validate({**fields, "ts": datetime.now(timezone.utc)})
+    except ValidationError as exc:
+        log.error("internet counters do not fit the hub's model: %s", exc)
+        abort(503, description="the internet counters do not fit the hub's model")
+    return jsonify(fields)
