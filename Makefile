@@ -15,6 +15,7 @@ APT_PACKAGES += nut-server nut-client  # UPS tests (upsd, dummy-ups)
 APT_PACKAGES += iproute2 nftables conntrack  # uplink failover: policy routing, pinning, flushes, namespace tests
 APT_PACKAGES += mosquitto mosquitto-clients openssl  # MQTT broker tests (real mosquitto, mosquitto_passwd, TLS certificates)
 APT_PACKAGES += postgresql libpq5 prometheus  # the hub on PostgreSQL (tests start their own server); promtool checks /metrics
+APT_PACKAGES += tinyproxy-bin  # internet: the filtering proxy (run by the kiosk in the foreground; no system service)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # ESPHome (for validating the sensor nodes' configs) pins paho-mqtt 1.x while the app needs 2.x, so

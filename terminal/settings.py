@@ -434,6 +434,17 @@ SETTINGS: tuple[Setting, ...] = (
     _s("hub", "HUB_NOTIFY_BATCH", 50, "Notifications one round of the notifier sends at most."),
     _s("hub", "HUB_NOTIFY_SMTP_TIMEOUT_S", 20.0, "Seconds the mail server may take."),
     _s("hub", "HUB_NOTIFY_GIVE_UP_AFTER_S", 86400.0, "Seconds after which a notification that could not be sent is given up."),
+    # --- internet: filtering proxy (terminal/internet/proxy.py, docs/internet.md) ---------------
+    _s("internet", "INTERNET_PROXY_PORT", 0, "TCP port on 127.0.0.1 of the filtering proxy (tinyproxy) "
+       "the browsing view goes through (0: any free port, chosen at start)."),
+    _s("internet", "INTERNET_PROXY_BINARY", "tinyproxy", "The tinyproxy program (a name on PATH or a "
+       "full path; Debian package tinyproxy-bin). The kiosk runs it itself in the foreground, never "
+       "the system service."),
+    _s("internet", "INTERNET_ALLOWED_PORTS", [80, 443], "Ports a browsing-view URL may name, and the "
+       "only ports the proxy connects to (comma-separated in the environment; 1–65535). A URL without "
+       "a port uses its scheme's default (80, 443), which must be listed too."),
+    _s("internet", "INTERNET_PROXY_MAX_CLIENTS", 32, "Most connections the filtering proxy serves at "
+       "once (tinyproxy MaxClients); one browsing view opens a few per page."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -513,6 +524,17 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
         raise SettingError("setting ATS_SOURCE: must be none, modbus or contacts")
     if not 0 < values["POWER_POLL_S"] <= 60 or not 0 < values["NUT_TIMEOUT_S"] <= 30:
         raise SettingError("settings POWER_POLL_S and NUT_TIMEOUT_S: from above 0 to 60 and 30 seconds")
+    if not 0 <= values["INTERNET_PROXY_PORT"] <= 65535:
+        raise SettingError("setting INTERNET_PROXY_PORT: must be from 0 to 65535")
+    if not 1 <= values["INTERNET_PROXY_MAX_CLIENTS"] <= 1024:
+        raise SettingError("setting INTERNET_PROXY_MAX_CLIENTS: must be from 1 to 1024")
+    try:
+        ports = [int(port) for port in values["INTERNET_ALLOWED_PORTS"]]
+    except (TypeError, ValueError):
+        ports = []
+    if not ports or not all(0 < port <= 65535 for port in ports):
+        raise SettingError("setting INTERNET_ALLOWED_PORTS: one or more ports from 1 to 65535, e.g. 80,443")
+    values["INTERNET_ALLOWED_PORTS"] = sorted(set(ports))
     for network in values["SERVICE_NETWORKS"]:
         try:
             ipaddress.ip_network(network, strict=False)
@@ -554,7 +576,7 @@ def markdown() -> str:
         if s.area != area:
             area = s.area
             lines += [f"## {area.capitalize()}", ""]
-        default = ",".join(s.default) if isinstance(s.default, list) else s.default
+        default = ",".join(map(str, s.default)) if isinstance(s.default, list) else s.default
         lines += [f"### {s.name}", "", f"- environment: `{ENV_PREFIX}{s.name}`",
                   f"- type: {s.kind.__name__}; default: `{default!s}`", "", s.doc, ""]
     return "\n".join(lines)

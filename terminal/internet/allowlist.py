@@ -25,6 +25,13 @@ MAX_DOMAINS = 500
 MAX_DOMAIN_LENGTH = 253
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+# What a label of a host a browser may load can hold once in ASCII form: real hosts sometimes use
+# "_"; anything else ("%", "/", "@", …) would be read differently by the browser's URL parser
+# (WHATWG percent-decodes hosts) and by the proxy, so such a URL is refused outright.
+_HOST_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+# IDNA 2003 (Python's codec) maps these to other letters (ß → ss) where browsers, following UTS 46
+# non-transitional processing, keep them: the two layers would see different hosts.
+_IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
 
 
 class DomainError(ValueError):
@@ -52,6 +59,8 @@ def _ascii_host(text: str) -> str:
     name = text.strip().rstrip(".").lower()
     if not name:
         raise ValueError("empty")
+    if _IDNA_DEVIATIONS.intersection(name):
+        raise ValueError("a letter browsers and IDNA 2003 encode differently")
     try:
         name = name.encode("idna").decode("ascii")
     except UnicodeError as exc:
@@ -136,6 +145,8 @@ class Allowlist:
             name = _ascii_host(host)
         except ValueError:
             return False
+        if not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+            return False
         return any(name == domain or name.endswith("." + domain) for domain in self.domains)
 
     def decide(self, url: str) -> Verdict:
@@ -165,6 +176,8 @@ class Allowlist:
             name = _ascii_host(host)
         except ValueError:
             return Verdict(False, "", "malformed")
+        if len(name) > MAX_DOMAIN_LENGTH or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+            return Verdict(False, "", "malformed")
         if (DEFAULT_PORTS[scheme] if port is None else port) not in self.ports:
             return Verdict(False, name, "port")
         if not self.allows_host(name):
@@ -173,5 +186,26 @@ class Allowlist:
 
     def proxy_patterns(self) -> list[str]:
         """One POSIX extended regular expression per domain, matching the host name a proxy
-        sees (CONNECT's host or the request's Host) — the domain itself or any subdomain."""
-        return [r"^(.+\.)?" + re.escape(domain).replace(r"\-", "-") + r"\.?$" for domain in self.domains]
+        sees (CONNECT's host or the request's Host) — the domain itself or any subdomain made of
+        letters, digits, "-" and "_" only (never "@", "%", "/" or ":" a parser could read two ways).
+        For a case-insensitive matcher (tinyproxy: FilterCaseSensitive Off)."""
+        return [r"^" + self._host_pattern(domain) + r"$" for domain in self.domains]
+
+    def proxy_url_patterns(self) -> list[str]:
+        """One POSIX extended regular expression per domain for a proxy that filters the whole
+        request target (tinyproxy: FilterURLs On): ``http://HOST[:PORT][/…]`` for plain requests
+        and ``HOST:PORT`` for CONNECT, HOST being the domain or a subdomain and PORT one of the
+        allowed ports (a port-less http URL only when 80 is allowed). So the proxy enforces the
+        ports of plain HTTP as well, which filtering by host alone cannot. No "#" anywhere: it
+        starts a comment in tinyproxy's filter file."""
+        ports = "|".join(str(port) for port in sorted(self.ports)) or "0"
+        http_port = rf"(:({ports}))?" if 80 in self.ports else rf":({ports})"
+        patterns = []
+        for domain in self.domains:
+            host = self._host_pattern(domain)
+            patterns.append(rf"^(http://{host}{http_port}([/?].*)?|{host}:({ports}))$")
+        return patterns
+
+    @staticmethod
+    def _host_pattern(domain: str) -> str:
+        return r"([a-z0-9_-]+\.)*" + re.escape(domain).replace(r"\-", "-") + r"\.?"

@@ -25,7 +25,6 @@ or tinyproxy in front of it) with raw sockets, so tests see exactly what a proxy
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import ssl
@@ -48,6 +47,8 @@ class Hit(NamedTuple):
     host: str
     path: str
     scheme: str = "http"     # "https" inside a TLS tunnel, "tunnel" for CONNECT itself
+    port: int = 0            # the port the client asked for (URL, Host or CONNECT; 0 = unknown)
+    headers: tuple = ()      # the request's headers as (lower-case name, value) pairs
 
     def __eq__(self, other):                       # compares with a plain (method, host, path)
         if isinstance(other, tuple) and len(other) == 3:
@@ -158,6 +159,11 @@ class FakeInternet:
         with self._lock:
             return list(self._connects)
 
+    def headers_of(self, host: str) -> list[dict]:
+        """The headers (lower-case names) of every request that reached ``host``."""
+        key = _host_key(host)
+        return [dict(hit.headers) for hit in self.hits if hit.host == key]
+
     def hosts(self) -> set[str]:
         return {hit.host for hit in self.hits}
 
@@ -230,7 +236,7 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-def _handler_for(net: FakeInternet, tunnel_host: str = "", scheme: str = "http"):
+def _handler_for(net: FakeInternet, tunnel_host: str = "", scheme: str = "http", tunnel_port: int = 0):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "FakeInternet/1"
@@ -242,20 +248,26 @@ def _handler_for(net: FakeInternet, tunnel_host: str = "", scheme: str = "http")
         def log_message(self, *args):
             pass
 
-        def _target(self) -> tuple[str, str]:
-            if "://" in self.path:
-                parts = urlsplit(self.path)
-                path = parts.path or "/"
-                if parts.query:
-                    path += "?" + parts.query
-                return _host_key(parts.hostname or ""), path
-            host = self.headers.get("Host", "") or tunnel_host
-            name = urlsplit("//" + host).hostname or host if host else ""
-            return _host_key(name), self.path
+        def _target(self) -> tuple[str, str, int]:
+            default_port = tunnel_port or (443 if scheme == "https" else 80)
+            try:
+                if "://" in self.path:
+                    parts = urlsplit(self.path)
+                    path = parts.path or "/"
+                    if parts.query:
+                        path += "?" + parts.query
+                    return (_host_key(parts.hostname or ""), path,
+                            parts.port or (443 if parts.scheme.lower() == "https" else 80))
+                host = self.headers.get("Host", "") or tunnel_host
+                parts = urlsplit("//" + host)
+                return _host_key(parts.hostname or host), self.path, parts.port or default_port
+            except ValueError:                              # a port that is not a number
+                return "", self.path, 0
 
         def _serve(self) -> None:
-            host, path = self._target()
-            net._record(Hit(self.command, host, path, scheme))
+            host, path, port = self._target()
+            headers = tuple((name.lower(), value) for name, value in self.headers.items())
+            net._record(Hit(self.command, host, path, scheme, port, headers))
             length = int(self.headers.get("Content-Length") or 0)
             if 0 < length <= MAX_BODY:
                 self.rfile.read(length)
@@ -282,7 +294,8 @@ def _handler_for(net: FakeInternet, tunnel_host: str = "", scheme: str = "http")
             except ValueError:
                 self.send_error(400)
                 return
-            net._record(Hit("CONNECT", host, "", "tunnel"))
+            net._record(Hit("CONNECT", host, "", "tunnel", port,
+                            tuple((name.lower(), value) for name, value in self.headers.items())))
             with net._lock:
                 net._connects.append((host, port))
             self.send_response(200, "Connection established")
@@ -301,9 +314,9 @@ def _handler_for(net: FakeInternet, tunnel_host: str = "", scheme: str = "http")
                     tls = net.tls_context(host).wrap_socket(sock, server_side=True)
                 except (ssl.SSLError, OSError):
                     return
-                _handler_for(net, host, "https")(tls, self.client_address, self.server)
+                _handler_for(net, host, "https", port)(tls, self.client_address, self.server)
             elif any(first.startswith(m[:len(first)]) for m in _HTTP_METHODS):
-                _handler_for(net, host, "http")(sock, self.client_address, self.server)
+                _handler_for(net, host, "http", port)(sock, self.client_address, self.server)
             else:
                 _echo(sock)
 

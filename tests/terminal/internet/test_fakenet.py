@@ -24,6 +24,10 @@ def test_absolute_uri_requests_get_the_registered_or_default_page(fake_internet)
     assert fake_internet.hits == [("GET", "diia.test", "/hello?q=1"), ("GET", "any.example.test", "/x"),
                                   ("POST", "forms.test", "/send"), ("HEAD", "diia.test", "/hello")]
     assert fake_internet.reached("diia.test") and not fake_internet.reached("blocked.test")
+    assert [hit.port for hit in fake_internet.hits] == [80, 80, 80, 80]
+    assert fake_internet.headers_of("forms.test")[0]["content-length"] == "3"
+    fetch_via_proxy(fake_internet.url, "http://diia.test:8080/p")
+    assert fake_internet.hits[-1].port == 8080
 
 
 def test_status_and_redirects_and_wildcard_paths(fake_internet):
@@ -60,7 +64,7 @@ def test_a_tls_tunnel_serves_https_with_a_certificate_for_the_host(fake_internet
             data += chunk
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"<p>secure</p>")
     assert fake_internet.hits[-1] == ("GET", "bank.test", "/pay")
-    assert fake_internet.hits[-1].scheme == "https"
+    assert fake_internet.hits[-1].scheme == "https" and fake_internet.hits[-1].port == 443
     # A client that expects another name refuses the certificate.
     _, sock = open_tunnel(fake_internet.url, "bank.test", 443)
     with sock, pytest.raises(ssl.SSLCertVerificationError):
