@@ -229,8 +229,12 @@ class BrowsingView:
                 decision.use()
                 return True
             decision.ignore()   # nothing is shown or saved; the visitor stays on the page
-            uri = decision.get_response().get_uri() or ""
-            self._block(self._host_of(uri), "download", show_page=False)
+            response = decision.get_response()
+            uri = response.get_uri() or ""
+            if response.get_status_code() < 400:
+                # An error answer (e.g. the proxy's refusal of a tunnel) is no download: the proxy
+                # counts its own refusals.
+                self._block(self._host_of(uri), "download", show_page=False)
             log.warning("internet: refused response (%s) from %s", reason, loggable_target(uri))
             return True
         if decision_type not in (WebKit2.PolicyDecisionType.NAVIGATION_ACTION,

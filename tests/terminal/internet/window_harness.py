@@ -4,15 +4,12 @@ bench/internet.py: Xvfb + window manager (tests/terminal/xscreen.py), a tiny kio
 suite — one page per escape route of issue 12 item 2, each aiming at its own blocked host.
 
 Layers under test: the window's navigation hook (off with HOOK_OFF_ENV) and a filtering proxy in
-front of the fake internet (tests/terminal/internet/fakenet.py). ``filtering_proxy`` uses the
-project's FilteringProxy (terminal/internet/proxy.py) when it exists, else ``StandInFilter``: a
-minimal default-deny forward proxy deciding with the same Allowlist.
+front of the fake internet (tests/terminal/internet/fakenet.py): the project's FilteringProxy
+(terminal/internet/proxy.py, tinyproxy) with the same Allowlist.
 """
 from __future__ import annotations
 
 import os
-import select
-import socket
 import subprocess
 import sys
 import threading
@@ -98,89 +95,21 @@ def register_escapes(net, local_file: Path) -> list[Escape]:
 
 # --- a filtering proxy -------------------------------------------------------------------------
 
-class StandInFilter:
-    """Default-deny forward proxy: allowed requests go on to ``upstream`` (the fake internet);
-    the rest get 403 and are recorded in ``refused`` (host names)."""
+class ProjectProxy:
+    """The project's FilteringProxy (tinyproxy, default deny) in front of ``upstream``."""
 
-    def __init__(self, allowlist: Allowlist, upstream: str):
-        self.allowlist, self.refused = allowlist, []
-        up = urlsplit(upstream)
-        upstream_address = (up.hostname, up.port)
-        proxy = self
+    def __init__(self, allowlist: Allowlist, upstream: str, workdir: Path):
+        from terminal.internet.proxy import FilteringProxy
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args):
-                pass
-
-            def _deny(self, host):
-                proxy.refused.append(host)
-                self.send_response(403)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_CONNECT(self):
-                host, _, port = self.path.rpartition(":")
-                if not proxy.allowlist.decide(f"https://{host}:{port}/").allowed:
-                    return self._deny(host)
-                upstream_sock = socket.create_connection(upstream_address, timeout=10)
-                upstream_sock.sendall(f"CONNECT {self.path} HTTP/1.1\r\nHost: {self.path}\r\n\r\n".encode())
-                _pipe(self.connection, upstream_sock)
-
-            def _forward(self):
-                verdict = proxy.allowlist.decide(self.path)
-                if not verdict.allowed:
-                    return self._deny(verdict.host or urlsplit(self.path).hostname or "")
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                upstream_sock = socket.create_connection(upstream_address, timeout=10)
-                head = f"{self.command} {self.path} HTTP/1.0\r\n" + "".join(
-                    f"{k}: {v}\r\n" for k, v in self.headers.items() if k.lower() not in ("connection", "proxy-connection")
-                ) + "Connection: close\r\n\r\n"
-                upstream_sock.sendall(head.encode() + body)
-                while True:
-                    data = upstream_sock.recv(65536)
-                    if not data:
-                        break
-                    self.wfile.write(data)
-                upstream_sock.close()
-                self.close_connection = True
-
-            do_GET = do_POST = do_HEAD = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.proxy = FilteringProxy(allowlist, workdir=workdir, upstream=upstream)
+        self.url = self.proxy.start()
 
     def blocked(self, host: str) -> bool:
-        return host in self.refused
+        return any(event["host"] == host for event in self.proxy.blocked_since(0))
 
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    sockets = [a, b]
-    try:
-        while True:
-            readable, _, _ = select.select(sockets, [], [], 10)
-            if not readable:
-                return
-            for sock in readable:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                (b if sock is a else a).sendall(data)
-    finally:
-        b.close()
-
-
-def filtering_proxy(allowlist: Allowlist, upstream: str):
-    """The project's filtering proxy when it exists on this branch, else the stand-in."""
-    return StandInFilter(allowlist, upstream)
+    def stop(self) -> None:
+        self.proxy.stop()
 
 
 # --- the kiosk window with a control channel -------------------------------------------------
@@ -328,6 +257,7 @@ class EscapeResult:
     reached: bool           # the fake internet saw the blocked host: an escape
     hook_blocked: bool
     proxy_blocked: bool
+    hook_kinds: tuple = ()  # the kinds of the hook's refusals in the session
 
 
 def try_escape(window: BrowserWindow, net, proxy, escape: Escape, proxy_url: str,
@@ -348,7 +278,7 @@ def try_escape(window: BrowserWindow, net, proxy, escape: Escape, proxy_url: str
         time.sleep(0.1)
     time.sleep(0.5)  # a late second attempt (e.g. a popup's re-load) would show up here
     # One escape per session: any refusal of the hook in it is this escape's.
-    hook_blocked = any(e["type"] == "blocked" and e["layer"] == "hook" for e in window.session_events(since))
+    hook_kinds = tuple(e["kind"] for e in window.session_events(since) if e["type"] == "blocked" and e["layer"] == "hook")
     window.end(since)
-    return EscapeResult(escape.name, bool(escape.target and net.reached(escape.target)), hook_blocked,
-                        bool(escape.target and proxy is not None and proxy.blocked(escape.target)))
+    return EscapeResult(escape.name, bool(escape.target and net.reached(escape.target)), bool(hook_kinds),
+                        bool(escape.target and proxy is not None and proxy.blocked(escape.target)), hook_kinds)
