@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # type names only: the areas import this module, not the reve
     from payments.till import Till
     from terminal.views.power import PaymentGate
     from terminal.catalogue.search import SearchIndex
+    from terminal.internet.port import WindowPort
     from terminal.out_of_service import OutOfServiceSwitch
     from terminal.catalogue.store import Catalogue
     from terminal.staff import StaffStore
@@ -47,6 +48,9 @@ class KioskState:
     service_sections: list[Section] = field(default_factory=list)
     # set by `cnap kiosk` only: asks the running kiosk to stop (service mode's "Stop the kiosk")
     kiosk_stop: Callable[[str], None] | None = None
+    # internet: the kiosk window's browsing sessions (set by `cnap kiosk` when a window runs;
+    # None without a display)
+    internet_window: WindowPort | None = None
     # payments
     till: Till | None = None
     hardware: Hardware | None = None
