@@ -226,3 +226,59 @@ def test_a_blocked_link_shows_the_kiosks_notice(window_factory, net, proxy):
     wait_for(lambda: any(p.startswith("/internet/blocked?host=link.blocked.test&lang=uk") for p in window.pages.hits),
              10, "the notice to be fetched from the kiosk")
     window.end(since)
+
+
+def test_cnap_kiosk_gives_the_app_a_window_port_that_survives_a_window_crash(x_display, net, proxy, tmp_path,  # noqa: F811
+                                                                                monkeypatch):
+    """`cnap kiosk` with a window: state(app).internet_window opens sessions in the real window; a
+    window killed mid-session ends it with "error", and the reopened window serves the next one."""
+    import argparse
+    import signal
+    import threading
+
+    from terminal.cli import run_kiosk
+    from terminal.internet.port import SessionRequest
+    from terminal.state import state
+    from tests.terminal.internet.window_harness import ALLOWLIST
+
+    monkeypatch.setenv("DISPLAY", x_display)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    apps = []
+    args = argparse.Namespace(instance=str(tmp_path / "instance"), port=0, tablet_port=None, no_window=False,
+                              windowed=True)
+    config = {"SECRET_KEY": "t", "BILL_VALIDATOR_URL": "", "CARD_TERMINAL_URL": "", "PRINTER_URL": ""}
+    kiosk = threading.Thread(target=run_kiosk, args=(args, config, lambda app, url: apps.append(app)), daemon=True)
+    kiosk.start()
+    try:
+        app = wait_for(lambda: apps and apps[0], 60, "the kiosk app")
+        port = wait_for(lambda: state(app).internet_window, 30, "the window port")
+        events, lock = [], threading.Lock()
+
+        def sink(event):
+            with lock:
+                events.append(event)
+
+        request = SessionRequest(allowlist=ALLOWLIST, home_url=f"http://{ALLOWED}/e2e", lang="uk",
+                                 proxy_url=proxy.url)
+        wait_for(lambda: port.open(request, sink), 60, "the window to take a session")
+        wait_for(lambda: any(e["type"] == "started" for e in events), 20, "started")
+        wait_for(lambda: any(h.path == "/e2e" for h in net.hits), 20, "the page through the proxy")
+        children = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "terminal.shell"], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 1
+        os.kill(int(children[0]), signal.SIGKILL)
+        wait_for(lambda: any(e["type"] == "ended" for e in events), 20, "the session to end")
+        assert [e for e in events if e["type"] == "ended"][0]["reason"] == "error"
+        assert not port.is_open()
+        second = []
+        wait_for(lambda: port.open(request, second.append), 60, "the reopened window to take a session")
+        wait_for(lambda: any(e["type"] == "started" for e in second), 30, "started again")
+        port.end("user")
+        wait_for(lambda: any(e["type"] == "ended" for e in second), 20, "the second session to end")
+        assert [e["reason"] for e in second if e["type"] == "ended"] == ["user"]
+    finally:
+        if apps:
+            state(apps[0]).kiosk_stop("test over")
+        kiosk.join(30)
+    assert not kiosk.is_alive()
