@@ -43,11 +43,13 @@ def settings_for_instance(instance: str | None) -> dict:
 REOPEN_DELAY_S = 2
 
 
-def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str], stop: threading.Event) -> None:
+def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str], stop: threading.Event,
+               channel=None) -> None:
     """The native window runs in its own process: WebKit needs ~200 MB and may crash; neither
     should touch the process that holds the payment journal. Only a deliberate stop (``stop`` set
     by SIGTERM/SIGINT to `cnap kiosk` or by service mode) ends it: a window that crashed, was
-    killed or closed any other way is opened again."""
+    killed or closed any other way is opened again. ``channel`` (terminal/internet/channel.py
+    WindowChannel): every window process gets a fresh control socket of it."""
     command = [sys.executable, "-m", "terminal.shell", "--url", url, "--parent-pid", str(os.getpid())]
     if not fullscreen:
         command.append("--windowed")
@@ -55,7 +57,12 @@ def run_window(url: str, *, fullscreen: bool, allowed_origins: list[str], stop: 
         command += ["--allow-origin", origin]
     log = logging.getLogger("cnap.kiosk")
     while not stop.is_set():
-        child = subprocess.Popen(command)
+        if channel is not None:
+            theirs = channel.connect()
+            child = subprocess.Popen(command + ["--control-fd", str(theirs.fileno())], pass_fds=[theirs.fileno()])
+            theirs.close()
+        else:
+            child = subprocess.Popen(command)
         while child.poll() is None and not stop.wait(0.5):
             pass
         if stop.is_set():
@@ -127,13 +134,20 @@ def run_kiosk(args, extra_config: dict | None = None, on_ready=None) -> int:
         from terminal import shell  # the only module that imports webview
 
         if not args.no_window and shell.display_available():
-            # The filtering proxy the window's browsing view goes through (stopped by close_app).
+            from terminal.internet.channel import WindowChannel
             from terminal.views import internet as internet_views
 
+            channel = WindowChannel()
+            state(app).internet_window = channel
+            # The filtering proxy the window's browsing view goes through (stopped by close_app).
             internet_views.start_services(app)
             print(f"cnap kiosk: window open on {url}", flush=True)
-            run_window(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
-                       allowed_origins=app.config["ALLOWED_ORIGINS"], stop=stop)
+            try:
+                run_window(url, fullscreen=app.config["FULLSCREEN"] and not args.windowed,
+                           allowed_origins=app.config["ALLOWED_ORIGINS"], stop=stop, channel=channel)
+            finally:
+                state(app).internet_window = None
+                channel.disconnect()
         else:
             print(f"cnap kiosk: no display; open {url} in a browser (Ctrl+C stops)", flush=True)
             while not stop.wait(1):

@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import socket
 import sys
 import threading
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
+
+from terminal.internet.webkit_guard import (REFUSALS, SHOWN_DOCUMENT_TYPES, lock_down, loggable_target,  # noqa: F401
+                                            refusal_reason, response_refusal, swallow_control_scroll)
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRY_LOAD_S = 2
 # How long the shell waits for the GTK main loop to install the navigation guard.
 _GUARD_INSTALL_TIMEOUT_S = 30
-# The only kinds of document the window shows (main page or frame). Everything else a link or a
-# server can send (CSV, PDF, JSON, plain text, images, archives…) is refused rather than shown or
-# saved: the kiosk's own pages are HTML, and sub-resources (images, CSS, fetch) are not affected.
-SHOWN_DOCUMENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Added to the window's User-Agent, so pages can offer "open this from a LAN browser or use
 # cnap export" instead of download links and file pickers the window would refuse anyway. It is
-# not a security check (anyone can send it): the refusals above are.
+# not a security check (anyone can send it): the refusals (terminal/internet/webkit_guard.py) are.
 WINDOW_USER_AGENT_MARK = "CNAP-Kiosk-Window"
 
 
@@ -76,38 +74,6 @@ def is_allowed(uri: str, own_origin: str, allowed_origins: Iterable[str] = ()) -
         return False
     permitted = {_origin_of(origin) for origin in (own_origin, *allowed_origins)}
     return target in permitted
-
-
-def refusal_reason(mime_type: str, content_disposition: str | None) -> str | None:
-    """Why a response must not be shown in the window, or None when it may be shown.
-
-    A response is shown only when its type is one of ``SHOWN_DOCUMENT_TYPES`` and it is not a
-    download: any ``Content-Disposition`` other than ``inline`` counts as an attachment, as RFC 6266
-    says unknown disposition types must. The reason is safe to log (no file name)."""
-    kind = (mime_type or "").split(";", 1)[0].strip().lower()
-    disposition = (content_disposition or "").split(";", 1)[0].strip().lower()
-    if disposition and disposition != "inline":
-        return f"{kind or 'untyped'} attachment"
-    if kind not in SHOWN_DOCUMENT_TYPES:
-        return kind if re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}", kind) \
-            else "untyped response"
-    return None
-
-
-def loggable_target(uri: str) -> str:
-    """What a log line may say about a URL: scheme, host and port only (no path, query, user)."""
-    try:
-        parts = urlsplit(uri)
-        scheme = parts.scheme.lower()
-        host = parts.hostname
-        port = parts.port
-    except (ValueError, AttributeError, TypeError):
-        return "(unparseable URL)"
-    if not re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme):
-        return "(unparseable URL)"
-    if not host:
-        return f"{scheme}:"
-    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def display_available() -> bool:
@@ -183,39 +149,20 @@ class _KioskGuard:
         self.page_loaded = threading.Event()
 
     def install(self, view) -> None:
-        settings = view.get_settings()
-        settings.set_enable_developer_extras(False)
-        settings.set_allow_file_access_from_file_urls(False)
-        settings.set_allow_universal_access_from_file_urls(False)
-        settings.set_javascript_can_open_windows_automatically(False)
-        settings.set_javascript_can_access_clipboard(False)
-        # pywebview turns camera and microphone on; a public kiosk has no use for them.
-        settings.set_enable_media_stream(False)
-        settings.set_enable_back_forward_navigation_gestures(False)
-        settings.set_zoom_text_only(False)
-        settings.set_user_agent_with_application_details(WINDOW_USER_AGENT_MARK, "1")
-        view.set_zoom_level(1.0)
-
+        lock_down(view, self.report, WINDOW_USER_AGENT_MARK)
         view.connect("decide-policy", self.on_decide_policy)
         view.connect("create", self.on_create)  # window.open() asks for a new view here
-        view.connect("context-menu", lambda *_: True)  # True = handled: no menu at all
-        view.connect("notify::zoom-level", self.on_zoom_changed)
-        view.connect("scroll-event", self.on_scroll)
-        view.connect("permission-request", self.on_permission_request)
         view.connect("load-changed", self.on_load_changed)
         view.connect("load-failed", self.on_load_failed)
-        # Native dialogs open as windows of their own over the kiosk; the print dialog and the file
-        # chooser browse the disk and can open other programs. None of them is ever shown.
-        view.connect("print", self.on_print)
-        view.connect("run-file-chooser", self.on_native_dialog, "file chooser")
-        view.connect("run-color-chooser", self.on_native_dialog, "colour chooser")
-        view.connect("authenticate", self.on_native_dialog, "log-in dialog")
-        # Responses are refused in decide-policy, but WebKit starts some downloads by itself (a link
-        # with a download attribute); a kiosk never saves files. The web context can outlive the
-        # view, so its handler holds no reference to the guard.
-        context = view.get_context()
-        handler_id = context.connect("download-started", _refuse_download)
-        view.connect("destroy", lambda *_: context.disconnect(handler_id))
+
+    @staticmethod
+    def report(kind: str, uri: str) -> None:
+        if kind == "permission":
+            return  # denied silently, as before: pages ask for these on their own
+        where = f" from {loggable_target(uri)}" if uri else ""
+        log.warning("kiosk: blocked %s%s", REFUSALS[kind], where)
+
+    on_scroll = staticmethod(swallow_control_scroll)
 
     def on_decide_policy(self, view, decision, decision_type) -> bool:
         try:
@@ -254,27 +201,14 @@ class _KioskGuard:
         return True  # handled: later handlers must not override the decision
 
     def _decide_response(self, decision) -> bool:
-        response = decision.get_response()
-        headers = response.get_http_headers()  # None for about:, data: and the like
-        disposition = headers.get_one("Content-Disposition") if headers is not None else None
-        reason = refusal_reason(response.get_mime_type() or "", disposition)
-        if reason is None and not decision.is_mime_type_supported():
-            reason = "page WebKit cannot display"
+        reason = response_refusal(decision)
         if reason is None:
             decision.use()
             return True
         # Ignoring the response keeps the page the visitor is on; nothing is shown or saved.
         decision.ignore()
-        log.warning("kiosk: blocked response (%s) from %s", reason, loggable_target(response.get_uri() or ""))
-        return True
-
-    def on_print(self, _view, _operation) -> bool:
-        log.warning("kiosk: blocked print dialog")
-        return True  # handled: WebKit shows no dialog and prints nothing
-
-    def on_native_dialog(self, _view, request, what: str) -> bool:
-        request.cancel()
-        log.warning("kiosk: blocked %s", what)
+        log.warning("kiosk: blocked response (%s) from %s", reason,
+                    loggable_target(decision.get_response().get_uri() or ""))
         return True
 
     def on_create(self, _view, action):
@@ -282,21 +216,6 @@ class _KioskGuard:
         uri = action.get_request().get_uri() or ""
         log.warning("kiosk: blocked new-window (%s) to %s", nav_type, loggable_target(uri))
         return None  # no new view: the page gets null from window.open()
-
-    def on_zoom_changed(self, view, _pspec) -> None:
-        if view.get_zoom_level() != 1.0:
-            view.set_zoom_level(1.0)
-
-    def on_scroll(self, _view, event) -> bool:
-        from gi.repository import Gdk
-
-        # Ctrl+wheel and touchpad pinch arrive as control-scroll; swallow them, keep plain scroll.
-        # The signal hands over a Gdk.EventScroll; its `state` field holds the modifier keys.
-        return bool(event.state & Gdk.ModifierType.CONTROL_MASK)
-
-    def on_permission_request(self, _view, request) -> bool:
-        request.deny()
-        return True
 
     def on_load_changed(self, view, load_event) -> None:
         _, WebKit2 = _webkit()
@@ -322,12 +241,6 @@ class _KioskGuard:
         return False  # one-shot timer
 
 
-def _refuse_download(_context, download) -> None:
-    uri = download.get_request().get_uri() or ""
-    log.warning("kiosk: blocked download from %s", loggable_target(uri))
-    download.cancel()
-
-
 # --- the window ----------------------------------------------------------------------------
 
 
@@ -338,6 +251,7 @@ def run_kiosk(
     allowed_origins: Iterable[str] = (),
     on_ready: Callable[[Callable[[], None]], None] | None = None,
     parent_pid: int | None = None,
+    control_fd: int | None = None,
 ) -> None:
     """Open the kiosk window on ``url`` and block until it is closed.
 
@@ -348,6 +262,8 @@ def run_kiosk(
     SIGTERM and SIGINT also close the window, so ``run_kiosk`` returns and the caller cleans up.
     Those are the only ways to close it: Alt+F4 and other close requests are refused.
     ``parent_pid``: the window closes once that process is no longer its parent (it died).
+    ``control_fd``: the window's end of `cnap kiosk`'s control channel (a Unix socket): the kiosk
+    opens visitors' browsing sessions through it (terminal/internet/browser.py).
     """
     if _origin_of(url) is None:
         raise ValueError(f"kiosk URL must be an http(s) URL, got {loggable_target(url)}")
@@ -378,6 +294,7 @@ def run_kiosk(
         background_color="#FFFFFF",
     )
     failure: list[str] = []
+    browser_hosts: list = []  # the internet browsing sessions' host, once the window is up
     stopping = threading.Event()  # set only by a deliberate stop; any other close is refused
 
     def close() -> None:
@@ -403,6 +320,10 @@ def run_kiosk(
                 # (show or download) before the guard sees them; the guard takes over its job.
                 _disconnect_pywebview_policy(view, window)
                 guard.install(view)
+                if control_fd is not None:
+                    from terminal.internet.browser import BrowserHost
+
+                    browser_hosts.append(BrowserHost(window.native, url, socket.socket(fileno=control_fd)))
         except Exception as exc:  # a window without the guard must not stay open
             failure.append(f"installing the navigation guard failed: {exc!r}")
         finally:
@@ -482,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ORIGIN",
         help="another origin the window may navigate to (repeatable)",
     )
+    parser.add_argument("--control-fd", type=int, metavar="FD",
+                        help="the window's end of cnap kiosk's control channel (internet browsing sessions)")
     parser.add_argument("--parent-pid", type=int, metavar="PID",
                         help="close the window once process PID is no longer its parent (cnap kiosk passes its own)")
     args = parser.parse_args(argv)
@@ -492,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print("kiosk shell: no usable display ($DISPLAY or $WAYLAND_DISPLAY)", file=sys.stderr)
         return 2
     run_kiosk(args.url, fullscreen=not args.windowed, allowed_origins=args.allow_origin,
-              parent_pid=args.parent_pid)
+              parent_pid=args.parent_pid, control_fd=args.control_fd)
     return 0
 
 

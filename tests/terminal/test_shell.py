@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.terminal.xscreen import missing_tools, x_screen
 from terminal.shell import WINDOW_USER_AGENT_MARK, display_available, is_allowed, loggable_target, refusal_reason
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -171,53 +171,15 @@ def _wait_for(predicate, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def x_display(tmp_path_factory):
-    """A private Xvfb screen with a window manager (without one, full screen is ignored)."""
-    for tool in ("Xvfb", "matchbox-window-manager", "import", "xprop", "xdotool"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: apt-get install xvfb xauth imagemagick "
-                        "matchbox-window-manager x11-utils xdotool")
-    read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN_W}x{SCREEN_H}x24", "-nolisten", "tcp"],
-        pass_fds=[write_fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    processes = [xvfb]
+    """A private Xvfb screen with a window manager (tests/terminal/xscreen.py)."""
+    if missing_tools():
+        pytest.fail(f"{', '.join(missing_tools())} missing: apt-get install xvfb xauth imagemagick "
+                    "matchbox-window-manager x11-utils xdotool")
     try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()  # Xvfb picks a free display and reports it here
-        if not number:
-            pytest.fail("Xvfb did not start")
-        display = f":{number}"
-        env = {**os.environ, "DISPLAY": display}
-        wm_dir = tmp_path_factory.mktemp("wm")
-        wm_log = wm_dir / "matchbox.log"
-        # Alt+F4 closes the focused window, as in most window managers (matchbox's own is Alt+c).
-        kbdconfig = wm_dir / "kbdconfig"
-        kbdconfig.write_text("<alt>F4=close\n<alt>c=close\n")
-        with open(wm_log, "w") as wm_output:
-            processes.append(subprocess.Popen(
-                ["matchbox-window-manager", "-use_titlebar", "no", "-kbdconfig", str(kbdconfig)], env=env,
-                stdout=wm_output, stderr=subprocess.STDOUT,
-            ))
-
-        def wm_running():
-            probe = subprocess.run(["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"], env=env,
-                                   capture_output=True, text=True)
-            if processes[-1].poll() is not None:
-                pytest.fail(f"matchbox-window-manager exited on {display}: {wm_log.read_text()!r}")
-            return "window id" in probe.stdout
-
-        _wait_for(wm_running, 15, f"the window manager on {display}")
-        yield display
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        with x_screen(tmp_path_factory.mktemp("wm")) as display:
+            yield display
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 class RecordingServer:
