@@ -129,6 +129,17 @@ def test_blocked_page_echoes_the_host_safely(app, client):
     assert "Цей сайт тут недоступний" in long.text and shown == "a" * 99 + "…"
 
 
+def test_blocked_page_is_self_contained(app, client):
+    # The browsing view shows it on an about:blank base, outside the kiosk's origin and never
+    # through the proxy: anything it linked to (style, script, a form to the kiosk) would not load
+    # or would lead out of the page.
+    make_ready(app)
+    page = client.get("/internet/blocked", query_string={"host": "evil.com", "lang": "uk"}).text
+    assert '<html lang="uk">' in page and "<style>" in page
+    for outside in ("<link", "<script", "<form", "src=", "href=", "csrf"):
+        assert outside not in page, outside
+
+
 @pytest.mark.parametrize("setup, reason_text, status", [
     ("no_window", "лише на екрані термінала", 503),
     ("proxy_down", "фільтр сайтів не працює", 503),
