@@ -19,9 +19,12 @@ evenly, from several publisher processes; each payload's ``ts`` is its publish t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
+import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,42 +71,171 @@ def site_entities(site: str) -> list[tuple[str, str]]:
     return items
 
 
-def publisher(port: int, sites: list[str], start_at: float, end_at: float, counts) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}", protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(1000)
-    # A bounded queue: when the machine cannot keep up, a state is skipped (the next one replaces
-    # it, as an agent would), instead of piling up and being sent with an old ts.
-    client.max_queued_messages_set(2000)
-    client.connect("127.0.0.1", port, keepalive=60)
-    client.loop_start()
-    messages = [(topic_name, template) for site in sites for topic_name, template in site_entities(site)]
-    step = PERIOD_S / len(messages)
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+class RawPublisher:
+    """One MQTT 5 connection that writes pre-encoded PUBLISH packets (QoS 1, retain) in batches and
+    counts the broker's PUBACKs: a few microseconds a message, where paho's per-message Python path
+    (and its network thread) cost the bench most of a core. At most the broker's Receive Maximum
+    messages are in flight; a message due when that window is full is skipped, not queued."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        body = _utf8("MQTT") + bytes([5, 0x02]) + (60).to_bytes(2, "big") + b"\x00" + _utf8(client_id)
+        self.sock.sendall(b"\x10" + _varint(len(body)) + body)
+        self._buffer = b""
+        kind, connack = self._read_packet()
+        if kind != 0x20 or connack[1] != 0:
+            raise RuntimeError(f"broker refused the bench publisher: {connack[:2]!r}")
+        properties = Properties(PacketTypes.CONNACK)
+        properties.unpack(connack[2:])
+        self.receive_maximum = getattr(properties, "ReceiveMaximum", 65535)
+        self.sock.setblocking(False)
+        self.next_id = 1
+        self.in_flight = 0
+        self.acked = 0
+
+    def _read_packet(self) -> tuple[int, bytes]:
+        while True:
+            packet = self._split()
+            if packet is not None:
+                return packet
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            self._buffer += chunk
+
+    def _split(self) -> tuple[int, bytes] | None:
+        buf, index, length, shift = self._buffer, 1, 0, 0
+        while True:
+            if index >= len(buf):
+                return None
+            length |= (buf[index] & 0x7F) << shift
+            shift += 7
+            index += 1
+            if not buf[index - 1] & 0x80:
+                break
+        if len(buf) < index + length:
+            return None
+        self._buffer = buf[index + length:]
+        return buf[0] & 0xF0, buf[index:index + length]
+
+    def read_acks(self) -> None:
+        try:
+            while True:
+                chunk = self.sock.recv(262144)
+                if not chunk:
+                    raise ConnectionError("broker closed the connection")
+                self._buffer += chunk
+        except BlockingIOError:
+            pass
+        while (packet := self._split()) is not None:
+            if packet[0] == 0x40:   # PUBACK
+                self.in_flight -= 1
+                self.acked += 1
+
+    def packet(self, head: bytes, body: bytes) -> bytes | None:
+        """One PUBLISH: ``head`` is the fixed header, remaining length and topic; None when the
+        in-flight window is full."""
+        if self.in_flight >= self.receive_maximum:
+            return None
+        packet_id = self.next_id
+        self.next_id = packet_id % 65535 + 1
+        self.in_flight += 1
+        return head + packet_id.to_bytes(2, "big") + b"\x00" + body
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:   # the broker reads slower than we write: wait, taking acks
+                select.select([self.sock], [self.sock], [], 0.05)
+                self.read_acks()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.setblocking(True)
+            self.sock.sendall(b"\xe0\x00")   # DISCONNECT
+        self.sock.close()
+
+
+def publish_packets(messages: list[tuple[str, str]]) -> list[tuple[bytes, bytes, bytes]]:
+    """(fixed header + remaining length + topic, payload before ts, payload after ts) per message."""
+    out = []
+    for topic_name, template in messages:
+        before, after = (part.encode() for part in template.split("{ts}"))
+        variable = len(_utf8(topic_name)) + 2 + 1 + len(before) + TS_CHARS + len(after)
+        out.append((b"\x33" + _varint(variable) + _utf8(topic_name), before, after))
+    return out
+
+
+TS_CHARS = len(datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+TICK_S = 0.005
+MAX_BEHIND_S = 1.0
+
+
+def publisher(port: int, sites: list[str], start_at: float, end_at: float, counts, connections: int = 4) -> None:
+    """Every site's 30 states, spread evenly over the period, from one process. Each tick takes the
+    messages due by then, stamps them with the time of that tick (``ts``: the staleness clock starts
+    before they are written to the socket) and writes them in one send per connection. Slots more
+    than MAX_BEHIND_S late are skipped (counted), as an agent's next state replaces an unsent one."""
+    clients = [RawPublisher(port, f"bench-pub-{os.getpid()}-{index}") for index in range(connections)]
+    packets = publish_packets([m for site in sites for m in site_entities(site)])
+    step = PERIOD_S / len(packets)
     sent = skipped = 0
     while time.time() < start_at:
         time.sleep(0.01)
     slot = 0
-    while True:
-        due = start_at + slot * step
+    total_slots = int((end_at - start_at) / step)
+    while slot < total_slots:
         now = time.time()
-        if due >= end_at:
-            break
-        if due > now:
-            time.sleep(due - now)
-        topic_name, template = messages[slot % len(messages)]
-        ts = datetime.now(timezone.utc).isoformat()
-        info = client.publish(topic_name, template.replace("{ts}", ts), qos=1, retain=True)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            sent += 1
-        else:
-            skipped += 1
-        slot += 1
-    counts.put((sent, skipped))
-    time.sleep(1.0)   # let the last PUBACKs come in
-    client.disconnect()
-    client.loop_stop()
+        due = min(total_slots, int((now - start_at) / step) + 1)
+        if due - slot > MAX_BEHIND_S / step:
+            skipped += due - slot - int(MAX_BEHIND_S / step)
+            slot = due - int(MAX_BEHIND_S / step)
+        ts = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="microseconds").encode()
+        chunks: list[list[bytes]] = [[] for _ in clients]
+        for index in range(slot, due):
+            head, before, after = packets[index % len(packets)]
+            which = index % len(clients)
+            data = clients[which].packet(head, before + ts + after)
+            if data is None:
+                skipped += 1
+            else:
+                chunks[which].append(data)
+                sent += 1
+        slot = due
+        for client, chunk in zip(clients, chunks):
+            if chunk:
+                client.send(b"".join(chunk))
+            client.read_acks()
+        pause = start_at + slot * step - time.time()
+        time.sleep(max(TICK_S, pause))
+    deadline = time.monotonic() + 5.0   # let the last PUBACKs come in
+    while any(c.in_flight for c in clients) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for client in clients:
+            client.read_acks()
+    counts.put((sent, skipped, sum(c.acked for c in clients)))
+    for client in clients:
+        client.close()
 
 
 class RawSubscriber:
@@ -145,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--sites", type=int, default=4070)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--publishers", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=4, help="publisher MQTT connections (one process)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--store", default="", help="postgresql://… (default: a temporary SQLite file)")
     parser.add_argument("--agent-seconds", type=float, default=30.0, help="agent footprint window (0: skip)")
@@ -172,11 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         context = multiprocessing.get_context("spawn")
         counts = context.Queue()
         sites = [f"site-{n:05d}" for n in range(args.sites)]
-        shares = [sites[i::args.publishers] for i in range(args.publishers)]
         start_at = time.time() + 3.0
         end_at = start_at + args.seconds
-        publishers = [context.Process(target=publisher, args=(broker.local_port, share, start_at, end_at, counts))
-                      for share in shares if share]
+        publishers = [context.Process(target=publisher,
+                                      args=(broker.local_port, sites, start_at, end_at, counts, args.connections))]
         for process in publishers:
             process.start()
         while time.time() < start_at:
@@ -187,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.6)   # the workers report every 0.5 s
         stored_1, raw_1, t1 = pool.total("stored"), raw.count, time.monotonic()
         sent_skipped = [counts.get(timeout=60) for _ in publishers]
-        published, skipped = sum(s for s, _ in sent_skipped), sum(k for _, k in sent_skipped)
+        published, skipped, acked = (sum(column) for column in zip(*sent_skipped))
         for process in publishers:
             process.join(30)
         final = pool.stop()
@@ -198,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         stored_total = sum(c["stored"] for c in final.values())
         batches = sum(c["batches"] for c in final.values())
         batch_s = sum(c["batch_seconds_sum"] for c in final.values())
-        print(f"published={published} skipped_by_publishers={skipped} offered_msgs_per_s={args.sites * ENTITIES_PER_SITE / PERIOD_S:.0f} "
+        print(f"published={published} acked={acked} skipped_by_publishers={skipped} "
+              f"offered_msgs_per_s={args.sites * ENTITIES_PER_SITE / PERIOD_S:.0f} "
+              f"published_msgs_per_s={published / args.seconds:.0f} "
               f"stored_total={stored_total} stale={sum(c['stale'] for c in final.values())} "
               f"duplicates={sum(c['duplicates'] for c in final.values())} raw_total={raw.count} workers={args.workers} "
               f"per_worker={[c['messages'] for c in final.values()]} batches={batches} "
