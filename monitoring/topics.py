@@ -28,7 +28,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints,
                       ValidationError, ValidationInfo, model_validator)
@@ -403,6 +403,28 @@ def _short(value: Any, limit: int = 60) -> str:
     return repr(_printable(value if isinstance(value, str) else repr(value), limit))
 
 
+_SHAPE_INDEX: tuple[Any, dict] = ((), {})
+
+
+def _candidates(rest: list[str]) -> list[tuple[TopicSpec, list[str]]]:
+    """The specs (in TOPICS order, with their levels after the site) that a topic with these levels
+    after the site could match: by the number of levels and the first of them. Rebuilt when TOPICS
+    grows (other blocks add their topics at import)."""
+    global _SHAPE_INDEX
+    if _SHAPE_INDEX[0] is not TOPICS:
+        index: dict[Any, list] = {}
+        shapes = [(spec, spec.pattern.split("/")[2:]) for spec in TOPICS]
+        for spec, shape in shapes:
+            if shape[0].startswith("{"):   # a variable first level: every topic of that length is a candidate
+                index[len(shape)] = [item for item in shapes if len(item[1]) == len(shape)]
+        for spec, shape in shapes:
+            if len(shape) not in index:
+                index.setdefault((len(shape), shape[0]), []).append((spec, shape))
+        _SHAPE_INDEX = (TOPICS, index)
+    index = _SHAPE_INDEX[1]
+    return index.get(len(rest)) or index.get((len(rest), rest[0]), [])
+
+
 def parse_topic(raw: Any) -> TopicRef | Rejected:
     if isinstance(raw, (bytes, bytearray)):
         try:
@@ -418,10 +440,7 @@ def parse_topic(raw: Any) -> TopicRef | Rejected:
     if not valid_site_id(site):
         return Rejected("site", f"bad site id {_short(site)}")
     rest = levels[2:]
-    for spec in TOPICS:
-        shape = spec.pattern.split("/")[2:]
-        if len(shape) != len(rest):
-            continue
+    for spec, shape in _candidates(rest):
         name = None
         for want, got in zip(shape, rest):
             if want == "{name}":
@@ -437,6 +456,25 @@ def parse_topic(raw: Any) -> TopicRef | Rejected:
     return Rejected("topic", f"unknown topic {_short(raw)}")
 
 
+def _holds_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_model(arg) for arg in get_args(annotation))
+
+
+_NESTED_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` whose type can hold a model (the only ones that can hide unknown
+    fields below the top level); computed once per class: this walk ran for every message."""
+    fields = _NESTED_FIELDS.get(model)
+    if fields is None:
+        fields = _NESTED_FIELDS[model] = tuple(
+            name for name, info in model.model_fields.items() if _holds_model(info.annotation))
+    return fields
+
+
 def _take_unknown(value: Any, path: str, found: list[str]) -> None:
     """Collect and remove the unknown fields pydantic kept aside, at every depth."""
     if isinstance(value, BaseModel):
@@ -444,7 +482,7 @@ def _take_unknown(value: Any, path: str, found: list[str]) -> None:
         if extra:
             found.extend(f"{path}{key}" for key in extra)
             extra.clear()
-        for field in type(value).model_fields:
+        for field in _nested_fields(type(value)):
             _take_unknown(getattr(value, field), f"{path}{field}.", found)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
