@@ -238,6 +238,14 @@ def publisher(port: int, sites: list[str], start_at: float, end_at: float, count
         client.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return math.nan
+
+
 class RawSubscriber:
     """mosquitto_sub on the same stream; counts one byte per message."""
 
@@ -313,10 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         while time.time() < start_at:
             time.sleep(0.01)
         stored_0, raw_0, t0 = pool.total("stored"), raw.count, time.monotonic()
+        watched = {"workers": [p.pid for p in pool.processes], "broker": [broker.process.pid],
+                   "publisher": [p.pid for p in publishers], "mosquitto_sub": [raw.process.pid]}
+        cpu_0 = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in watched.items()}
         while time.time() < end_at:
             time.sleep(0.2)
         time.sleep(0.6)   # the workers report every 0.5 s
         stored_1, raw_1, t1 = pool.total("stored"), raw.count, time.monotonic()
+        cpu_pct = {name: 100 * (sum(cpu_seconds(pid) for pid in pids) - cpu_0[name]) / (t1 - t0)
+                   for name, pids in watched.items()}
         sent_skipped = [counts.get(timeout=60) for _ in publishers]
         published, skipped, acked = (sum(column) for column in zip(*sent_skipped))
         for process in publishers:
@@ -337,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
               f"per_worker={[c['messages'] for c in final.values()]} batches={batches} "
               f"batch_ms_mean={1000 * batch_s / max(1, batches):.1f} "
               f"dropped={sum(sum(c['dropped'].values()) for c in final.values())} "
-              f"store={'postgresql' if store_url.startswith('postgres') else 'sqlite'}")
+              f"store={'postgresql' if store_url.startswith('postgres') else 'sqlite'} "
+              f"cpu_pct={','.join(f'{name}:{value:.0f}' for name, value in cpu_pct.items())} "
+              f"cores={os.cpu_count()} loadavg_1m={os.getloadavg()[0]:.2f}")
         print(f"sites={args.sites} entities={args.sites * ENTITIES_PER_SITE} msgs_per_s={msgs_per_s:.0f} "
               f"raw_sub_msgs_per_s={raw_per_s:.0f} ratio={msgs_per_s / raw_per_s if raw_per_s else math.nan:.2f} "
               f"staleness_p99_ms={lag_quantile_ms(merged_lag_counts(final), 0.99):.0f} {agent_figures(args.agent_seconds)}")
