@@ -12,9 +12,9 @@ counted) over ``--connections`` raw sockets, a batch every 5 ms: the agents live
 machines, so their cost must not come out of the hub's two cores here. (Earlier the bench
 used three paho publisher processes; they reached only ~7,700 of the 12,210 msg/s and competed
 with the workers for the two cores, so the figures measured the bench as much as the hub.) Each
-payload's ``ts`` is the time its batch was built, before it is written to the socket. A slot more than 1 s late is
-skipped, not sent late; the detail line says how many (``skipped_by_publishers``), the rate
-offered and the rate actually published, how many PUBACKs came back, and the CPU of the workers,
+payload's ``ts`` is the time its batch was built, before it is written to the socket. A slot more
+than 1 s late is skipped, not sent late; the detail line says how many
+(``skipped_by_publishers``), the rate offered and the rate actually published, how many PUBACKs came back, and the CPU of the workers,
 the broker, the publisher and ``mosquitto_sub`` over the run with the load average. Figures:
 
 - msgs_per_s: states the hub stored (``Ingest`` applied them) per second of the run;
@@ -27,10 +27,11 @@ the broker, the publisher and ``mosquitto_sub`` over the run with the load avera
 
 Measured (2 cores shared with other work; docs/monitoring.md "Scaling, measured here" has the
 table): 4,070 sites, SQLite, 2 workers: all 12,210 msg/s published and stored, ratio 1.00,
-staleness p99 0.13–0.23 s, the two workers using 0.8 of a core between them (1.0 before the
+staleness p99 0.12–0.23 s in five runs, the two workers using 0.8 of a core between them (1.0 before the
 worker's paho reads and acknowledgements were batched). One worker alone keeps up too (0.67 of a
 core, p99 88 ms). At twice the national rate (8,140 sites, 24,420 msg/s) two SQLite workers store
-about 14,000–15,000 msg/s and fall behind.
+about 14,000–15,000 msg/s and fall behind. On PostgreSQL (its server on the same two cores) the
+workers store 7,900–9,100 msg/s of the 12,210: ratio 0.65–0.75, staleness p99 24–30 s.
 """
 from __future__ import annotations
 
