@@ -105,7 +105,7 @@ def _number(value: float) -> str:
 def data_size(value: float, gettext: Callable[..., str]) -> str:
     """12345678 → "12.3 МБ" (decimal units, as operators' and providers' traffic figures are)."""
     index = 0
-    while abs(value) >= 1000 and index < len(DATA_UNITS) - 1:
+    while abs(value) >= 999.5 and index < len(DATA_UNITS) - 1:   # never "1000 kB"
         value /= 1000
         index += 1
     shown = f"{value:.0f}" if index == 0 or abs(value) >= 100 else f"{value:.1f}"
@@ -181,7 +181,7 @@ def entity_rows(payload: Any, gettext: Callable[..., str], known: Callable[[str]
         return gettext(word) if known(word) else text
 
     def level_of(key: str, value: Any) -> str:
-        if key in ("online", "available", "up", "live") and value is False:
+        if key in ("online", "available", "up", "live", "dhcp") and value is False:
             return "bad"
         if key == "paper" and value == "out":
             return "bad"
