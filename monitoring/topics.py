@@ -563,3 +563,36 @@ SPECS["internet"] = TOPICS[-1]
 _STATE_MODELS["internet"] = InternetState
 _KIND_OF_MODEL[InternetState] = "internet"
 __all__ += ["InternetState", "BlockedHost"]
+
+
+# --- guest Wi-Fi: the visitors' own network (facility/guestnet, docs/internet-guest.md) ----------------
+# cnap/<site>/guest_network  retained  GuestNetworkState: the guest gateway's status and counters.
+MAX_COUNTER = 2 ** 53          # nftables counters are 64-bit; JSON numbers stay exact up to here
+Ifname = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,15}$")]   # a Linux interface name
+
+
+class GuestNetworkState(ControllerState):
+    """The guest network controller's status (``cnap agent``): ``clients_now`` admitted through
+    the portal now, ``admitted_today`` (the site's local day), and the gateway's nftables counters
+    since it was set up: ``bytes_up``/``bytes_down`` of admitted guests, ``blocked`` packets
+    (to the office networks, the kiosk's services, or before admission), ``redirected`` (captive
+    portal redirects). Counts only: no guest's address or traffic."""
+    interface: Ifname | None = None
+    dhcp: bool | None = None                                # the guests' dnsmasq runs
+    clients_now: Count(0, 100000) = 0
+    admitted_today: Count(0, 10 ** 7) = 0
+    bytes_up: Count(0, MAX_COUNTER) = 0
+    bytes_down: Count(0, MAX_COUNTER) = 0
+    blocked: Count(0, MAX_COUNTER) = 0
+    redirected: Count(0, MAX_COUNTER) = 0
+    total_rate_kbit: Count(1, 10 ** 7) | None = None        # the guest network's cap
+    client_rate_kbit: Count(1, 10 ** 7) | None = None       # one client's ceiling, when set
+    admit_minutes: Count(1, 7 * 24 * 60) | None = None      # how long an acceptance lets a client out
+
+
+TOPICS = TOPICS + (TopicSpec("guest_network", "cnap/{site}/guest_network", 1, True, MAX_STATE_BYTES,
+                             "GuestNetworkState (the guest Wi-Fi's gateway and counters)"),)
+SPECS["guest_network"] = TOPICS[-1]
+_STATE_MODELS["guest_network"] = GuestNetworkState
+_KIND_OF_MODEL[GuestNetworkState] = "guest_network"
+__all__ += ["GuestNetworkState"]
