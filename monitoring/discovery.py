@@ -107,7 +107,7 @@ def entities(site: str, uplinks: Iterable[str] = ()) -> list[tuple[str, dict]]:
                 topics.topic("device", site, "card_terminal"), _binary("value_json.online"),
                 device_class="connectivity", entity_category=diagnostic),
     ]
-    found += _guest_network(site)
+    found += _internet(site) + _guest_network(site)
     for uplink in sorted(set(uplinks)):
         if not topics.valid_name(uplink):
             continue
@@ -125,6 +125,23 @@ def entities(site: str, uplinks: Iterable[str] = ()) -> list[tuple[str, dict]]:
                     unit_of_measurement="%", state_class="measurement", entity_category=diagnostic),
         ]
     return found
+
+
+def _internet(site: str) -> list[tuple[str, dict]]:
+    """The kiosk's visitor browsing today (InternetState)."""
+    state = topics.topic("internet", site)
+    return [
+        _entity(site, "binary_sensor", "internet_offered", "Visitor internet offered", state,
+                _binary("value_json.available"), icon="mdi:web"),
+        _entity(site, "sensor", "internet_sessions", "Visitor internet sessions today", state,
+                "{{ value_json.sessions }}", state_class="total", icon="mdi:web"),
+        _entity(site, "sensor", "internet_minutes", "Visitor internet minutes today", state,
+                "{{ value_json.minutes }}", device_class="duration", unit_of_measurement="min",
+                state_class="total"),
+        _entity(site, "sensor", "internet_blocked", "Visitor internet blocked today", state,
+                "{{ value_json.blocked_hook + value_json.blocked_proxy }}", state_class="total",
+                icon="mdi:shield-off", entity_category="diagnostic"),
+    ]
 
 
 def _guest_network(site: str) -> list[tuple[str, dict]]:

@@ -192,6 +192,59 @@ def device(name: str, fields: Any, now: float) -> topics.DeviceState | None:
         return None
 
 
+# visitor internet: the kiosk's browsing counters (/internal/internet, monitoring/kiosk_client.py)
+def internet(fields: Any, now: float) -> topics.InternetState | None:
+    """The kiosk's browsing counters (KioskClient.internet(), no ts) as InternetState; None when
+    they do not fit (the topic is then left as it was rather than published wrong)."""
+    data = _as_dict(fields)
+    top = []
+    for row in data.get("top_blocked") if isinstance(data.get("top_blocked"), list) else []:
+        row = _as_dict(row)
+        host, attempts = row.get("host"), count(row.get("attempts"), 1, 10 ** 9)
+        if isinstance(host, str) and re.fullmatch(r"[a-z0-9.-]{1,253}", host) and attempts is not None:
+            top.append({"host": host, "attempts": attempts})
+    ended = _as_dict(data.get("ended"))
+    try:
+        return topics.InternetState(
+            ts=datetime.fromtimestamp(now, timezone.utc), enabled=data.get("enabled") is True,
+            available=data.get("available") is True, state=word(data.get("state"), "unknown"),
+            session_open=data.get("session_open") is True, day=data.get("day"),
+            sessions=count(data.get("sessions"), 0, 10 ** 7) or 0,
+            ended={word(k, "error"): count(v, 0, 10 ** 7) or 0 for k, v in list(ended.items())[:8]},
+            minutes=number(data.get("minutes"), 0, 10 ** 7) or 0.0,
+            blocked_hook=count(data.get("blocked_hook"), 0, 10 ** 9) or 0,
+            blocked_proxy=count(data.get("blocked_proxy"), 0, 10 ** 9) or 0,
+            top_blocked=top[:topics.MAX_TOP_BLOCKED])
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
+# the guest Wi-Fi: the guestnet controller (facility/guestnet)
+IFNAME = re.compile(r"[A-Za-z0-9_.@-]{1,15}")   # topics.Ifname
+
+
+def guest_network(snapshot: Any, now: float) -> topics.GuestNetworkState:
+    """The guestnet controller's status: its counters (a count out of range or of the wrong type
+    becomes 0, a rate or time limit None), the interface when it is an interface name."""
+    snap = _as_dict(snapshot)
+    fields = _common(snap, now)
+    interface = snap.get("interface")
+    dhcp = snap.get("dhcp")
+
+    def total(key: str, high: int = topics.MAX_COUNTER) -> int:
+        return count(snap.get(key), 0, high) or 0
+
+    fields.update(interface=interface if isinstance(interface, str) and IFNAME.fullmatch(interface) else None,
+                  dhcp=dhcp if isinstance(dhcp, bool) else None,
+                  clients_now=total("clients_now", 100000), admitted_today=total("admitted_today", 10 ** 7),
+                  bytes_up=total("bytes_up"), bytes_down=total("bytes_down"), blocked=total("blocked"),
+                  redirected=total("redirected"),
+                  total_rate_kbit=count(snap.get("total_rate_kbit"), 1, 10 ** 7),
+                  client_rate_kbit=count(snap.get("client_rate_kbit"), 1, 10 ** 7),   # 0: no per-client cap
+                  admit_minutes=count(snap.get("admit_minutes"), 1, 7 * 24 * 60))
+    return _build(topics.GuestNetworkState, fields)
+
+
 # --- the whole status --------------------------------------------------------------------------
 def controller_outgoing(site: str, name: str, snapshot: Any, now: float) -> list[topics.Outgoing]:
     """What one controller's snapshot publishes (ventilation also gives the air topic)."""
@@ -226,56 +279,3 @@ def content_key(message: topics.Outgoing) -> bytes:
     if isinstance(data, dict):
         data.pop("ts", None)
     return json.dumps(data, sort_keys=True).encode()
-
-
-# --- internet: browsing at the kiosk (the kiosk's /internal/internet, monitoring/kiosk_client.py) -----
-def internet(fields: Any, now: float) -> topics.InternetState | None:
-    """The kiosk's browsing counters (KioskClient.internet(), no ts) as InternetState; None when
-    they do not fit (the topic is then left as it was rather than published wrong)."""
-    data = _as_dict(fields)
-    top = []
-    for row in data.get("top_blocked") if isinstance(data.get("top_blocked"), list) else []:
-        row = _as_dict(row)
-        host, attempts = row.get("host"), count(row.get("attempts"), 1, 10 ** 9)
-        if isinstance(host, str) and re.fullmatch(r"[a-z0-9.-]{1,253}", host) and attempts is not None:
-            top.append({"host": host, "attempts": attempts})
-    ended = _as_dict(data.get("ended"))
-    try:
-        return topics.InternetState(
-            ts=datetime.fromtimestamp(now, timezone.utc), enabled=data.get("enabled") is True,
-            available=data.get("available") is True, state=word(data.get("state"), "unknown"),
-            session_open=data.get("session_open") is True, day=data.get("day"),
-            sessions=count(data.get("sessions"), 0, 10 ** 7) or 0,
-            ended={word(k, "error"): count(v, 0, 10 ** 7) or 0 for k, v in list(ended.items())[:8]},
-            minutes=number(data.get("minutes"), 0, 10 ** 7) or 0.0,
-            blocked_hook=count(data.get("blocked_hook"), 0, 10 ** 9) or 0,
-            blocked_proxy=count(data.get("blocked_proxy"), 0, 10 ** 9) or 0,
-            top_blocked=top[:topics.MAX_TOP_BLOCKED])
-    except (ValidationError, ValueError, TypeError):
-        return None
-
-
-# --- guest Wi-Fi: the guestnet controller (facility/guestnet) ---------------------------------------
-IFNAME = re.compile(r"[A-Za-z0-9_.@-]{1,15}")   # topics.Ifname
-
-
-def guest_network(snapshot: Any, now: float) -> topics.GuestNetworkState:
-    """The guestnet controller's status: its counters (a count out of range or of the wrong type
-    becomes 0, a rate or time limit None), the interface when it is an interface name."""
-    snap = _as_dict(snapshot)
-    fields = _common(snap, now)
-    interface = snap.get("interface")
-    dhcp = snap.get("dhcp")
-
-    def total(key: str, high: int = topics.MAX_COUNTER) -> int:
-        return count(snap.get(key), 0, high) or 0
-
-    fields.update(interface=interface if isinstance(interface, str) and IFNAME.fullmatch(interface) else None,
-                  dhcp=dhcp if isinstance(dhcp, bool) else None,
-                  clients_now=total("clients_now", 100000), admitted_today=total("admitted_today", 10 ** 7),
-                  bytes_up=total("bytes_up"), bytes_down=total("bytes_down"), blocked=total("blocked"),
-                  redirected=total("redirected"),
-                  total_rate_kbit=count(snap.get("total_rate_kbit"), 1, 10 ** 7),
-                  client_rate_kbit=count(snap.get("client_rate_kbit"), 1, 10 ** 7),   # 0: no per-client cap
-                  admit_minutes=count(snap.get("admit_minutes"), 1, 7 * 24 * 60))
-    return _build(topics.GuestNetworkState, fields)
