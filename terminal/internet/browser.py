@@ -136,6 +136,7 @@ class BrowsingView:
         self.view.connect("notify::uri", self._on_uri_changed)
         self.view.connect("load-changed", self._on_load_changed)
         self.view.connect("load-failed", self._on_load_failed)
+        self.view.connect("web-process-terminated", self._on_page_process_ended)
 
         self.box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL)
         toolbar = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)
@@ -323,6 +324,14 @@ class BrowsingView:
             self._blocked_host = None
             return True
         return False
+
+    def _on_page_process_ended(self, _view, reason) -> None:
+        # The page's own process crashed or was killed (a hostile page, out of memory): the view
+        # is dead. End the session honestly (its data are wiped as always) rather than leave the
+        # visitor in front of a blank page until a limit passes.
+        log.warning("internet: the page's web process ended (%s); ending the session", reason)
+        _, GLib, _, _ = _gi()
+        GLib.idle_add(lambda: self.end("error") and False)
 
     # --- toolbar -------------------------------------------------------------------------------
     def _on_home(self, *_):

@@ -150,7 +150,7 @@ class KioskPages:
 class BrowserWindow:
     """``python -m terminal.shell`` with a control channel; events collected in ``events``."""
 
-    def __init__(self, display: str, workdir: Path, *, hook: bool = True):
+    def __init__(self, display: str, workdir: Path, *, hook: bool = True, env: dict | None = None):
         self.display = display
         self.pages = KioskPages()
         self.channel = WindowChannel()
@@ -163,7 +163,8 @@ class BrowserWindow:
         theirs = self.channel.connect()
         env = {**os.environ, "DISPLAY": display, "HOME": str(self.home),
                "XDG_DATA_HOME": str(self.home / ".local/share"), "XDG_CACHE_HOME": str(self.home / ".cache"),
-               "XDG_CONFIG_HOME": str(self.home / ".config"), "XDG_DOWNLOAD_DIR": str(self.home / "Downloads")}
+               "XDG_CONFIG_HOME": str(self.home / ".config"), "XDG_DOWNLOAD_DIR": str(self.home / "Downloads"),
+               **(env or {})}
         env.pop(HOOK_OFF_ENV, None)
         if not hook:
             env[HOOK_OFF_ENV] = "1"
