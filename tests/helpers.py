@@ -8,9 +8,9 @@ a request without it (the CSRF tests use a plain ``FlaskClient`` instead).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+import time
+from pathlib import Path
 
 from flask.testing import FlaskClient
 from terminal.state import state
@@ -102,3 +102,16 @@ def kill_all(pids) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.1):
+    """The first truthy value of ``predicate()``, asked every ``step`` seconds; fails the test
+    saying what it waited for after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(step)

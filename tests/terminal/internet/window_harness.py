@@ -23,6 +23,7 @@ from terminal.internet.allowlist import Allowlist
 from terminal.internet.browser import HOOK_OFF_ENV
 from terminal.internet.channel import WindowChannel
 from terminal.internet.port import SessionRequest
+from tests.helpers import wait_for  # noqa: F401 (the tests import it from here too)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ALLOWED = "allowed.test"
@@ -241,15 +242,6 @@ class BrowserWindow:
         return self.process.returncode
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
