@@ -92,6 +92,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def interrupt_and_wait(process, timeout: float = 60) -> None:
+    """Ctrl+C for a `cnap demo` (or any process that stops in order on SIGINT); killed when it
+    has not stopped within ``timeout`` seconds."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def kill_all(pids) -> None:
     """SIGKILL each of ``pids`` that still runs (cleanup after a test that killed a parent)."""
     import os

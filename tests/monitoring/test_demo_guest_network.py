@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import pytest
 
 from facility.guestnet.lab import INTERNET, usable
 from tests.facility.fakes import wait_until
-from tests.helpers import descendants, kill_all
+from tests.helpers import descendants, interrupt_and_wait, kill_all
 from tests.monitoring.test_agent import ROOT
 from tests.monitoring.test_demo_monitoring import HubBrowser
 
@@ -88,13 +87,7 @@ def test_the_demos_guest_wifi_comes_up_and_goes_away_cleanly(tmp_path):
         assert wait_until(guest_network_shown, timeout=60, step=0.5), staff.get("/site/demo")[1][-3000:]
     finally:
         below = below or descendants(demo.pid)
-        if demo.poll() is None:
-            demo.send_signal(signal.SIGINT)
-            try:
-                demo.wait(60)
-            except subprocess.TimeoutExpired:
-                demo.kill()
-                demo.wait()
+        interrupt_and_wait(demo)
         left = [running for running in map(alive, below) if running]
         left_namespaces = made & namespaces()
         kill_all(below)   # whatever the demo left behind (it should leave nothing), before asserting

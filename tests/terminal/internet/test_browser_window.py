@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.helpers import descendants
 from tests.terminal.internet.fakenet import FakeInternet
 from tests.terminal.internet.window_harness import (ALLOWED, BrowserWindow, ProjectProxy, register_escapes,
                                                     try_escape, wait_for)
@@ -199,17 +200,13 @@ def test_a_crashed_page_process_ends_the_session_honestly(window_factory, net, p
 
 def _web_processes(root: int) -> list[int]:
     """WebKit's page processes under ``root`` (the window process)."""
-    found, todo = [], [root]
-    while todo:
-        parent = todo.pop()
-        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
-        for child in map(int, children):
-            todo.append(child)
-            try:
-                if "WebKitWebProcess" in open(f"/proc/{child}/cmdline", "rb").read().decode(errors="replace"):
-                    found.append(child)
-            except OSError:
-                pass
+    found = []
+    for pid in descendants(root):
+        try:
+            if b"WebKitWebProcess" in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(pid)
+        except OSError:
+            pass
     return found
 
 
