@@ -107,6 +107,7 @@ def entities(site: str, uplinks: Iterable[str] = ()) -> list[tuple[str, dict]]:
                 topics.topic("device", site, "card_terminal"), _binary("value_json.online"),
                 device_class="connectivity", entity_category=diagnostic),
     ]
+    found += _internet(site) + _guest_network(site)
     for uplink in sorted(set(uplinks)):
         if not topics.valid_name(uplink):
             continue
@@ -124,6 +125,46 @@ def entities(site: str, uplinks: Iterable[str] = ()) -> list[tuple[str, dict]]:
                     unit_of_measurement="%", state_class="measurement", entity_category=diagnostic),
         ]
     return found
+
+
+def _internet(site: str) -> list[tuple[str, dict]]:
+    """The kiosk's visitor browsing today (InternetState)."""
+    state = topics.topic("internet", site)
+    return [
+        _entity(site, "binary_sensor", "internet_offered", "Visitor internet offered", state,
+                _binary("value_json.available"), icon="mdi:web"),
+        _entity(site, "sensor", "internet_sessions", "Visitor internet sessions today", state,
+                "{{ value_json.sessions }}", state_class="total", icon="mdi:web"),
+        _entity(site, "sensor", "internet_minutes", "Visitor internet minutes today", state,
+                "{{ value_json.minutes }}", device_class="duration", unit_of_measurement="min",
+                state_class="total"),
+        _entity(site, "sensor", "internet_blocked", "Visitor internet blocked today", state,
+                "{{ value_json.blocked_hook + value_json.blocked_proxy }}", state_class="total",
+                icon="mdi:shield-off", entity_category="diagnostic"),
+    ]
+
+
+def _guest_network(site: str) -> list[tuple[str, dict]]:
+    """The guest Wi-Fi's figures (GuestNetworkState); none while the guest network is not up."""
+    state = topics.topic("guest_network", site)
+
+    def figure(field: str) -> str:
+        return "{{ value_json." + field + " if value_json.available else none }}"
+
+    return [
+        _entity(site, "sensor", "guest_clients", "Guest Wi-Fi clients", state, figure("clients_now"),
+                state_class="measurement", icon="mdi:wifi"),
+        _entity(site, "sensor", "guest_admitted_today", "Guest Wi-Fi admitted today", state,
+                figure("admitted_today"), state_class="total", icon="mdi:account-check"),
+        _entity(site, "sensor", "guest_bytes_up", "Guest Wi-Fi sent", state, figure("bytes_up"),
+                device_class="data_size", unit_of_measurement="B", state_class="total_increasing"),
+        _entity(site, "sensor", "guest_bytes_down", "Guest Wi-Fi received", state, figure("bytes_down"),
+                device_class="data_size", unit_of_measurement="B", state_class="total_increasing"),
+        _entity(site, "sensor", "guest_blocked", "Guest Wi-Fi blocked", state, figure("blocked"),
+                state_class="total_increasing", icon="mdi:shield-off", entity_category="diagnostic"),
+        _entity(site, "binary_sensor", "guest_problem", "Guest Wi-Fi problem", state,
+                _binary("value_json.alerts | length > 0"), device_class="problem", entity_category="diagnostic"),
+    ]
 
 
 def configs(site: str, uplinks: Iterable[str] = (), prefix: str = DEFAULT_PREFIX) -> list[topics.Outgoing]:

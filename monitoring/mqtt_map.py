@@ -1,6 +1,6 @@
 """Pure mapping from the runner's controller snapshots (facility/runner.py ``status()``, the
-per-controller dicts of facility/ventilation, facility/power and facility/uplinks) onto the payload
-models of monitoring/topics.py.
+per-controller dicts of facility/ventilation, facility/power, facility/uplinks and facility/guestnet)
+onto the payload models of monitoring/topics.py.
 
 A snapshot is whatever a controller said, so every field is checked on the way: a word that is
 not a topics word is left out (alerts) or replaced (state), a number out of the model's range or
@@ -192,41 +192,7 @@ def device(name: str, fields: Any, now: float) -> topics.DeviceState | None:
         return None
 
 
-# --- the whole status --------------------------------------------------------------------------
-def controller_outgoing(site: str, name: str, snapshot: Any, now: float) -> list[topics.Outgoing]:
-    """What one controller's snapshot publishes (ventilation also gives the air topic)."""
-    if name == "ventilation":
-        return [topics.outgoing(site, ventilation(snapshot, now)), topics.outgoing(site, air(snapshot, now))]
-    if name == "power":
-        return [topics.outgoing(site, power(snapshot, now))]
-    if name == "uplinks":
-        return [topics.outgoing(site, state, uplink) for uplink, state in uplinks(snapshot, now).items()]
-    return []   # a controller without a topic of its own (yet)
-
-
-def status_outgoing(site: str, status: Any, now: float) -> list[topics.Outgoing]:
-    """Every topic of a runner ``status()``."""
-    controllers = _as_dict(_as_dict(status).get("controllers"))
-    found: list[topics.Outgoing] = []
-    for name, snapshot in controllers.items():
-        found.extend(controller_outgoing(site, name, snapshot, now))
-    return found
-
-
-def content_key(message: topics.Outgoing) -> bytes:
-    """The payload without its ``ts``: two messages with the same key say the same thing."""
-    import json
-
-    try:
-        data = json.loads(message.payload)
-    except ValueError:
-        return message.payload
-    if isinstance(data, dict):
-        data.pop("ts", None)
-    return json.dumps(data, sort_keys=True).encode()
-
-
-# --- internet: browsing at the kiosk (the kiosk's /internal/internet, monitoring/kiosk_client.py) -----
+# visitor internet: the kiosk's browsing counters (/internal/internet, monitoring/kiosk_client.py)
 def internet(fields: Any, now: float) -> topics.InternetState | None:
     """The kiosk's browsing counters (KioskClient.internet(), no ts) as InternetState; None when
     they do not fit (the topic is then left as it was rather than published wrong)."""
@@ -251,3 +217,65 @@ def internet(fields: Any, now: float) -> topics.InternetState | None:
             top_blocked=top[:topics.MAX_TOP_BLOCKED])
     except (ValidationError, ValueError, TypeError):
         return None
+
+
+# the guest Wi-Fi: the guestnet controller (facility/guestnet)
+IFNAME = re.compile(r"[A-Za-z0-9_.@-]{1,15}")   # topics.Ifname
+
+
+def guest_network(snapshot: Any, now: float) -> topics.GuestNetworkState:
+    """The guestnet controller's status: its counters (a count out of range or of the wrong type
+    becomes 0, a rate or time limit None), the interface when it is an interface name."""
+    snap = _as_dict(snapshot)
+    fields = _common(snap, now)
+    interface = snap.get("interface")
+    dhcp = snap.get("dhcp")
+
+    def total(key: str, high: int = topics.MAX_COUNTER) -> int:
+        return count(snap.get(key), 0, high) or 0
+
+    fields.update(interface=interface if isinstance(interface, str) and IFNAME.fullmatch(interface) else None,
+                  dhcp=dhcp if isinstance(dhcp, bool) else None,
+                  clients_now=total("clients_now", 100000), admitted_today=total("admitted_today", 10 ** 7),
+                  bytes_up=total("bytes_up"), bytes_down=total("bytes_down"), blocked=total("blocked"),
+                  redirected=total("redirected"),
+                  total_rate_kbit=count(snap.get("total_rate_kbit"), 1, 10 ** 7),
+                  client_rate_kbit=count(snap.get("client_rate_kbit"), 1, 10 ** 7),   # 0: no per-client cap
+                  admit_minutes=count(snap.get("admit_minutes"), 1, 7 * 24 * 60))
+    return _build(topics.GuestNetworkState, fields)
+
+
+# --- the whole status --------------------------------------------------------------------------
+def controller_outgoing(site: str, name: str, snapshot: Any, now: float) -> list[topics.Outgoing]:
+    """What one controller's snapshot publishes (ventilation also gives the air topic)."""
+    if name == "ventilation":
+        return [topics.outgoing(site, ventilation(snapshot, now)), topics.outgoing(site, air(snapshot, now))]
+    if name == "power":
+        return [topics.outgoing(site, power(snapshot, now))]
+    if name == "uplinks":
+        return [topics.outgoing(site, state, uplink) for uplink, state in uplinks(snapshot, now).items()]
+    if name == "guestnet":
+        return [topics.outgoing(site, guest_network(snapshot, now))]
+    return []   # a controller without a topic of its own (yet)
+
+
+def status_outgoing(site: str, status: Any, now: float) -> list[topics.Outgoing]:
+    """Every topic of a runner ``status()``."""
+    controllers = _as_dict(_as_dict(status).get("controllers"))
+    found: list[topics.Outgoing] = []
+    for name, snapshot in controllers.items():
+        found.extend(controller_outgoing(site, name, snapshot, now))
+    return found
+
+
+def content_key(message: topics.Outgoing) -> bytes:
+    """The payload without its ``ts``: two messages with the same key say the same thing."""
+    import json
+
+    try:
+        data = json.loads(message.payload)
+    except ValueError:
+        return message.payload
+    if isinstance(data, dict):
+        data.pop("ts", None)
+    return json.dumps(data, sort_keys=True).encode()

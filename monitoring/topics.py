@@ -255,6 +255,57 @@ class CommandResult(Payload):
     message: Text(300) = ""
 
 
+# --- visitor internet (terminal/internet/, facility/guestnet, docs/internet.md) ---------------------
+MAX_TOP_BLOCKED = 10
+Host = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]{1,253}$")]   # an ASCII host name, or "other"
+
+
+class BlockedHost(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    host: Host
+    attempts: Count(1, 10 ** 9)
+
+
+class InternetState(Payload):
+    """The kiosk's visitor browsing, today (the kiosk's local day): hosts only, nothing about
+    visitors. ``available``: the home screen offers the internet now; ``state``: ``ok`` or why
+    not (disabled, no_window, proxy_down, no_uplink, no_agent, empty_list)."""
+    enabled: bool
+    available: bool
+    state: Word
+    session_open: bool = False
+    day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    sessions: Count(0, 10 ** 7)                             # started today
+    ended: Annotated[dict[Word, Count(0, 10 ** 7)], Field(max_length=8)] = {}   # by reason
+    minutes: Number(0, 10 ** 7)
+    blocked_hook: Count(0, 10 ** 9)
+    blocked_proxy: Count(0, 10 ** 9)
+    top_blocked: Annotated[list[BlockedHost], Field(max_length=MAX_TOP_BLOCKED)] = []
+
+
+MAX_COUNTER = 2 ** 53          # nftables counters are 64-bit; JSON numbers stay exact up to here
+Ifname = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,15}$")]   # a Linux interface name
+
+
+class GuestNetworkState(ControllerState):
+    """The guest network controller's status (``cnap agent``): ``clients_now`` admitted through
+    the portal now, ``admitted_today`` (the site's local day), and the gateway's nftables counters
+    since it was set up: ``bytes_up``/``bytes_down`` of admitted guests, ``blocked`` packets
+    (to the office networks, the kiosk's services, or before admission), ``redirected`` (captive
+    portal redirects). Counts only: no guest's address or traffic."""
+    interface: Ifname | None = None
+    dhcp: bool | None = None                                # the guests' dnsmasq runs
+    clients_now: Count(0, 100000) = 0
+    admitted_today: Count(0, 10 ** 7) = 0
+    bytes_up: Count(0, MAX_COUNTER) = 0
+    bytes_down: Count(0, MAX_COUNTER) = 0
+    blocked: Count(0, MAX_COUNTER) = 0
+    redirected: Count(0, MAX_COUNTER) = 0
+    total_rate_kbit: Count(1, 10 ** 7) | None = None        # the guest network's cap
+    client_rate_kbit: Count(1, 10 ** 7) | None = None       # one client's ceiling, when set
+    admit_minutes: Count(1, 7 * 24 * 60) | None = None      # how long an acceptance lets a client out
+
+
 # --- the tree ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TopicSpec:
@@ -282,6 +333,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("uplink", "cnap/{site}/uplink/{name}", 1, True, MAX_STATE_BYTES, "UplinkState, one per uplink"),
     TopicSpec("device", "cnap/{site}/device/{name}", 1, True, MAX_STATE_BYTES,
               "BillValidatorState, PrinterState or CardTerminalState"),
+    TopicSpec("internet", "cnap/{site}/internet", 1, True, MAX_STATE_BYTES,
+              "InternetState (visitor browsing at the kiosk, today)"),
+    TopicSpec("guest_network", "cnap/{site}/guest_network", 1, True, MAX_STATE_BYTES,
+              "GuestNetworkState (the guest Wi-Fi's gateway and counters)"),
     TopicSpec("survey", "cnap/{site}/survey/answer", 1, False, MAX_SURVEY_BYTES, "SurveyAnswer"),
     TopicSpec("cmd", "cnap/{site}/cmd/{name}", 1, False, MAX_COMMAND_BYTES, "Command, hub → site"),
     TopicSpec("cmd_result", "cnap/{site}/cmd_result/{name}", 1, False, MAX_COMMAND_BYTES,
@@ -291,7 +346,7 @@ SPECS = {spec.kind: spec for spec in TOPICS}
 
 _STATE_MODELS: dict[str, type[Payload]] = {
     "ventilation": VentilationState, "air": AirQualityState, "power": PowerState, "uplink": UplinkState,
-    "survey": SurveyAnswer, "cmd": Command, "cmd_result": CommandResult,
+    "internet": InternetState, "guest_network": GuestNetworkState, "survey": SurveyAnswer, "cmd": Command, "cmd_result": CommandResult,
 }
 _DEVICE_MODELS: dict[str, type[Payload]] = {
     "bill_validator": BillValidatorState, "printer": PrinterState, "card_terminal": CardTerminalState,
@@ -559,45 +614,8 @@ __all__ = [
     "PREFIX", "SCHEMA_VERSION", "TOPICS", "SPECS", "TopicSpec", "DEVICES", "ONLINE", "OFFLINE", "HUB_FILTER",
     "Payload", "ControllerState", "VentilationState", "AirSensor", "AirQualityState", "Ups", "PowerInput",
     "PowerState", "UplinkState", "DeviceState", "BillValidatorState", "PrinterState", "CardTerminalState",
-    "SurveyAnswer", "Command", "CommandResult", "Outgoing", "Message", "Rejected", "TopicRef",
+    "InternetState", "BlockedHost", "GuestNetworkState", "SurveyAnswer", "Command", "CommandResult",
+    "Outgoing", "Message", "Rejected", "TopicRef",
     "valid_site_id", "valid_name", "topic", "site_filter", "command_filter", "encode", "outgoing",
     "parse", "parse_topic",
 ]
-
-
-# --- internet: browsing at the kiosk (terminal/internet/, docs/internet.md) ------------------------
-# cnap/<site>/internet  retained  InternetState: today's browsing counters of the site's kiosk.
-# A block of its own, added to the tree above at import time.
-MAX_TOP_BLOCKED = 10
-Host = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]{1,253}$")]   # an ASCII host name, or "other"
-
-
-class BlockedHost(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
-    host: Host
-    attempts: Count(1, 10 ** 9)
-
-
-class InternetState(Payload):
-    """The kiosk's visitor browsing, today (the kiosk's local day): hosts only, nothing about
-    visitors. ``available``: the home screen offers the internet now; ``state``: ``ok`` or why
-    not (disabled, no_window, proxy_down, no_uplink, no_agent, empty_list)."""
-    enabled: bool
-    available: bool
-    state: Word
-    session_open: bool = False
-    day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-    sessions: Count(0, 10 ** 7)                             # started today
-    ended: Annotated[dict[Word, Count(0, 10 ** 7)], Field(max_length=8)] = {}   # by reason
-    minutes: Number(0, 10 ** 7)
-    blocked_hook: Count(0, 10 ** 9)
-    blocked_proxy: Count(0, 10 ** 9)
-    top_blocked: Annotated[list[BlockedHost], Field(max_length=MAX_TOP_BLOCKED)] = []
-
-
-TOPICS = TOPICS + (TopicSpec("internet", "cnap/{site}/internet", 1, True, MAX_STATE_BYTES,
-                             "InternetState (visitor browsing at the kiosk, today)"),)
-SPECS["internet"] = TOPICS[-1]
-_STATE_MODELS["internet"] = InternetState
-_KIND_OF_MODEL[InternetState] = "internet"
-__all__ += ["InternetState", "BlockedHost"]

@@ -8,9 +8,9 @@ a request without it (the CSRF tests use a plain ``FlaskClient`` instead).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+import time
+from pathlib import Path
 
 from flask.testing import FlaskClient
 from terminal.state import state
@@ -92,6 +92,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def interrupt_and_wait(process, timeout: float = 60) -> None:
+    """Ctrl+C for a `cnap demo` (or any process that stops in order on SIGINT); killed when it
+    has not stopped within ``timeout`` seconds."""
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def kill_all(pids) -> None:
     """SIGKILL each of ``pids`` that still runs (cleanup after a test that killed a parent)."""
     import os
@@ -102,3 +117,16 @@ def kill_all(pids) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.1):
+    """The first truthy value of ``predicate()``, asked every ``step`` seconds; fails the test
+    saying what it waited for after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(step)

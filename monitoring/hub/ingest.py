@@ -11,7 +11,7 @@ Everything a broker may deliver goes through ``topics.parse``; what it refuses l
   ``bridge`` ('up'/'down') from ``cnap/<site>/bridge``, ``skew_s`` = the agent's ``ts`` minus the
   hub's clock on live (not retained) state messages.
 - ``entities``: the latest state per site and entity ('ventilation', 'air', 'power',
-  'uplink/<name>', 'device/<device>'). A message older (by its ``ts``) than the stored one is not
+  'uplink/<name>', 'device/<device>', 'internet', 'guest_network'). A message older (by its ``ts``) than the stored one is not
   applied (counted ``stale``); one with the same ``ts`` is a ``duplicate``. A stored ``ts`` far in
   the future (an agent whose clock was fixed since) does not block newer messages.
 - ``samples``: the numeric fields of each applied state, named by their path in the payload
@@ -42,7 +42,10 @@ from monitoring.hub.db import HubStore
 
 log = logging.getLogger(__name__)
 
-STATE_KINDS = ("ventilation", "air", "power", "uplink", "device")
+STATE_KINDS = ("ventilation", "air", "power", "uplink", "device", "internet", "guest_network")
+# Why browsing sessions ended (terminal/internet/store.py END_REASONS): the only `ended.<reason>`
+# metrics, so a site cannot grow the samples' metric names with words of its own.
+ENDED_REASONS = ("user", "session_limit", "idle", "stopped", "error")
 MAX_BATCH = 5000                 # a caller's larger batch is split: one transaction stays short
 MAX_DROPPED_TOPIC_CHARS = 160
 SWEEP_EVERY_S = 300.0
@@ -86,7 +89,7 @@ class BatchResult:
 
 
 def entity_name(message: topics.Message) -> str:
-    """'ventilation', 'air', 'power', 'uplink/<name>' or 'device/<device>'."""
+    """'ventilation', 'air', 'power', 'uplink/<name>', 'device/<device>', 'internet' or 'guest_network'."""
     return f"{message.kind}/{message.name}" if message.kind in ("uplink", "device") else message.kind
 
 
@@ -94,7 +97,10 @@ def sample_metrics(payload: topics.Payload) -> list[tuple[str, float]]:
     """The numeric fields worth a chart, named by their path in the payload: ``level``,
     ``sensors.<name>.co2_ppm`` (also temperature_c, humidity_pct), ``ups.charge_pct`` (runtime_s,
     load_pct, input_voltage_v), ``inputs.<name>.voltage_v``, ``latency_ms``, ``loss_pct``,
-    ``cassette_bills``, ``fill_pct`` (percent of the cassette's capacity)."""
+    ``cassette_bills``, ``fill_pct`` (percent of the cassette's capacity); browsing at the kiosk:
+    ``sessions``, ``minutes``, ``blocked_hook``, ``blocked_proxy``, ``blocked`` (both layers),
+    ``ended.<reason>`` (known reasons only); guest Wi-Fi: ``clients_now``, ``admitted_today``,
+    ``bytes_up``, ``bytes_down``, ``blocked``, ``redirected``. A bounded set of names per entity."""
     found: list[tuple[str, Any]] = []
     if isinstance(payload, topics.VentilationState):
         found.append(("level", payload.level))
@@ -113,6 +119,16 @@ def sample_metrics(payload: topics.Payload) -> list[tuple[str, float]]:
     elif isinstance(payload, topics.BillValidatorState):
         found += [("cassette_bills", payload.cassette_bills),
                   ("fill_pct", 100.0 * payload.cassette_bills / payload.cassette_capacity)]
+    elif isinstance(payload, topics.InternetState):
+        # Counters only: the top blocked hosts stay in the entity (a host per metric name would
+        # let any site add metric names without end).
+        found += [("sessions", payload.sessions), ("minutes", payload.minutes),
+                  ("blocked_hook", payload.blocked_hook), ("blocked_proxy", payload.blocked_proxy),
+                  ("blocked", payload.blocked_hook + payload.blocked_proxy)]
+        found += [(f"ended.{reason}", payload.ended[reason]) for reason in ENDED_REASONS if reason in payload.ended]
+    elif isinstance(payload, topics.GuestNetworkState):
+        found += [(name, getattr(payload, name)) for name in (
+            "clients_now", "admitted_today", "bytes_up", "bytes_down", "blocked", "redirected")]
     return [(name, float(value)) for name, value in found
             if value is not None and not isinstance(value, bool) and math.isfinite(float(value))]
 

@@ -24,6 +24,9 @@ MAX_ROWS = 120          # rows one entity shows; a larger payload is cut, and sa
 MAX_DEPTH = 4           # nesting shown; deeper values are summarised
 MAX_TEXT = 160          # characters of one shown value
 SKIPPED_FIELDS = frozenset({"v"})   # the schema version is no news to staff
+LIST_TAGS = ("name", "host")          # a list item is labelled by its name (a sensor) or host (a blocked site)
+DATA_SIZE_FIELDS = frozenset({"bytes_up", "bytes_down"})
+DATA_UNITS = ("unit.bytes", "unit.kb", "unit.mb", "unit.gb", "unit.tb")
 
 
 def health(status: Any, firing_critical: int, firing_warning: int, pending: int) -> str:
@@ -99,6 +102,16 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if value == int(value) and abs(value) < 1e15 else f"{value:.2f}".rstrip("0")
 
 
+def data_size(value: float, gettext: Callable[..., str]) -> str:
+    """12345678 → "12.3 МБ" (decimal units, as operators' and providers' traffic figures are)."""
+    index = 0
+    while abs(value) >= 999.5 and index < len(DATA_UNITS) - 1:   # never "1000 kB"
+        value /= 1000
+        index += 1
+    shown = f"{value:.0f}" if index == 0 or abs(value) >= 100 else f"{value:.1f}"
+    return gettext(DATA_UNITS[index], n=shown)
+
+
 def entity_rows(payload: Any, gettext: Callable[..., str], known: Callable[[str], bool]) -> list[Row]:
     """Readable rows from any JSON value: known fields get their names in the staff's language,
     lists of named things (sensors, inputs) are labelled by name, deeper structure is summarised.
@@ -140,9 +153,10 @@ def entity_rows(payload: Any, gettext: Callable[..., str], known: Callable[[str]
                                                                  for item in value[:50]))))
                 return
             for index, item in enumerate(value):
-                name = item.get("name") if isinstance(item, dict) else None
-                tag = _short(name) if isinstance(name, str) and name else str(index + 1)
-                shown = {k: v for k, v in item.items() if k != "name"} if isinstance(item, dict) else item
+                key = next((k for k in LIST_TAGS if isinstance(item, dict) and isinstance(item.get(k), str)
+                            and item[k]), None)
+                tag = _short(item[key]) if key else str(index + 1)
+                shown = {k: v for k, v in item.items() if k != key} if isinstance(item, dict) else item
                 walk(shown, path + [tag], depth + 1)
             return
         key = path[-1] if path else ""
@@ -159,13 +173,15 @@ def entity_rows(payload: Any, gettext: Callable[..., str], known: Callable[[str]
                 return _short(str(value))
             if key in ("ts", "override_until", "at", "sent_at"):
                 return kyiv_time(number, with_seconds=True) or _number(number)
+            if key in DATA_SIZE_FIELDS:
+                return data_size(number, gettext)
             return _number(number)
         text = _short(str(value))
         word = f"word.{text}"
         return gettext(word) if known(word) else text
 
     def level_of(key: str, value: Any) -> str:
-        if key in ("online", "available", "up", "live") and value is False:
+        if key in ("online", "available", "up", "live", "dhcp") and value is False:
             return "bad"
         if key == "paper" and value == "out":
             return "bad"

@@ -53,7 +53,8 @@ ACT_ROLES = ("technician",)
 OPEN = ("pending", "firing")
 SORTS = ("problem", "name", "seen")
 SURVEY_SORTS = ("csat", "answers", "site")
-CHART_METRICS = ("co2_ppm", "charge_pct", "runtime_s", "loss_pct", "rtt_ms", "latency_ms", "fill_pct")
+CHART_METRICS = ("co2_ppm", "charge_pct", "runtime_s", "loss_pct", "rtt_ms", "latency_ms", "fill_pct",
+                 "clients_now", "minutes", "blocked")   # guest Wi-Fi clients; visitor browsing minutes, blocks
 DEFAULT_TOP_LEVEL = 4       # the generic unit profile's levels 0…4
 MAX_TEXT_PARAM = 64          # a filter word, a site id, a rule name
 MAX_COMMENT = 300
@@ -756,4 +757,5 @@ RUNTIME_KEYS = tuple(i18n.N_(k) for k in (
     "severity.critical", "severity.warning", "severity.info", "status.pending", "status.firing",
     "status.resolved", "command.state.done", "command.state.refused", "command.state.expired",
     "command.state.sent", "command.state.queued", "role.admin", "role.technician", "role.manager",
-    "role.cashier", "pin.bad", "pin.mismatch", "pin.same", "pin.sample", "mode.off", "mode.schedule", "mode.demand"))
+    "role.cashier", "pin.bad", "pin.mismatch", "pin.same", "pin.sample", "mode.off", "mode.schedule", "mode.demand",
+    "unit.bytes", "unit.kb", "unit.mb", "unit.gb", "unit.tb"))

@@ -35,6 +35,7 @@ import urllib.request
 from html import escape
 from urllib.parse import urlencode, urlsplit
 
+from terminal.i18n import N_
 from terminal.internet.allowlist import Verdict
 from terminal.internet.channel import END_REASONS, MAX_LINE, encode, request_from_message
 from terminal.internet.port import SessionRequest
@@ -57,20 +58,13 @@ TOOLBAR_CSS = b"""
 .cnap-browser-warning button { min-height: 64px; min-width: 160px; font-size: 22px; }
 """
 
-TEXTS = {
-    "uk": {"home": "Додому", "back": "Назад", "forward": "Вперед", "end": "Завершити",
-           "time_left": "Залишилось {}", "more": "Ще час",
-           "warn_session": "Сеанс завершиться через {} с. Потрібно більше часу?",
-           "warn_idle": "Немає дій: сеанс завершиться через {} с. Торкніться екрана, щоб продовжити.",
-           "blocked_title": "Сайт недоступний", "blocked": "Сайт {} недоступний у цьому кіоску.",
-           "blocked_hint": "Натисніть «Назад» або «Додому»."},
-    "en": {"home": "Home", "back": "Back", "forward": "Forward", "end": "End session",
-           "time_left": "Time left {}", "more": "More time",
-           "warn_session": "The session ends in {} s. Do you need more time?",
-           "warn_idle": "No activity: the session ends in {} s. Touch the screen to continue.",
-           "blocked_title": "Site not available", "blocked": "The site {} is not available here.",
-           "blocked_hint": "Press Back or Home."},
-}
+def window_text(key: str, lang: str, **params) -> str:
+    """The toolbar's, the warning's and the built-in notice's words, from the kiosk's gettext
+    catalogues (terminal/translations), like every other text of the kiosk."""
+    from terminal.i18n import KIOSK
+
+    return KIOSK.gettext(key, lang, **params)
+
 
 
 def _gi():
@@ -85,12 +79,12 @@ def _gi():
 
 
 def builtin_blocked_page(host: str, lang: str) -> str:
-    text = TEXTS.get(lang, TEXTS["uk"])
-    shown = escape(host or "?")
-    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{text["blocked_title"]}</title>'
+    title = escape(window_text(N_("internet.window.blocked_title"), lang))
+    said = escape(window_text(N_("internet.window.blocked"), lang, host=host or "?"))
+    hint = escape(window_text(N_("internet.window.blocked_hint"), lang))
+    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
             '<style>body{font:28px/1.4 sans-serif;margin:10vh 8vw;color:#1a1a1a;background:#fff}</style></head>'
-            f'<body><h1>{text["blocked_title"]}</h1><p>{text["blocked"].format(f"<b>{shown}</b>")}</p>'
-            f'<p>{text["blocked_hint"]}</p></body></html>')
+            f'<body><h1>{title}</h1><p>{said}</p><p>{hint}</p></body></html>')
 
 
 def fetch_blocked_page(kiosk_url: str, host: str, lang: str) -> str:
@@ -118,7 +112,6 @@ class BrowsingView:
         self.host = host
         self.request = request
         self.hook = hook
-        self.text = TEXTS.get(request.lang, TEXTS["uk"])
         self.started = time.monotonic()
         self.session_deadline = self.started + request.session_s
         self.last_activity = self.started
@@ -143,14 +136,15 @@ class BrowsingView:
         self.view.connect("notify::uri", self._on_uri_changed)
         self.view.connect("load-changed", self._on_load_changed)
         self.view.connect("load-failed", self._on_load_failed)
+        self.view.connect("web-process-terminated", self._on_page_process_ended)
 
         self.box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL)
         toolbar = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)
         toolbar.get_style_context().add_class("cnap-browser-toolbar")
-        self.home_button = self._button(self.text["home"], self._on_home)
-        self.back_button = self._button(self.text["back"], lambda *_: self.view.go_back())
-        self.forward_button = self._button(self.text["forward"], lambda *_: self.view.go_forward())
-        self.end_button = self._button(self.text["end"], lambda *_: self.end("user"))
+        self.home_button = self._button(self._text(N_("internet.window.home")), self._on_home)
+        self.back_button = self._button(self._text(N_("internet.window.back")), lambda *_: self.view.go_back())
+        self.forward_button = self._button(self._text(N_("internet.window.forward")), lambda *_: self.view.go_forward())
+        self.end_button = self._button(self._text(N_("internet.window.end")), lambda *_: self.end("user"))
         self.end_button.get_style_context().add_class("cnap-browser-end")
         self.site_label = Gtk.Label(label="", xalign=0.0)
         self.site_label.set_ellipsize(3)  # Pango.EllipsizeMode.END
@@ -168,7 +162,7 @@ class BrowsingView:
         self.warning_label = Gtk.Label(label="", xalign=0.0)
         self.warning_label.set_line_wrap(True)
         self._mark_alert(self.warning_bar)
-        self.more_button = self._button(self.text["more"], self._on_more_time)
+        self.more_button = self._button(self._text(N_("internet.window.more")), self._on_more_time)
         self.warning_bar.pack_start(self.warning_label, True, True, 0)
         self.warning_bar.pack_end(self.more_button, False, False, 0)
         self.warning_bar.set_no_show_all(True)
@@ -180,6 +174,9 @@ class BrowsingView:
         self._update_time()
 
     # --- building blocks --------------------------------------------------------------------
+    def _text(self, key: str, **params) -> str:
+        return window_text(key, self.request.lang, **params)
+
     def _button(self, label: str, handler):
         _, _, Gtk, _ = _gi()
         button = Gtk.Button(label=label)
@@ -328,6 +325,14 @@ class BrowsingView:
             return True
         return False
 
+    def _on_page_process_ended(self, _view, reason) -> None:
+        # The page's own process crashed or was killed (a hostile page, out of memory): the view
+        # is dead. End the session honestly (its data are wiped as always) rather than leave the
+        # visitor in front of a blank page until a limit passes.
+        log.warning("internet: the page's web process ended (%s); ending the session", reason)
+        _, GLib, _, _ = _gi()
+        GLib.idle_add(lambda: self.end("error") and False)
+
     # --- toolbar -------------------------------------------------------------------------------
     def _on_home(self, *_):
         self.view.load_uri(self.request.home_url)
@@ -351,7 +356,7 @@ class BrowsingView:
 
     def _update_time(self) -> None:
         left = max(0, int(self.session_deadline - time.monotonic() + 0.999))
-        self.time_label.set_text(self.text["time_left"].format(f"{left // 60}:{left % 60:02d}"))
+        self.time_label.set_text(self._text(N_("internet.window.time_left"), time=f"{left // 60}:{left % 60:02d}"))
 
     # --- limits ---------------------------------------------------------------------------------
     def activity(self) -> None:
@@ -394,7 +399,8 @@ class BrowsingView:
         left = left or {"session": self.session_deadline - now, "idle": self.last_activity + self.request.idle_s - now}
         limit = min(self.warned, key=lambda name: left[name])
         seconds = max(0, int(left[limit] + 0.5))
-        self.warning_label.set_text(self.text["warn_session" if limit == "session" else "warn_idle"].format(seconds))
+        self.warning_label.set_text(self._text(N_("internet.window.warn_session") if limit == "session"
+                                           else N_("internet.window.warn_idle"), seconds=seconds))
         self.more_button.set_visible(True)
         self.warning_label.set_visible(True)
         self.warning_bar.show()

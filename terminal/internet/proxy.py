@@ -28,6 +28,7 @@ import collections
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +51,9 @@ MAX_EVENTS = 1000              # blocked events kept for blocked_since()
 CONF_NAME = "tinyproxy.conf"
 FILTER_NAME = "filter"
 ERROR_PAGE_NAME = "blocked.html"
+# tinyproxy gets SIGTERM when the kiosk process that started it dies (killed, crashed), so no proxy
+# outlives the kiosk; util-linux's setpriv sets that before it executes tinyproxy.
+_DIE_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 PID_NAME = "tinyproxy.pid"       # lets the next kiosk process end one left behind by a killed one
 
 # A friendly page for refused plain-HTTP requests (browsers show nothing for a refused CONNECT).
@@ -233,6 +237,14 @@ class FilteringProxy:
                                           max_clients=self.max_clients, upstream=self.upstream))
         return conf
 
+    def _program(self) -> str:
+        """The tinyproxy program's path (FileNotFoundError when there is none): looked up here,
+        because the launcher in front of it would only say so in its exit status."""
+        found = shutil.which(self.binary)
+        if found is None:
+            raise FileNotFoundError(self.binary)
+        return found
+
     def _end_leftover(self) -> None:
         """End a tinyproxy that an earlier kiosk process started on this workdir and left behind
         (the kiosk was killed): it would hold the port and filter by an old list. Only a process
@@ -262,7 +274,8 @@ class FilteringProxy:
         self._stopping = False
         self._listening = False
         try:
-            process = subprocess.Popen([self.binary, "-d", "-c", str(conf)], stdin=subprocess.DEVNULL,
+            process = subprocess.Popen([*_DIE_WITH_US, self._program(), "-d", "-c", str(conf)],
+                                       stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        start_new_session=True)
         except FileNotFoundError:

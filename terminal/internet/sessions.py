@@ -118,7 +118,6 @@ class BrowsingSessions:
         self.proxy_url = ""
         self.proxy_error = ""
         self._proxy_tried_at: float | None = None
-        self._proxy_feeds_events = False
         # the open session as the window's events tell it
         self._open = False
         self._started_at: float | None = None
@@ -136,8 +135,7 @@ class BrowsingSessions:
 
     # --- the allowlist ------------------------------------------------------------------------
     def allowlist(self) -> Allowlist:
-        ports = self.config.get("INTERNET_ALLOWED_PORTS") or [80, 443]
-        return Allowlist(self.store.domains(), ports=[int(p) for p in ports])
+        return Allowlist(self.store.domains(), ports=self.config["INTERNET_ALLOWED_PORTS"])
 
     def allowlist_changed(self) -> bool:
         """Give the running proxy the stored list at once (service mode's edits); False when the
@@ -169,15 +167,10 @@ class BrowsingSessions:
                 factory = self._proxy_factory
                 if factory is None:
                     from terminal.internet.proxy import FilteringProxy as factory   # noqa: N813
-                # The proxy's own settings (its block of terminal/settings.py), when present.
-                extra = {name: self.config[key] for key, name in (("INTERNET_PROXY_BINARY", "binary"),
-                                                                   ("INTERNET_PROXY_MAX_CLIENTS", "max_clients"))
-                         if self.config.get(key)}
                 proxy = factory(self.allowlist(), workdir=str(self.workdir / "proxy"),
-                                port=int(self.config.get("INTERNET_PROXY_PORT", 0) or 0), **extra)
-                if hasattr(proxy, "on_event"):   # the proxy's own blocked events, when it reports them
-                    proxy.on_event = self.on_proxy_event
-                    self._proxy_feeds_events = True
+                                port=self.config["INTERNET_PROXY_PORT"], binary=self.config["INTERNET_PROXY_BINARY"],
+                                max_clients=self.config["INTERNET_PROXY_MAX_CLIENTS"])
+                proxy.on_event = self.on_proxy_event   # its own refusals, counted as layer "proxy"
                 self.proxy_url = proxy.start()
             except Exception as exc:
                 self.proxy, self.proxy_url = None, ""
@@ -190,14 +183,7 @@ class BrowsingSessions:
 
     @staticmethod
     def _proxy_alive(proxy) -> bool:
-        alive = getattr(proxy, "alive", None)
-        if callable(alive):
-            try:
-                return bool(alive())
-            except Exception:
-                return False
-        running = getattr(proxy, "running", None)
-        return True if running is None else bool(running() if callable(running) else running)
+        return bool(proxy.running)
 
     def proxy_running(self) -> bool:
         with self._lock:
@@ -298,9 +284,9 @@ class BrowsingSessions:
                 self.store.session_started()
             elif kind == "blocked":
                 layer = event.get("layer")
-                if layer == "proxy" and self._proxy_feeds_events:
-                    return   # the proxy reports its own refusals; counting the window's echo would double them
-                self.store.blocked(layer if layer in ("hook", "proxy") else "hook", event.get("host"))
+                if layer == "proxy":
+                    return   # the proxy reports its own refusals (on_proxy_event); an echo would double them
+                self.store.blocked("hook", event.get("host"))
             elif kind == "warning":
                 with self._lock:
                     self._warning = {"limit": event.get("limit"), "seconds_left": event.get("seconds_left")}

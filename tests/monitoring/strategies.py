@@ -84,6 +84,21 @@ command = _obj({"v": st.just(1), "ts": timestamps, "id": uuids, "action": words,
 command_result = _obj({"v": st.just(1), "ts": timestamps, "id": uuids, "ok": st.booleans()},
                       {"message": texts(300)})
 
+internet = _obj({"v": st.just(1), "ts": timestamps, "enabled": st.booleans(), "available": st.booleans(),
+                 "state": words, "day": st.dates().map(lambda d: d.isoformat()),
+                 "sessions": st.integers(0, 10 ** 7), "minutes": numbers(0, 10 ** 7),
+                 "blocked_hook": st.integers(0, 10 ** 9), "blocked_proxy": st.integers(0, 10 ** 9)},
+                {"session_open": st.booleans(),
+                 "ended": st.dictionaries(words, st.integers(0, 10 ** 7), max_size=8),
+                 "top_blocked": st.lists(_obj({"host": st.from_regex(r"[a-z0-9.-]{1,60}", fullmatch=True),
+                                               "attempts": st.integers(1, 10 ** 9)}), max_size=10)})
+guest_network = _controller(
+    interface=maybe(st.from_regex(r"[A-Za-z0-9_.@-]{1,15}", fullmatch=True)), dhcp=maybe(st.booleans()),
+    clients_now=st.integers(0, 100000), admitted_today=st.integers(0, 10 ** 7),
+    bytes_up=st.integers(0, 2 ** 53), bytes_down=st.integers(0, 2 ** 53), blocked=st.integers(0, 2 ** 53),
+    redirected=st.integers(0, 2 ** 53), total_rate_kbit=maybe(st.integers(1, 10 ** 7)),
+    client_rate_kbit=maybe(st.integers(1, 10 ** 7)), admit_minutes=maybe(st.integers(1, 7 * 24 * 60)))
+
 # (topic for a site, strategy of its JSON payload)
 BY_TOPIC = {
     "ventilation": (lambda s: t.topic("ventilation", s), ventilation),
@@ -96,6 +111,8 @@ BY_TOPIC = {
     "survey": (lambda s: t.topic("survey", s), survey),
     "cmd": (lambda s: t.topic("cmd", s, "ventilation"), command),
     "cmd_result": (lambda s: t.topic("cmd_result", s, "ventilation"), command_result),
+    "internet": (lambda s: t.topic("internet", s), internet),
+    "guest_network": (lambda s: t.topic("guest_network", s), guest_network),
 }
 
 

@@ -46,6 +46,9 @@ PUBLISH = [
     ("kyiv-1", "cnap/kyiv-1/device/printer", True),
     ("kyiv-1", "cnap/kyiv-1/survey/answer", True),
     ("kyiv-1", "cnap/kyiv-1/cmd_result/ventilation", True),
+    ("kyiv-1", "cnap/kyiv-1/internet", True),
+    ("kyiv-1", "cnap/kyiv-1/guest_network", True),
+    ("kyiv-1", "cnap/lviv-2/guest_network", False),          # nor another site's guest Wi-Fi
     ("kyiv-1", "cnap/kyiv-1/cmd/ventilation", False),        # a site cannot forge commands
     ("kyiv-1", "cnap/kyiv-1/unknown", False),                # nor topics outside the tree
     ("kyiv-1", "cnap/lviv-2/power", False),                  # nor another site's state
@@ -62,6 +65,7 @@ PUBLISH = [
     ("hub.central", "cnap/hub.central/online", False),
     ("staff.olena", "cnap/kyiv-1/cmd/ventilation", False),   # staff are read-only
     ("staff.olena", "cnap/kyiv-1/power", False),
+    ("staff.olena", "cnap/kyiv-1/guest_network", False),
     ("staff.olena", "cnap/staff.olena/online", False),
 ]
 

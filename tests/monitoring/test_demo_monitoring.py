@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -14,7 +13,7 @@ import urllib.request
 import pytest
 
 from tests.facility.fakes import wait_until
-from tests.helpers import descendants, kill_all
+from tests.helpers import descendants, interrupt_and_wait, kill_all
 from tests.monitoring.test_agent import ROOT
 from tests.terminal.kiosk_http import StaffBrowser
 
@@ -94,12 +93,6 @@ def test_a_printer_fault_fires_an_alert_on_the_hub_that_staff_acknowledge(tmp_pa
         assert wait_until(resolved, timeout=90, step=0.5), staff.get("/alerts")[1][-3000:]
     finally:
         below = below or descendants(demo.pid)
-        if demo.poll() is None:
-            demo.send_signal(signal.SIGINT)
-            try:
-                demo.wait(60)
-            except subprocess.TimeoutExpired:
-                demo.kill()
-                demo.wait()
+        interrupt_and_wait(demo)
         kill_all(below)   # whatever the demo left behind (it should leave nothing)
     assert demo.returncode == 0, out.read_text()[-3000:]

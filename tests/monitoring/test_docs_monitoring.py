@@ -12,7 +12,8 @@ from monitoring import topics
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "monitoring-broker.md").read_text(encoding="utf-8")
 MODELS = [topics.VentilationState, topics.AirQualityState, topics.AirSensor, topics.PowerState, topics.Ups,
           topics.PowerInput, topics.UplinkState, topics.BillValidatorState, topics.PrinterState,
-          topics.CardTerminalState, topics.SurveyAnswer, topics.Command, topics.CommandResult]
+          topics.CardTerminalState, topics.SurveyAnswer, topics.Command, topics.CommandResult,
+          topics.InternetState, topics.BlockedHost, topics.GuestNetworkState]
 
 
 @pytest.mark.parametrize("spec", topics.TOPICS, ids=lambda spec: spec.kind)
@@ -25,7 +26,7 @@ def test_every_topic_is_in_the_tree_table(spec):
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
 def test_every_payload_field_is_documented(model: type[BaseModel]):
-    if model.__name__ not in ("AirSensor", "Ups", "PowerInput"):
+    if model.__name__ not in ("AirSensor", "Ups", "PowerInput", "BlockedHost"):
         assert model.__name__ in DOC
     for field in model.model_fields:
         assert f"`{field}`" in DOC, f"{model.__name__}.{field}"

@@ -202,6 +202,105 @@ def test_sample_metrics_name_the_numbers_by_their_path():
     assert sample_metrics(bills) == [("cassette_bills", 250.0), ("fill_pct", 25.0)]
 
 
+# --- visitor internet at the kiosk and the guest Wi-Fi ------------------------------------------------
+def internet_payload(sent_at: float = NOW - 3, **changes) -> dict:
+    payload = {"v": 1, "ts": at(sent_at).isoformat(), "enabled": True, "available": True, "state": "ok",
+               "session_open": True, "day": "2026-09-21", "sessions": 12, "minutes": 95.5,
+               "ended": {"user": 7, "idle": 3, "session_limit": 1},
+               "blocked_hook": 30, "blocked_proxy": 4,
+               "top_blocked": [{"host": f"site{n}.example", "attempts": 10 - n} for n in range(10)]}
+    return {**payload, **changes}
+
+
+def guest_payload(sent_at: float = NOW - 2, **changes) -> dict:
+    payload = {"v": 1, "ts": at(sent_at).isoformat(), "available": True, "state": "ok", "alerts": [],
+               "interface": "wlan1", "dhcp": True, "clients_now": 5, "admitted_today": 41,
+               "bytes_up": 120_000_000, "bytes_down": 3_400_000_000, "blocked": 77, "redirected": 19,
+               "total_rate_kbit": 5000, "admit_minutes": 60}
+    return {**payload, **changes}
+
+
+def state_message(kind: str, payload: dict, site: str = "kyiv-1", retain: bool = False):
+    return t.topic(kind, site), json.dumps(payload).encode(), retain
+
+
+def test_internet_and_guest_network_are_stored_with_a_bounded_set_of_samples(store):
+    ingest = Ingest(store, clock=Clock())
+    result = ingest.handle_batch([state_message("internet", internet_payload()),
+                                  state_message("guest_network", guest_payload())])
+    assert (result.stored, result.dropped_total) == (2, 0)
+    entities = {entity: (kind, json.loads(payload)) for entity, kind, payload in rows(
+        store, "SELECT entity, kind, payload FROM entities WHERE site = 'kyiv-1'")}
+    assert set(entities) == {"internet", "guest_network"}
+    assert entities["internet"][0] == "internet" and len(entities["internet"][1]["top_blocked"]) == 10
+    assert entities["guest_network"][1]["bytes_down"] == 3_400_000_000
+    samples = {(entity, metric): (sampled_at, value) for entity, metric, sampled_at, value in rows(
+        store, "SELECT entity, metric, at, value FROM samples")}
+    assert {metric: value for (entity, metric), (_, value) in samples.items() if entity == "internet"} == {
+        "sessions": 12.0, "minutes": 95.5, "blocked_hook": 30.0, "blocked_proxy": 4.0, "blocked": 34.0,
+        "ended.user": 7.0, "ended.idle": 3.0, "ended.session_limit": 1.0}
+    assert {metric: value for (entity, metric), (_, value) in samples.items() if entity == "guest_network"} == {
+        "clients_now": 5.0, "admitted_today": 41.0, "bytes_up": 120e6, "bytes_down": 3.4e9, "blocked": 77.0,
+        "redirected": 19.0}
+    assert samples[("guest_network", "clients_now")][0] == NOW - 2
+
+
+def test_blocked_hosts_and_unknown_end_reasons_never_become_metric_names(store):
+    ingest = Ingest(store, clock=Clock())
+    for index in range(30):   # a site (or a forger with its account) sending ever new hosts and reasons
+        payload = internet_payload(NOW - 100 + index, ended={f"reason{index}": 1, "user": index},
+                                   top_blocked=[{"host": f"h{index}-{n}.example", "attempts": 1} for n in range(10)])
+        assert ingest.handle_batch([state_message("internet", payload)]).stored == 1
+    metrics = {metric for (metric,) in rows(store, "SELECT DISTINCT metric FROM samples")}
+    assert metrics == {"sessions", "minutes", "blocked_hook", "blocked_proxy", "blocked", "ended.user"}
+
+
+def test_the_end_reasons_are_the_kiosks():
+    from monitoring.hub.ingest import ENDED_REASONS
+    from terminal.internet.store import END_REASONS
+    assert ENDED_REASONS == END_REASONS
+
+
+@pytest.mark.parametrize("kind, payload, reason", [
+    ("internet", json.dumps(internet_payload()).encode()[:-1], "json"),
+    ("guest_network", b"[1, 2", "json"),
+    ("guest_network", b'{"v": 1, "ts": NaN}', "json"),
+    ("internet", json.dumps(internet_payload(padding="x" * 9000)).encode(), "too_large"),
+    ("guest_network", json.dumps(guest_payload(alerts=["a" * 40] * 200)).encode(), "too_large"),
+    ("internet", json.dumps(internet_payload(sessions="12")).encode(), "schema"),
+    ("internet", json.dumps(internet_payload(minutes=-1)).encode(), "schema"),
+    ("internet", json.dumps(internet_payload(available=1)).encode(), "schema"),
+    ("internet", json.dumps(internet_payload(day="21.09.2026")).encode(), "schema"),
+    ("internet", json.dumps(internet_payload(top_blocked=[{"host": "h.example", "attempts": 1}] * 11)).encode(),
+     "schema"),
+    ("internet", json.dumps(internet_payload(top_blocked=[{"host": "<script>", "attempts": 1}])).encode(), "schema"),
+    ("internet", json.dumps(internet_payload(ended={"Bad Word": 1})).encode(), "schema"),
+    ("internet", json.dumps({k: v for k, v in internet_payload().items() if k != "sessions"}).encode(), "schema"),
+    ("guest_network", json.dumps(guest_payload(clients_now=True)).encode(), "schema"),
+    ("guest_network", json.dumps(guest_payload(bytes_up=-5)).encode(), "schema"),
+    ("guest_network", json.dumps(guest_payload(bytes_down=2 ** 60)).encode(), "schema"),
+    ("guest_network", json.dumps(guest_payload(blocked=1.5)).encode(), "schema"),
+    ("guest_network", json.dumps(guest_payload(interface="wlan 1")).encode(), "schema"),
+    ("guest_network", json.dumps(guest_payload(state="OK")).encode(), "schema"),
+    ("guest_network", json.dumps([guest_payload()]).encode(), "schema"),
+])
+def test_internet_and_guest_network_that_do_not_fit_are_dropped_with_the_reason(store, kind, payload, reason):
+    ingest = Ingest(store, clock=Clock())
+    result = ingest.handle_batch([(t.topic(kind, "kyiv-1"), payload, False)])
+    assert result.dropped == {reason: 1} and result.total == 1
+    assert rows(store, "SELECT site, topic, reason FROM dropped") == [("kyiv-1", f"cnap/kyiv-1/{kind}", reason)]
+    for table in ("sites", "entities", "samples"):
+        assert rows(store, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+
+def test_an_unknown_field_in_the_new_payloads_is_dropped_not_the_message(store):
+    ingest = Ingest(store, clock=Clock())
+    result = ingest.handle_batch([state_message("guest_network", guest_payload(ssid="Free-CNAP", clients_now=2))])
+    assert (result.stored, result.dropped_total) == (1, 0)
+    payload = json.loads(rows(store, "SELECT payload FROM entities")[0][0])
+    assert "ssid" not in payload and payload["clients_now"] == 2
+
+
 # --- no input makes it raise ------------------------------------------------------------------------
 _topic_parts = st.sampled_from(["cnap", "kyiv-1", "air", "power", "uplink", "device", "printer", "survey", "answer",
                                 "online", "bridge", "cmd", "cmd_result", "x", "", "+", "#", "$share", "Київ"])

@@ -381,6 +381,66 @@ def test_site_page_shows_entities_charts_and_csat(hub):
     assert client_as(app, "manager").get("/site/nowhere").status_code == 404
 
 
+INTERNET = {"v": 1, "ts": NOW - 20, "enabled": True, "available": False, "state": "proxy_down", "session_open": False,
+            "day": "2026-11-30", "sessions": 12, "ended": {"user": 7, "idle": 3}, "minutes": 95.5,
+            "blocked_hook": 30, "blocked_proxy": 4,
+            "top_blocked": [{"host": "facebook.com", "attempts": 5}, {"host": "other", "attempts": 2}]}
+GUEST_NETWORK = {"v": 1, "ts": NOW - 10, "available": True, "state": "degraded", "alerts": ["dhcp_down"],
+                 "interface": "wlan1", "dhcp": False, "clients_now": 5, "admitted_today": 41,
+                 "bytes_up": 120_400_000, "bytes_down": 3_400_000_000, "blocked": 77, "redirected": 19,
+                 "total_rate_kbit": 5000, "admit_minutes": 60}
+
+
+def add_internet_entities(store, site="kyiv-1"):
+    """The kiosk's browsing counters and the guest Wi-Fi as ingest stores them, with samples."""
+    with store.transaction() as tx:
+        for entity, payload in (("internet", INTERNET), ("guest_network", GUEST_NETWORK)):
+            tx.execute("INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?)",
+                       (site, entity, entity, json.dumps(payload), payload["ts"], NOW - 5))
+        tx.executemany("INSERT INTO samples VALUES (?, 'guest_network', 'clients_now', ?, ?)",
+                       [(site, NOW - 1800 * h, 5 - h) for h in range(4)])
+        tx.executemany("INSERT INTO samples VALUES (?, 'internet', 'minutes', ?, ?)",
+                       [(site, NOW - 1800 * h, 95.5 - 20 * h) for h in range(4)])
+
+
+def test_site_page_shows_visitor_internet_and_guest_wifi_in_both_languages(hub):
+    app, store, _ = hub
+    add_site(store, "kyiv-1")
+    add_internet_entities(store)
+    client = client_as(app, "manager")
+    page = client.get("/site/kyiv-1").get_data(as_text=True)
+    for shown in ("Інтернет для відвідувачів (кіоск)", "Стан</th><td>проксі не працює",
+                  "Сеансів сьогодні</th><td>12", "Хвилин перегляду</th><td>95.5",
+                  "Завершено сеансів · відвідувачем</th><td>7", "Завершено сеансів · через бездіяльність</th><td>3",
+                  "Заблоковано вікном</th><td>30", "Заблоковано проксі</th><td>4",
+                  "Найчастіше заблоковані сайти · facebook.com · Спроб</th><td>5",
+                  "Найчастіше заблоковані сайти · other · Спроб</th><td>2",
+                  "Гостьовий Wi-Fi", "Стан</th><td>з проблемами", "Тривоги пристрою</th><td>DHCP не працює",
+                  "DHCP для гостей працює</th><td>ні <span class=\"flag flag-bad\">",
+                  "Гостей зараз</th><td>5", "Допущено сьогодні</th><td>41", "Надіслано гостями</th><td>120 МБ",
+                  "Отримано гостями</th><td>3.4 ГБ", "Заблоковано</th><td>77", "Переспрямовано на портал</th><td>19",
+                  "Загальна швидкість, кбіт/с</th><td>5000", "Доступ після згоди, хв</th><td>60",
+                  "Гостьовий Wi-Fi: Гостей зараз", "Інтернет для відвідувачів (кіоск): Хвилин перегляду"):
+        assert shown in page, shown
+    assert "field." not in page and "word." not in page and "unit." not in page   # no key shows untranslated
+    client.post("/lang", data={"lang": "en"})
+    page = client.get("/site/kyiv-1").get_data(as_text=True)
+    for shown in ("Visitor internet (kiosk)", "State</th><td>proxy down", "Sessions today</th><td>12",
+                  "Sessions ended · by the visitor</th><td>7", "Most blocked sites · facebook.com · Attempts</th><td>5",
+                  "Guest Wi-Fi", "Guests now</th><td>5", "Admitted today</th><td>41", "Sent by guests</th><td>120 MB",
+                  "Received by guests</th><td>3.4 GB", "Redirected to the portal</th><td>19", "DHCP down",
+                  "Guest Wi-Fi: Guests now"):
+        assert shown in page, shown
+    assert "field." not in page and "word." not in page and "unit." not in page
+
+
+def test_data_sizes_read_in_decimal_units():
+    from monitoring.hub.present import data_size
+    say = lambda key, n: f"{n} {key}"   # noqa: E731
+    assert [data_size(v, say) for v in (0, 999, 1000, 12_345, 999_999, 3_400_000_000, 7e15)] == [
+        "0 unit.bytes", "999 unit.bytes", "1.0 unit.kb", "12.3 unit.kb", "1.0 unit.mb", "3.4 unit.gb", "7000 unit.tb"]
+
+
 def test_surveys_sorted_by_csat(hub):
     app, store, _ = hub
     with store.transaction() as tx:

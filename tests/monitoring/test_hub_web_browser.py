@@ -12,7 +12,7 @@ from monitoring.hub import schema
 from monitoring.hub.db import open_store
 from terminal.server import BackgroundServer
 from tests.conftest import axe_violations
-from tests.monitoring.test_hub_web import NOW, PINS, add_alert, add_site, make_app, make_staff
+from tests.monitoring.test_hub_web import NOW, PINS, add_alert, add_internet_entities, add_site, make_app, make_staff
 
 pytestmark = pytest.mark.browser
 
@@ -53,6 +53,7 @@ def hub_server(tmp_path):
                    "expires_at, sent_at, result_ok, result_message, result_at) VALUES ('c1', 'kyiv-1', "
                    "'ventilation', 'override', '{\"level\": 0, \"minutes\": 30}', 'Technician', ?, ?, ?, 1, "
                    "'ok', ?)", (NOW - 30, NOW + 270, NOW - 29, NOW - 28))
+    add_internet_entities(store)   # visitor internet and guest Wi-Fi on the site page, with their charts
     server = BackgroundServer(app, host="127.0.0.1", port=0)
     server.store = store
     yield server

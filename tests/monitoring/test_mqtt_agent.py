@@ -402,6 +402,9 @@ def test_discovery_configs_are_retained_complete_and_resent_when_home_assistant_
                                     "manufacturer": "cnap-kiosk", "model": "cnap agent"}
         assert config["unique_id"].startswith(f"cnap_{SITE}_") and "{{" in config["value_template"]
     assert configs[f"homeassistant/sensor/{SITE}/ups_input_voltage/config"]["entity_category"] == "diagnostic"
+    # Every retained state topic of a site is announced by at least one entity.
+    announced = {config["state_topic"].split("/")[2] for config in configs.values()}
+    assert {"ventilation", "air", "power", "device", "internet", "guest_network"} <= announced
     # Home Assistant restarted: every config comes again (live, so not flagged retained).
     assert reader.publish("homeassistant/status", b"online") < 128
     again = set()

@@ -21,6 +21,11 @@ UPLINKS = {"available": True, "state": "degraded", "alerts": ["uplink_down"], "a
            "uplinks": [{"name": "fibre", "state": "up", "loss_pct": 0.0, "rtt_ms": 12.5},
                        {"name": "lte", "state": "down", "loss_pct": 100.0, "rtt_ms": None}],
            "polled_at": POLLED}
+# facility/guestnet GuestNetworkController.status() of a running guest network
+GUESTNET = {"events": [], "available": True, "state": "ok", "alerts": [], "interface": "wlan0",
+            "network": "10.99.0.0/22", "dhcp": True, "clients_now": 3, "admitted_today": 17,
+            "bytes_up": 12_345_678, "bytes_down": 987_654_321, "blocked": 42, "redirected": 9,
+            "total_rate_kbit": 5000, "client_rate_kbit": 0, "admit_minutes": 60, "error": None, "polled_at": POLLED}
 
 
 def test_real_shapes_map_field_by_field():
@@ -53,6 +58,29 @@ def test_an_unavailable_or_broken_controller_is_unavailable_not_a_crash():
     assert bad.level is None and bad.max_level == 90     # a level above max is not believed
 
 
+def test_the_guest_network_maps_field_by_field():
+    [message] = mqtt_map.controller_outgoing("kyiv-1", "guestnet", GUESTNET, NOW)
+    assert (message.topic, message.qos, message.retain) == ("cnap/kyiv-1/guest_network", 1, True)
+    guest = topics.parse(message.topic, message.payload, now=NOW).payload
+    assert isinstance(guest, topics.GuestNetworkState)
+    assert (guest.available, guest.state, guest.interface, guest.dhcp) == (True, "ok", "wlan0", True)
+    assert (guest.clients_now, guest.admitted_today, guest.bytes_up, guest.bytes_down, guest.blocked,
+            guest.redirected) == (3, 17, 12_345_678, 987_654_321, 42, 9)
+    assert (guest.total_rate_kbit, guest.client_rate_kbit, guest.admit_minutes) == (5000, None, 60)   # 0: no cap
+    assert "network" not in message.payload.decode() and "events" not in message.payload.decode()
+
+
+def test_a_guest_network_that_is_off_or_odd_still_publishes_a_valid_state():
+    from facility.guestnet import GuestNetworkController
+    off = mqtt_map.guest_network(GuestNetworkController({}).status(), NOW)   # GUEST_INTERFACE empty
+    assert (off.available, off.state, off.clients_now, off.interface) == (False, "disabled", 0, None)
+    odd = mqtt_map.guest_network({**GUESTNET, "clients_now": -1, "bytes_up": 2 ** 70, "blocked": "7", "dhcp": "yes",
+                                  "interface": "wlan0; rm", "admit_minutes": True, "state": "OK now"}, NOW)
+    assert (odd.clients_now, odd.bytes_up, odd.blocked, odd.dhcp, odd.interface, odd.admit_minutes) == (
+        0, 0, 0, None, None, None)
+    assert odd.state == "ok_now" and odd.bytes_down == 987_654_321
+
+
 def test_content_key_ignores_only_the_timestamp():
     first = mqtt_map.controller_outgoing("kyiv-1", "power", POWER, NOW)[0]
     later = mqtt_map.controller_outgoing("kyiv-1", "power", {**POWER, "polled_at": None}, NOW + 60)[0]
@@ -68,7 +96,9 @@ json_values = st.recursive(
     max_leaves=30)
 known_keys = st.sampled_from(["available", "state", "alerts", "level", "max_level", "override", "readings",
                               "source", "runtime_s", "charge_pct", "ups_status", "input_voltage", "uplinks",
-                              "active", "polled_at", "name", "rtt_ms", "loss_pct", "until", "co2_ppm"])
+                              "active", "polled_at", "name", "rtt_ms", "loss_pct", "until", "co2_ppm",
+                              "interface", "dhcp", "clients_now", "admitted_today", "bytes_up", "bytes_down",
+                              "blocked", "redirected", "total_rate_kbit", "client_rate_kbit", "admit_minutes"])
 snapshots = st.recursive(
     st.dictionaries(known_keys, json_values, max_size=12),
     lambda inner: st.dictionaries(known_keys, inner | json_values | st.lists(inner, max_size=4), max_size=12),
@@ -76,7 +106,7 @@ snapshots = st.recursive(
 
 
 @settings(deadline=None, max_examples=300)
-@given(name=st.sampled_from(["ventilation", "power", "uplinks", "other"]), snapshot=snapshots)
+@given(name=st.sampled_from(["ventilation", "power", "uplinks", "guestnet", "other"]), snapshot=snapshots)
 def test_any_snapshot_maps_to_valid_payloads(name, snapshot):
     for message in mqtt_map.controller_outgoing("kyiv-1", name, snapshot, NOW):
         parsed = topics.parse(message.topic, message.payload, now=NOW)

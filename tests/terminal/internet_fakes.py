@@ -1,6 +1,6 @@
 """Fakes of the two things the kiosk's internet pages talk to: the window's browsing view (the
 WindowPort contract of terminal/internet/port.py; the real window is tested on its own branch)
-and the filtering proxy (start/update/stop/alive)."""
+and the filtering proxy (start/update/stop/running)."""
 from __future__ import annotations
 
 import threading
@@ -44,8 +44,12 @@ class FakeWindow:
 class FakeProxy:
     instances: list["FakeProxy"] = []
 
-    def __init__(self, allowlist, *, workdir, port=0, upstream="", **settings):
+    """The surface of terminal/internet/proxy.py FilteringProxy the kiosk uses."""
+
+    def __init__(self, allowlist, *, workdir, port=0, upstream="", binary="tinyproxy", max_clients=32,
+                 on_event=None, on_down=None):
         self.allowlist, self.workdir, self.port = allowlist, workdir, port
+        self.on_event, self.on_down = on_event, on_down
         self.updates = []
         self.running = False
         self.stopped = False
@@ -57,9 +61,6 @@ class FakeProxy:
 
     def update(self, allowlist) -> None:
         self.updates.append(allowlist)
-
-    def alive(self) -> bool:
-        return self.running
 
     def stop(self) -> None:
         self.running, self.stopped = False, True

@@ -110,10 +110,10 @@ def test_events_become_counters_and_the_ended_page(app, client):
     assert "екрана давно не торкалися" in client.get("/internet/ended?lang=uk").text
     today = browsing.store.day_counters()
     assert today["sessions_started"] == 1 and today["sessions_ended"]["idle"] == 1 and today["minutes"] == 4.0
-    # the proxy reports its own refusals here (FakeProxy has no on_event): the window's proxy echo counts
-    assert today["blocked"] == {"hook": 1, "proxy": 1}
+    # the proxy reports its own refusals (on_proxy_event): a window's echo of one is not counted again
+    assert today["blocked"] == {"hook": 1, "proxy": 0}
     browsing.on_proxy_event({"type": "blocked", "layer": "proxy", "host": "x.example"})
-    assert browsing.store.day_counters()["blocked"]["proxy"] == 2
+    assert browsing.store.day_counters()["blocked"]["proxy"] == 1
     browsing.on_event({"type": "blocked", "host": None, "layer": 7})     # odd events never raise
     browsing.on_event("nonsense")
 

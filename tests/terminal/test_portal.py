@@ -79,7 +79,7 @@ def test_every_probe_and_page_of_a_captive_phone_goes_to_the_terms(app, agent, p
 def test_terms_in_both_languages_accept_admits_this_phone_and_probes_then_succeed(app, agent):
     client = phone(app)
     uk = get(client, "/portal/").get_data(as_text=True)
-    assert 'lang="uk"' in uk and "Погоджуюсь, підключити" in uk and "60 хв" in uk
+    assert 'lang="uk"' in uk and "Погоджуюсь, підключити" in uk and "60\u00a0хв" in uk
     en = get(client, "/portal/?lang=en").get_data(as_text=True)
     assert 'lang="en"' in en and "I agree, connect me" in en
     answer = accept(client)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.helpers import wait_for
 from tests.terminal.xscreen import missing_tools, x_screen
 from terminal.shell import WINDOW_USER_AGENT_MARK, display_available, is_allowed, loggable_target, refusal_reason
 
@@ -158,15 +159,7 @@ def test_command_rejects_a_non_http_url():
 # --- the real window -----------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.1)
+_wait_for = wait_for
 
 
 @pytest.fixture(scope="module")

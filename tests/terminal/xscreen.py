@@ -19,8 +19,28 @@ def missing_tools() -> list[str]:
 
 
 @contextmanager
-def x_screen(workdir: Path, width: int = SCREEN_W, height: int = SCREEN_H):
-    """Yields the display name (":N"); RuntimeError when Xvfb or the window manager fail."""
+def x_screen(workdir: Path, width: int = SCREEN_W, height: int = SCREEN_H, attempts: int = 3):
+    """Yields the display name (":N"); RuntimeError when Xvfb or the window manager fail
+    ``attempts`` times in a row (a display number another screen was just leaving can refuse the
+    window manager's first connection)."""
+    for attempt in range(attempts):
+        try:
+            screen = _x_screen(workdir, width, height)
+            display = screen.__enter__()
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+            continue
+        try:
+            yield display
+        finally:
+            screen.__exit__(None, None, None)
+        return
+
+
+@contextmanager
+def _x_screen(workdir: Path, width: int, height: int):
     if missing_tools():
         raise RuntimeError(f"{', '.join(missing_tools())} missing: apt-get install xvfb xauth imagemagick "
                            "matchbox-window-manager x11-utils xdotool")

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -271,26 +272,54 @@ def test_config_from_settings_and_upstream_checks():
             settings.load(environ={f"CNAP_{name}": value})
 
 
-def test_a_proxy_left_by_a_killed_kiosk_is_ended_by_the_next_start(fake_internet, tmp_path):
-    # A kiosk process that is killed cannot stop its tinyproxy; the next one on the same workdir
-    # must not find the port taken nor leave the old filter running.
+def _kiosk_with_a_proxy(workdir, upstream: str, *, die_with_it: bool) -> tuple[subprocess.Popen, str, int]:
+    """A stand-in kiosk process that starts a FilteringProxy and waits; its proxy URL and pid."""
     script = ("import sys, time; sys.path.insert(0, sys.argv[1]);"
+              "import terminal.internet.proxy as m;"
+              + ("" if die_with_it else "m._DIE_WITH_US = [];") +
               "from terminal.internet.allowlist import Allowlist;"
-              "from terminal.internet.proxy import FilteringProxy;"
-              "p = FilteringProxy(Allowlist(['allowed.test']), workdir=sys.argv[2], upstream=sys.argv[3]);"
+              "p = m.FilteringProxy(Allowlist(['allowed.test']), workdir=sys.argv[2], upstream=sys.argv[3]);"
               "print(p.start(), p._process.pid, flush=True); time.sleep(60)")
-    kiosk = subprocess.Popen([sys.executable, "-c", script, str(REPO), str(tmp_path), fake_internet.url],
+    kiosk = subprocess.Popen([sys.executable, "-c", script, str(REPO), str(workdir), upstream],
                              stdout=subprocess.PIPE, text=True)
+    url, pid = kiosk.stdout.readline().split()
+    return kiosk, url, int(pid)
+
+
+def _gone(pid: int) -> bool:
     try:
-        url, old_pid = kiosk.stdout.readline().split()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0
+
+
+def test_the_proxy_ends_when_the_kiosk_process_is_killed(fake_internet, tmp_path):
+    kiosk, url, pid = _kiosk_with_a_proxy(tmp_path, fake_internet.url, die_with_it=True)
+    try:
+        assert not _gone(pid)
         kiosk.kill()
         kiosk.wait(5)
-        os.kill(int(old_pid), 0)          # orphaned, still running
+        deadline = time.monotonic() + 5
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid)
+    finally:
+        kiosk.kill()
+
+
+def test_a_proxy_left_by_a_killed_kiosk_is_ended_by_the_next_start(fake_internet, tmp_path):
+    # Where nothing ended it with its kiosk (no setpriv), the next kiosk process on the same
+    # workdir must not find the port taken nor leave the old filter running.
+    kiosk, url, old_pid = _kiosk_with_a_proxy(tmp_path, fake_internet.url, die_with_it=False)
+    try:
+        kiosk.kill()
+        kiosk.wait(5)
+        assert not _gone(old_pid)          # orphaned, still running
         port = int(url.rsplit(":", 1)[1])
         with FilteringProxy(ALLOWED, workdir=tmp_path, port=port, upstream=fake_internet.url) as proxy:
-            assert proxy.url == url and proxy._process.pid != int(old_pid)
+            assert proxy.url == url and proxy._process.pid != old_pid
             assert fetch_via_proxy(url, "http://gov.test/").status == 200   # the new list filters
-        with pytest.raises(ProcessLookupError):
-            os.kill(int(old_pid), 0)
+        assert _gone(old_pid)
     finally:
         kiosk.kill()

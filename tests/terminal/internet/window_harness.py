@@ -23,6 +23,7 @@ from terminal.internet.allowlist import Allowlist
 from terminal.internet.browser import HOOK_OFF_ENV
 from terminal.internet.channel import WindowChannel
 from terminal.internet.port import SessionRequest
+from tests.helpers import wait_for  # noqa: F401 (the tests import it from here too)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ALLOWED = "allowed.test"
@@ -150,7 +151,7 @@ class KioskPages:
 class BrowserWindow:
     """``python -m terminal.shell`` with a control channel; events collected in ``events``."""
 
-    def __init__(self, display: str, workdir: Path, *, hook: bool = True):
+    def __init__(self, display: str, workdir: Path, *, hook: bool = True, env: dict | None = None):
         self.display = display
         self.pages = KioskPages()
         self.channel = WindowChannel()
@@ -163,7 +164,8 @@ class BrowserWindow:
         theirs = self.channel.connect()
         env = {**os.environ, "DISPLAY": display, "HOME": str(self.home),
                "XDG_DATA_HOME": str(self.home / ".local/share"), "XDG_CACHE_HOME": str(self.home / ".cache"),
-               "XDG_CONFIG_HOME": str(self.home / ".config"), "XDG_DOWNLOAD_DIR": str(self.home / "Downloads")}
+               "XDG_CONFIG_HOME": str(self.home / ".config"), "XDG_DOWNLOAD_DIR": str(self.home / "Downloads"),
+               **(env or {})}
         env.pop(HOOK_OFF_ENV, None)
         if not hook:
             env[HOOK_OFF_ENV] = "1"
@@ -240,15 +242,6 @@ class BrowserWindow:
         return self.process.returncode
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
