@@ -458,26 +458,27 @@ def _short(value: Any, limit: int = 60) -> str:
     return repr(_printable(value if isinstance(value, str) else repr(value), limit))
 
 
-_SHAPE_INDEX: tuple[Any, dict] = ((), {})
+def _shape_index(specs: tuple[TopicSpec, ...]) -> dict[Any, list[tuple[TopicSpec, list[str]]]]:
+    """Specs by the levels after the site: by their number alone where the first level is a
+    variable (every topic of that length is a candidate), else by (number, first level)."""
+    index: dict[Any, list] = {}
+    shapes = [(spec, spec.pattern.split("/")[2:]) for spec in specs]
+    for spec, shape in shapes:
+        if shape[0].startswith("{"):
+            index[len(shape)] = [item for item in shapes if len(item[1]) == len(shape)]
+    for spec, shape in shapes:
+        if len(shape) not in index:
+            index.setdefault((len(shape), shape[0]), []).append((spec, shape))
+    return index
+
+
+_SHAPE_INDEX = _shape_index(TOPICS)
 
 
 def _candidates(rest: list[str]) -> list[tuple[TopicSpec, list[str]]]:
-    """The specs (in TOPICS order, with their levels after the site) that a topic with these levels
-    after the site could match: by the number of levels and the first of them. Rebuilt when TOPICS
-    grows (other blocks add their topics at import)."""
-    global _SHAPE_INDEX
-    if _SHAPE_INDEX[0] is not TOPICS:
-        index: dict[Any, list] = {}
-        shapes = [(spec, spec.pattern.split("/")[2:]) for spec in TOPICS]
-        for spec, shape in shapes:
-            if shape[0].startswith("{"):   # a variable first level: every topic of that length is a candidate
-                index[len(shape)] = [item for item in shapes if len(item[1]) == len(shape)]
-        for spec, shape in shapes:
-            if len(shape) not in index:
-                index.setdefault((len(shape), shape[0]), []).append((spec, shape))
-        _SHAPE_INDEX = (TOPICS, index)
-    index = _SHAPE_INDEX[1]
-    return index.get(len(rest)) or index.get((len(rest), rest[0]), [])
+    """The specs (in TOPICS order, with their levels after the site) a topic with these levels
+    after the site could match."""
+    return _SHAPE_INDEX.get(len(rest)) or _SHAPE_INDEX.get((len(rest), rest[0]), [])
 
 
 def parse_topic(raw: Any) -> TopicRef | Rejected:
