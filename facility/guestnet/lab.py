@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from facility.uplinks.netlab import sh
+from facility.uplinks.netlab import NamespaceLab, sh
 from facility.uplinks.netns import in_netns
 from facility.uplinks.simulator import QuietServer
 
@@ -92,7 +92,7 @@ class _Source(socketserver.BaseRequestHandler):
             pass
 
 
-class GuestLab:
+class GuestLab(NamespaceLab):
     def __init__(self, guests: int = 2) -> None:
         tag = uuid.uuid4().hex[:6]
         self.gateway = f"cnap-gw-{tag}"
@@ -100,8 +100,7 @@ class GuestLab:
         self.office = f"cnap-office-{tag}"
         self.ap = f"cnap-ap-{tag}"
         self.guests = [f"cnap-guest{i}-{tag}" for i in range(1, guests + 1)]
-        self.namespaces = [self.gateway, self.internet, self.office, self.ap, *self.guests]
-        self.servers: list[QuietServer] = []
+        super().__init__([self.gateway, self.internet, self.office, self.ap, *self.guests])
         self.folder = Path(tempfile.mkdtemp(prefix="cnap-guestlab-"))
         self.addresses: dict[str, str] = {}
         try:
@@ -111,9 +110,7 @@ class GuestLab:
             raise
 
     def _build(self) -> None:
-        for ns in self.namespaces:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        self.make_namespaces()
         gw = self.gateway
         for dev, peer, ns, ours, theirs in (("wan0", "eth0", self.internet, "203.0.113.2", "203.0.113.1"),
                                             ("office0", "eth0", self.office, "192.168.50.1", OFFICE)):
@@ -263,11 +260,7 @@ class GuestLab:
         return got * 8 / 1000 / elapsed
 
     def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
-        for ns in self.namespaces:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        super().close()
         subprocess.run(["rm", "-rf", str(self.folder)], capture_output=True)
 
 

@@ -69,13 +69,33 @@ class _Http(socketserver.BaseRequestHandler):
             pass
 
 
-class NetLab:
+class NamespaceLab:
+    """Network namespaces made together (each with its loopback up) and removed together, with
+    the servers a lab runs in them; the base of the uplink and guest-network labs."""
+
+    def __init__(self, namespaces: list[str]) -> None:
+        self.namespaces = list(namespaces)
+        self.servers: list[QuietServer] = []
+
+    def make_namespaces(self) -> None:
+        for ns in self.namespaces:
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+        for ns in self.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+class NetLab(NamespaceLab):
     def __init__(self, uplinks: int = 3) -> None:
         tag = uuid.uuid4().hex[:6]
         self.app, self.cli = f"cnap-app-{tag}", f"cnap-cli-{tag}"
         self.ups = [f"cnap-up{i}-{tag}" for i in range(1, uplinks + 1)]
-        self.namespaces = [self.app, self.cli, *self.ups]
-        self.servers: list[QuietServer] = []
+        super().__init__([self.app, self.cli, *self.ups])
         self.http_delay: dict[int, float] = {}
         try:
             self._build()
@@ -85,9 +105,7 @@ class NetLab:
 
     # --- building ------------------------------------------------------------------------
     def _build(self) -> None:
-        for ns in self.namespaces:
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        self.make_namespaces()
         app, cli = self.app, self.cli
         sh("ip", "netns", "exec", app, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for i, up in enumerate(self.ups, 1):
@@ -193,10 +211,3 @@ class NetLab:
     def conntrack_count(self) -> int:
         out = sh("ip", "netns", "exec", self.app, "conntrack", "-C")
         return int(out.strip() or 0)
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
-        for ns in self.namespaces:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
