@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from monitoring import topics  # noqa: E402
 from monitoring.hub.db import open_store  # noqa: E402
 from monitoring.hub.worker import lag_quantile_ms, merged_lag_counts, run_workers  # noqa: E402
-from tests.monitoring.mqtt import Broker  # noqa: E402
+from tests.monitoring.mqtt import Broker, utf8_string, varint  # noqa: E402
 
 ENTITIES_PER_SITE = 30
 PERIOD_S = 10.0
@@ -88,20 +88,6 @@ def site_entities(site: str) -> list[tuple[str, str]]:
     return items
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
 class RawPublisher:
     """One MQTT 5 connection that writes pre-encoded PUBLISH packets (QoS 1, retain) in batches and
     counts the broker's PUBACKs: a few microseconds a message, where paho's per-message Python path
@@ -114,8 +100,8 @@ class RawPublisher:
 
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = _utf8("MQTT") + bytes([5, 0x02]) + (60).to_bytes(2, "big") + b"\x00" + _utf8(client_id)
-        self.sock.sendall(b"\x10" + _varint(len(body)) + body)
+        body = utf8_string("MQTT") + bytes([5, 0x02]) + (60).to_bytes(2, "big") + b"\x00" + utf8_string(client_id)
+        self.sock.sendall(b"\x10" + varint(len(body)) + body)
         self._buffer = b""
         kind, connack = self._read_packet()
         if kind != 0x20 or connack[1] != 0:
@@ -198,8 +184,8 @@ def publish_packets(messages: list[tuple[str, str]]) -> list[tuple[bytes, bytes,
     out = []
     for topic_name, template in messages:
         before, after = (part.encode() for part in template.split("{ts}"))
-        variable = len(_utf8(topic_name)) + 2 + 1 + len(before) + TS_CHARS + len(after)
-        out.append((b"\x33" + _varint(variable) + _utf8(topic_name), before, after))
+        variable = len(utf8_string(topic_name)) + 2 + 1 + len(before) + TS_CHARS + len(after)
+        out.append((b"\x33" + varint(variable) + utf8_string(topic_name), before, after))
     return out
 
 

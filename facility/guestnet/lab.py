@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from facility.uplinks.netlab import NamespaceLab, sh
+from facility.uplinks.netlab import usable as namespaces_usable
 from facility.uplinks.netns import in_netns
 from facility.uplinks.simulator import QuietServer
 
@@ -49,12 +50,7 @@ exit 0
 
 def usable() -> str:
     """Why the lab cannot be built here, or ''."""
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "nft", "tc", "dnsmasq", "udhcpc", "bridge"):
-        if subprocess.run(["which", tool], capture_output=True).returncode:
-            return f"{tool} is missing: run `make test`, which installs it"
-    return ""
+    return namespaces_usable(("ip", "nft", "tc", "dnsmasq", "udhcpc", "bridge"))
 
 
 class _Page(socketserver.BaseRequestHandler):

@@ -38,11 +38,11 @@ def sh(*argv: str, input: str | None = None) -> str:
     return done.stdout
 
 
-def usable() -> str:
-    """Why namespaces cannot be used here, or ''."""
+def usable(tools: tuple[str, ...] = ("ip", "nft", "conntrack")) -> str:
+    """Why namespaces with ``tools`` cannot be used here, or ''."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "nft", "conntrack"):
+    for tool in tools:
         if subprocess.run(["which", tool], capture_output=True).returncode:
             return f"{tool} is missing: run `make test`, which installs it"
     return ""

@@ -22,6 +22,22 @@ from monitoring import brokerconf
 WAIT_S = 10   # an upper bound for one broker round trip on a loaded CI machine, never a timing assert
 
 
+def varint(n: int) -> bytes:
+    """MQTT's variable byte integer (remaining length, property lengths)."""
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def utf8_string(text: str) -> bytes:
+    """MQTT's UTF-8 string: two length bytes, then the bytes."""
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,15 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitoring.hub.worker import _IngestClient
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from tests.monitoring.mqtt import varint
 
 
 def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
