@@ -92,6 +92,26 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def start_headless_demo(tmp_path: Path, settings: dict[str, str]):
+    """`cnap demo --no-window` in ``tmp_path`` with these CNAP_* ``settings`` (none inherited from
+    the test's environment, no display), its output in ``tmp_path/demo.out``; (process, out file)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY") and not k.startswith("CNAP_")}
+    env.update({"PYTHONPATH": str(root), "CNAP_SECRET_KEY": "demo-test", "CNAP_SERVICE_PINS_MUST_CHANGE": "0",
+                **settings})
+    out = tmp_path / "demo.out"
+    with open(out, "w") as output:
+        demo = subprocess.Popen([sys.executable, "-m", "terminal.cli", "demo", "--port", "0", "--no-window",
+                                 "--instance", str(tmp_path / "instance")], env=env, cwd=tmp_path,
+                                stdout=output, stderr=subprocess.STDOUT, text=True)
+    return demo, out
+
+
 def interrupt_and_wait(process, timeout: float = 60) -> None:
     """Ctrl+C for a `cnap demo` (or any process that stops in order on SIGINT); killed when it
     has not stopped within ``timeout`` seconds."""

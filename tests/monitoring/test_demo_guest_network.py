@@ -5,17 +5,14 @@ the phone's probe is redirected to the kiosk's portal, the hub shows the site's 
 is gone and no process of it (dnsmasq among them) is left."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from facility.guestnet.lab import INTERNET, usable
 from tests.facility.fakes import wait_until
-from tests.helpers import descendants, interrupt_and_wait, kill_all
-from tests.monitoring.test_agent import ROOT
+from tests.helpers import descendants, interrupt_and_wait, kill_all, start_headless_demo
 from tests.monitoring.test_demo_monitoring import HubBrowser
 
 pytestmark = [pytest.mark.timeout(240),
@@ -43,15 +40,7 @@ def test_the_demos_guest_wifi_comes_up_and_goes_away_cleanly(tmp_path):
     from terminal.cli import DEMO_TECHNICIAN, DEMO_TECHNICIAN_PIN
 
     before = namespaces()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY") and not k.startswith("CNAP_")}
-    env.update({"PYTHONPATH": str(ROOT), "CNAP_SECRET_KEY": "demo-test", "CNAP_SERVICE_PINS_MUST_CHANGE": "0",
-                "CNAP_FACILITY_CONTROLLERS": "facility.guestnet", "CNAP_MQTT_REFRESH_S": "2"})
-    out = tmp_path / "demo.out"
-    with open(out, "w") as output:
-        demo = subprocess.Popen([sys.executable, "-m", "terminal.cli", "demo", "--port", "0", "--no-window",
-                                 "--instance", str(tmp_path / "instance")], env=env, cwd=tmp_path,
-                                stdout=output, stderr=subprocess.STDOUT, text=True)
+    demo, out = start_headless_demo(tmp_path, {"CNAP_FACILITY_CONTROLLERS": "facility.guestnet", "CNAP_MQTT_REFRESH_S": "2"})
     below: list[int] = []
     made: set[str] = set()
     try:

@@ -4,17 +4,13 @@ watches the alert fire, acknowledges it, puts paper back and sees it resolve."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from tests.facility.fakes import wait_until
-from tests.helpers import descendants, interrupt_and_wait, kill_all
-from tests.monitoring.test_agent import ROOT
+from tests.helpers import descendants, interrupt_and_wait, kill_all, start_headless_demo
 from tests.terminal.kiosk_http import StaffBrowser
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,16 +36,8 @@ def control(api: str, device: str, action: str, **kwargs) -> None:
 def test_a_printer_fault_fires_an_alert_on_the_hub_that_staff_acknowledge(tmp_path):
     from terminal.cli import DEMO_TECHNICIAN, DEMO_TECHNICIAN_PIN
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY") and not k.startswith("CNAP_")}
-    env.update({"PYTHONPATH": str(ROOT), "CNAP_SECRET_KEY": "demo-test", "CNAP_SERVICE_PINS_MUST_CHANGE": "0",
-                "CNAP_FACILITY_CONTROLLERS": "tests.facility.fakeplant.ventilation",
-                "CNAP_MQTT_KIOSK_POLL_S": "1", "CNAP_HUB_ALERT_KEEP_FIRING_FOR_S": "1"})
-    out = tmp_path / "demo.out"
-    with open(out, "w") as output:
-        demo = subprocess.Popen([sys.executable, "-m", "terminal.cli", "demo", "--port", "0", "--no-window",
-                                 "--instance", str(tmp_path / "instance")], env=env, cwd=tmp_path,
-                                stdout=output, stderr=subprocess.STDOUT, text=True)
+    demo, out = start_headless_demo(tmp_path, {"CNAP_FACILITY_CONTROLLERS": "tests.facility.fakeplant.ventilation",
+                                          "CNAP_MQTT_KIOSK_POLL_S": "1", "CNAP_HUB_ALERT_KEEP_FIRING_FOR_S": "1"})
     below: list[int] = []
     try:
         def printed(pattern: str):
