@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from terminal.i18n import LANGUAGES, SOURCE_LANGUAGE
 from terminal.internet.allowlist import Allowlist
 from terminal.internet.port import Event, SessionRequest, WindowPort
 from terminal.internet.store import InternetStore
@@ -112,7 +113,7 @@ class BrowsingSessions:
         self.config, self.store, self._window, self._clock = config, store, window, clock
         self._proxy_factory = proxy_factory
         self.workdir = Path(workdir)
-        self.uplinks = UplinkWatch(agent_status, float(config.get("INTERNET_UPLINK_CHECK_S", 10.0)), clock)
+        self.uplinks = UplinkWatch(agent_status, config["INTERNET_UPLINK_CHECK_S"], clock)
         self._lock = threading.RLock()
         self.proxy: Any = None
         self.proxy_url = ""
@@ -128,7 +129,7 @@ class BrowsingSessions:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.config.get("INTERNET_ENABLED"))
+        return bool(self.config["INTERNET_ENABLED"])
 
     def window(self) -> WindowPort | None:
         return self._window()
@@ -245,14 +246,15 @@ class BrowsingSessions:
 
     def request(self, lang: str, back_url: str = "") -> SessionRequest:
         allowlist = self.allowlist()
-        home = self.config.get("INTERNET_HOME_URL") or ""
+        home = self.config["INTERNET_HOME_URL"]
         if not allowlist.decide(home).allowed and allowlist.domains:
             home = f"https://{allowlist.domains[0]}/"    # the configured home is off the list now
-        warn_s = int(self.config.get("INTERNET_WARN_S", 30))
-        return SessionRequest(allowlist=allowlist, home_url=home, lang=lang if lang in ("uk", "en") else "uk",
-                              proxy_url=self.proxy_url, session_s=int(self.config.get("INTERNET_SESSION_MIN", 15)) * 60,
-                              idle_s=int(self.config.get("INTERNET_IDLE_S", 120)), warn_s=max(20, warn_s),
-                              extend_s=int(self.config.get("INTERNET_EXTEND_MIN", 5)) * 60, back_url=back_url)
+        # The numbers are checked once, by terminal/settings.py (INTERNET_WARN_S ≥ 20, …).
+        config = self.config
+        return SessionRequest(allowlist=allowlist, home_url=home, lang=lang if lang in LANGUAGES else SOURCE_LANGUAGE,
+                              proxy_url=self.proxy_url, session_s=config["INTERNET_SESSION_MIN"] * 60,
+                              idle_s=config["INTERNET_IDLE_S"], warn_s=config["INTERNET_WARN_S"],
+                              extend_s=config["INTERNET_EXTEND_MIN"] * 60, back_url=back_url)
 
     def start(self, lang: str, back_url: str = "") -> str | None:
         """Open a session in the window; None when it opened, else why not (a reason word, or
